@@ -1,0 +1,29 @@
+//! The domain of the adieu OpenID Provider, without I/O.
+//!
+//! - [`id`]: newtype identifiers (`ClientId`, `UserId`, `SessionId`, `Sid`, …) so that one can never be
+//!   passed where another is expected (a `Sid` is never a cookie value).
+//! - [`time`]: [`UnixMillis`] and the [`Clock`] trait; time is a parameter so tests control it.
+//! - [`client`]: registered applications and their logout settings.
+//! - [`initiator`]: the seven ways a session ends and a client's subscription to them.
+//! - [`user`]: user accounts.
+//! - [`session`]: OP sessions, their lifetimes, and participations `(session, client, sid)`.
+//! - [`grant`]: authorization codes, access and refresh tokens, pending sign-in requests.
+//! - [`store`]: the storage traits every backend implements, and [`store::StoreError`].
+
+pub mod client;
+pub mod grant;
+pub mod id;
+pub mod initiator;
+pub mod net;
+pub mod session;
+pub mod store;
+pub mod time;
+pub mod user;
+
+pub use client::{Client, TokenEndpointAuthMethod};
+pub use id::{ClientId, SessionId, Sid, UserId};
+pub use initiator::{Initiator, InitiatorMode, InitiatorSubscription};
+pub use session::{Participation, Session, SessionLifetime};
+pub use store::{Store, StoreError};
+pub use time::{Clock, ManualClock, SystemClock, UnixMillis};
+pub use user::User;

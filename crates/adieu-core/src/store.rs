@@ -1,0 +1,203 @@
+//! Storage traits. Each backend (SQLite now, PostgreSQL for several replicas) is one type that
+//! implements all of them; [`Store`] is the sum the server holds as `Arc<dyn Store>`.
+//!
+//! Rules every backend keeps: times are [`UnixMillis`]; secrets (codes, tokens, cookie values, client
+//! secrets) arrive already hashed; every method that changes more than one row does so in one
+//! transaction.
+
+use crate::client::Client;
+use crate::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
+use crate::id::{ClientId, SessionId, Sid, UserId};
+use crate::initiator::Initiator;
+use crate::session::{EndedSession, Participation, Session};
+use crate::time::UnixMillis;
+use crate::user::User;
+use adieu_proto::SigningAlg;
+use async_trait::async_trait;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A unique value is taken (username, email, client id…). The text names the field.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database failed; the text is for logs, never for clients.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// Result alias for storage calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// User accounts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Adds a user; `Conflict` if the username or email is taken.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// A user by id.
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
+    /// A user by username or email (compared lower-cased).
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
+    /// All users, ordered by username.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces the password hash; false if there is no such user.
+    async fn set_password_hash(&self, id: &UserId, hash: &str, at: UnixMillis) -> StoreResult<bool>;
+    /// Deletes the account in one transaction: its active sessions end with `account-deleted`, every
+    /// token is revoked, the row goes. Returns the ended sessions, or `None` if there is no such user.
+    async fn delete_user(&self, id: &UserId, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>>;
+}
+
+/// Registered applications.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Registers a client; `Conflict` if the id is taken.
+    async fn create_client(&self, client: &Client) -> StoreResult<()>;
+    /// A client by id.
+    async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>>;
+    /// All clients, ordered by id.
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Removes a client and its tokens; false if there is no such client.
+    async fn delete_client(&self, id: &ClientId) -> StoreResult<bool>;
+}
+
+/// OP sessions and their participations.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session under the hash of its cookie value.
+    async fn create_session(&self, session: &Session, cookie_hash: &str) -> StoreResult<()>;
+    /// The session a cookie belongs to (ended or not; the caller checks lifetimes).
+    async fn session_by_cookie(&self, cookie_hash: &str) -> StoreResult<Option<Session>>;
+    /// A session by id.
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
+    /// Records use of the session (idle lifetime).
+    async fn touch_session(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()>;
+    /// The same user signed in again: new cookie (no fixation), new `auth_time`.
+    async fn reauthenticate_session(&self, id: &SessionId, cookie_hash: &str, at: UnixMillis) -> StoreResult<()>;
+    /// A user's sessions that have not ended, newest first.
+    async fn open_sessions_of_user(&self, user: &UserId) -> StoreResult<Vec<Session>>;
+    /// The participation of `client` in `session`, creating it with `new_sid` if there is none.
+    /// The returned `sid` is the one every ID token of that pair carries.
+    async fn ensure_participation(
+        &self,
+        session: &SessionId,
+        client: &ClientId,
+        new_sid: &Sid,
+        at: UnixMillis,
+    ) -> StoreResult<Participation>;
+    /// A participation by its `sid`.
+    async fn participation_by_sid(&self, sid: &Sid) -> StoreResult<Option<Participation>>;
+    /// Ends a session, in one transaction: marks it ended with `initiator`, revokes its refresh and
+    /// access tokens that are not `offline_access` (BC-RT-01/02), and returns its participations.
+    /// `None` if the session does not exist or had already ended (ending is idempotent).
+    async fn end_session(
+        &self,
+        id: &SessionId,
+        initiator: Initiator,
+        at: UnixMillis,
+    ) -> StoreResult<Option<EndedSession>>;
+}
+
+/// The outcome of redeeming an authorization code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the code is now spent.
+    Redeemed(AuthCode),
+    /// The code had been redeemed before.
+    AlreadyUsed(AuthCode),
+    /// No such code.
+    Unknown,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// The token was current; it is now rotated out.
+    Rotated(RefreshToken),
+    /// The token had already been rotated: a replay.
+    Replayed(RefreshToken),
+    /// The token was revoked.
+    Revoked(RefreshToken),
+    /// No such token.
+    Unknown,
+}
+
+/// Codes, tokens and pending sign-in requests.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Saves a validated authorization request while the user signs in.
+    async fn put_pending_authorization(
+        &self,
+        id: &str,
+        request: &PendingAuthorization,
+        expires_at: UnixMillis,
+    ) -> StoreResult<()>;
+    /// A pending request that has not expired.
+    async fn pending_authorization(&self, id: &str, now: UnixMillis) -> StoreResult<Option<PendingAuthorization>>;
+    /// Forgets a pending request (after use).
+    async fn delete_pending_authorization(&self, id: &str) -> StoreResult<()>;
+    /// Stores a new authorization code.
+    async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
+    /// Atomically marks a code used; a second caller sees `AlreadyUsed`.
+    async fn redeem_code(&self, code_hash: &str, at: UnixMillis) -> StoreResult<CodeRedemption>;
+    /// Revokes every access and refresh token of a grant family; returns how many.
+    async fn revoke_grant(&self, grant_id: &str, at: UnixMillis) -> StoreResult<u64>;
+    /// Revokes every access and refresh token of a user, `offline_access` ones included
+    /// (password change, account deletion); returns how many.
+    async fn revoke_user_tokens(&self, user: &UserId, at: UnixMillis) -> StoreResult<u64>;
+    /// Stores an access token.
+    async fn insert_access_token(&self, token: &AccessToken) -> StoreResult<()>;
+    /// An access token by hash.
+    async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
+    /// Stores a refresh token.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Atomically rotates a refresh token out (first use wins).
+    async fn use_refresh_token(&self, token_hash: &str, at: UnixMillis) -> StoreResult<RefreshUse>;
+    /// Deletes expired codes, pending requests and tokens; returns how many rows went.
+    async fn purge_expired(&self, now: UnixMillis) -> StoreResult<u64>;
+}
+
+/// A signing key as stored: PKCS#8 DER of the private key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    /// Key id (published in the JWKS and the JWS header).
+    pub kid: String,
+    /// The one algorithm this key signs with (RFC 8725 §3.1).
+    pub alg: SigningAlg,
+    /// PKCS#8 v1 DER.
+    pub private_pkcs8: Vec<u8>,
+    /// Creation time.
+    pub created_at: UnixMillis,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_pkcs8", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// Signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// All signing keys, oldest first.
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    /// Adds a signing key.
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+}
+
+/// Liveness of the backend.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// Succeeds if the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Everything the server needs from storage.
+pub trait Store: UserStore + ClientStore + SessionStore + GrantStore + KeyStore + Health + std::fmt::Debug {}
+
+impl<T> Store for T where T: UserStore + ClientStore + SessionStore + GrantStore + KeyStore + Health + std::fmt::Debug {}

@@ -1,0 +1,49 @@
+//! The OpenID Provider metadata document served at `/.well-known/openid-configuration`.
+
+use serde::{Deserialize, Serialize};
+
+/// OpenID Provider metadata (Discovery 1.0 §3, RFC 8414, BCL §2.1, RPIL §2.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderMetadata {
+    /// The issuer identifier; identical to `iss` in every token (CORE-01).
+    pub issuer: String,
+    /// Where the browser is sent to sign in.
+    pub authorization_endpoint: String,
+    /// Where codes and refresh tokens are exchanged.
+    pub token_endpoint: String,
+    /// Claims about the signed-in user, for a bearer access token.
+    pub userinfo_endpoint: String,
+    /// The public signing keys.
+    pub jwks_uri: String,
+    /// RP-Initiated Logout endpoint (RPI-01).
+    pub end_session_endpoint: String,
+    /// Supported scopes.
+    pub scopes_supported: Vec<String>,
+    /// Only `code`.
+    pub response_types_supported: Vec<String>,
+    /// `query`.
+    pub response_modes_supported: Vec<String>,
+    /// `authorization_code`, `refresh_token`.
+    pub grant_types_supported: Vec<String>,
+    /// `public`: the `sub` is the same for every client.
+    pub subject_types_supported: Vec<String>,
+    /// RS256 first (required by Core), then ES256, EdDSA (BC-OP-03).
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// `client_secret_basic`, `client_secret_post`, `none`.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Only `S256`; `plain` is refused.
+    pub code_challenge_methods_supported: Vec<String>,
+    /// Claims adieu can return.
+    pub claims_supported: Vec<String>,
+    /// `none`, `login`, `consent`, `select_account`.
+    pub prompt_values_supported: Vec<String>,
+    /// RFC 9207: authorization responses carry `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
+    /// Always `true` (BC-OP-01).
+    pub backchannel_logout_supported: bool,
+    /// Always `true`: `sid` is in ID tokens and logout tokens (BC-OP-02).
+    pub backchannel_logout_session_supported: bool,
+    /// Dynamic client registration endpoint, once enabled.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub registration_endpoint: Option<String>,
+}

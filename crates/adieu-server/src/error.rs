@@ -1,0 +1,117 @@
+//! Errors at the HTTP boundary.
+//!
+//! - [`OAuthError`]: JSON endpoints (token, userinfo): the protocol `error` and a description, status < 500
+//!   for anything a client did; internal failures answer a generic `server_error`.
+//! - [`PageError`]: browser pages: an HTML page with a plain message.
+//!
+//! Internal detail is logged once, where the failure is converted, and never sent to the client.
+
+use adieu_core::StoreError;
+use adieu_proto::{ErrorBody, ErrorCode};
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An OAuth error answered as JSON.
+#[derive(Debug)]
+pub struct OAuthError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The protocol code.
+    pub code: ErrorCode,
+    /// Human-readable description (no secrets).
+    pub description: String,
+    /// `WWW-Authenticate` value, for 401 answers.
+    pub www_authenticate: Option<String>,
+}
+
+impl OAuthError {
+    /// A 400 with `code`.
+    pub fn bad(code: ErrorCode, description: impl Into<String>) -> Self {
+        OAuthError { status: StatusCode::BAD_REQUEST, code, description: description.into(), www_authenticate: None }
+    }
+
+    /// `invalid_request`.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::bad(ErrorCode::InvalidRequest, description)
+    }
+
+    /// `invalid_grant`.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::bad(ErrorCode::InvalidGrant, description)
+    }
+
+    /// An internal failure: logged here, answered generically.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        OAuthError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: ErrorCode::ServerError,
+            description: "internal error".into(),
+            www_authenticate: None,
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        OAuthError::internal(e)
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: self.code, error_description: Some(self.description) };
+        let mut res = (self.status, Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(v) = self.www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        res
+    }
+}
+
+/// An error shown to a person in the browser.
+#[derive(Debug)]
+pub struct PageError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Page heading.
+    pub title: String,
+    /// Explanation.
+    pub message: String,
+}
+
+impl PageError {
+    /// A 400 page.
+    pub fn bad_request(title: impl Into<String>, message: impl Into<String>) -> Self {
+        PageError { status: StatusCode::BAD_REQUEST, title: title.into(), message: message.into() }
+    }
+
+    /// An internal failure: logged here, shown generically.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        PageError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            title: "Something went wrong".into(),
+            message: "The sign-in service had an internal problem. Please try again in a moment.".into(),
+        }
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        PageError::internal(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let html = crate::pages::render(
+            "message.html",
+            minijinja::context! { title => self.title, message => self.message, error => true },
+        );
+        (self.status, html).into_response()
+    }
+}

@@ -1,0 +1,36 @@
+//! The provider's own start page: who is signed in here, with a sign-out button.
+
+use crate::AppState;
+use crate::browser::{csrf_token, current_session};
+use crate::error::PageError;
+use crate::pages::render;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::CookieJar;
+use minijinja::context;
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/", get(home))
+}
+
+async fn home(State(state): State<AppState>, jar: CookieJar) -> Result<Response, PageError> {
+    let session = current_session(&state, &jar).await?;
+    let username = match &session {
+        Some(s) => state.store.user_by_id(&s.user_id).await?.map(|u| u.username),
+        None => None,
+    };
+    let (jar, csrf) = csrf_token(&state, jar);
+    let html = render(
+        "home.html",
+        context! {
+            username => username,
+            csrf => csrf,
+            logout_action => state.path("/logout/confirm"),
+            login => state.path("/login"),
+        },
+    );
+    Ok((jar, html).into_response())
+}

@@ -1,0 +1,142 @@
+//! The HTTP application of the adieu OpenID Provider.
+//!
+//! Start at [`router`], which builds the whole app from an [`AppState`]. One module per endpoint
+//! group, each with its routes beside its handlers:
+//!
+//! - [`discovery`]: `/.well-known/openid-configuration` and the JWKS.
+//! - [`authorize`]: the authorization endpoint, a pipeline of named checks.
+//! - [`login`]: the sign-in page and form.
+//! - [`token`]: the token endpoint (`authorization_code`, `refresh_token`) and client authentication.
+//! - [`userinfo`]: claims for a bearer access token.
+//! - [`end_session`]: RP-Initiated Logout 1.0 (RPI-01..10).
+//! - [`logout`]: the one function that ends a session, whatever the initiator.
+//! - [`home`]: the provider's own start page.
+//! - [`health`]: `/healthz` and `/readyz`.
+//!
+//! Support: [`settings`], [`keys`] (signing and JWKS), [`id_token`], [`crypto`], [`password`],
+//! [`browser`] (cookies, CSRF), [`ratelimit`], [`pages`] (templates), [`error`], [`registration`]
+//! (validation of client metadata).
+
+pub mod authorize;
+pub mod browser;
+pub mod crypto;
+pub mod discovery;
+pub mod end_session;
+pub mod error;
+pub mod health;
+pub mod home;
+pub mod id_token;
+pub mod keys;
+pub mod login;
+pub mod logout;
+pub mod pages;
+pub mod password;
+pub mod ratelimit;
+pub mod registration;
+pub mod settings;
+pub mod token;
+pub mod userinfo;
+
+use adieu_core::{Clock, SessionLifetime, Store};
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use settings::Settings;
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Signing keys.
+    pub keys: Arc<keys::Keys>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Password hashing.
+    pub passwords: password::Passwords,
+    /// Sign-in attempt limits.
+    pub limiter: Arc<ratelimit::LoginLimiter>,
+    /// Cookie names.
+    pub cookies: Arc<browser::CookieNames>,
+    /// Session lifetimes.
+    pub lifetime: SessionLifetime,
+    /// `iss` value.
+    pub issuer: Arc<str>,
+    /// The issuer's origin (`scheme://host[:port]`) for `Origin` checks.
+    pub issuer_origin: Arc<str>,
+}
+
+impl AppState {
+    /// Builds the state: loads (or on first start generates) the signing keys.
+    pub async fn new(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        settings.validate()?;
+        // jsonwebtoken picks its crypto backend at run time; install ours (STACK.md pitfall 1).
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let keys = keys::Keys::load_or_generate(store.as_ref(), clock.now()).await?;
+        let l = &settings.login;
+        Ok(AppState {
+            keys: Arc::new(keys),
+            passwords: password::Passwords::new(l.hash_concurrency),
+            limiter: Arc::new(ratelimit::LoginLimiter::new(
+                l.max_failures_per_account,
+                l.max_attempts_per_address,
+                Duration::from_secs(l.window_secs),
+            )),
+            cookies: Arc::new(browser::CookieNames::for_scheme(settings.issuer.scheme() == "https")),
+            lifetime: settings.session_lifetime(),
+            issuer: settings.issuer_str().into(),
+            issuer_origin: settings.issuer.origin().ascii_serialization().into(),
+            settings: Arc::new(settings),
+            store,
+            clock,
+        })
+    }
+
+    /// The absolute URL of an endpoint path (`/token` → `{issuer}/token`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
+    /// The issuer's path prefix ("" for an issuer at the root), for links on pages.
+    pub fn path(&self, path: &str) -> String {
+        format!("{}{}", self.settings.issuer.path().trim_end_matches('/'), path)
+    }
+}
+
+/// The whole application. Routes live beside their handlers; an issuer with a path is served
+/// under that path.
+pub fn router(state: AppState) -> Router {
+    let app = Router::new()
+        .merge(discovery::routes())
+        .merge(authorize::routes())
+        .merge(login::routes())
+        .merge(token::routes())
+        .merge(userinfo::routes())
+        .merge(end_session::routes())
+        .merge(home::routes())
+        .merge(health::routes());
+    let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
+    let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };
+    app.with_state(state)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("no-referrer"),
+        ))
+}

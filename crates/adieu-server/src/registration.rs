@@ -1,0 +1,317 @@
+//! Client metadata: validation and registration. The CLI uses it now; dynamic registration and the
+//! management API go through the same functions.
+//!
+//! URI rules:
+//! - `redirect_uris` (RFC 6749 §3.1.2, RFC 8252 §7): absolute, no fragment; `https`, or `http` on a
+//!   loopback host, or a private-use scheme with a dot (`com.example.app:/cb`) for native apps.
+//! - `post_logout_redirect_uris` (RPI-08): absolute, no fragment; `https`, or `http` on a loopback
+//!   host or in the development profile.
+//! - `backchannel_logout_uri` (BC-REG-01..04): absolute, no fragment, query kept; `https` outside
+//!   the development profile (and `http` only for confidential clients); a literal IP host must be a
+//!   public address; never the provider's own host.
+
+use crate::crypto::{hash_secret, random_id, random_secret};
+use adieu_core::client::{Client, TokenEndpointAuthMethod};
+use adieu_core::id::ClientId;
+use adieu_core::initiator::InitiatorSubscription;
+use adieu_core::net::forbidden_range;
+use adieu_core::store::{ClientStore, StoreError};
+use adieu_core::time::UnixMillis;
+use adieu_proto::{ErrorCode, SigningAlg};
+use std::net::IpAddr;
+use url::{Host, Url};
+
+/// What a client asks to be registered with.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRegistration {
+    /// A chosen `client_id`; generated when absent.
+    pub client_id: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Redirect URIs (at least one).
+    pub redirect_uris: Vec<String>,
+    /// Post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Back-channel logout URI.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether logout tokens must carry `sid`.
+    pub backchannel_logout_session_required: bool,
+    /// Initiator subscription.
+    pub backchannel_logout_initiators: InitiatorSubscription,
+    /// Token endpoint authentication (`none` = public client).
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// ID token algorithm.
+    pub id_token_signed_response_alg: SigningAlg,
+}
+
+/// Where the provider runs, for the URI rules.
+#[derive(Debug, Clone)]
+pub struct UriPolicy {
+    /// The development profile (loopback issuer): `http` allowed.
+    pub development: bool,
+    /// The provider's own host, never a logout target.
+    pub own_host: String,
+}
+
+/// A metadata value that cannot be registered, with the Registration §3.3 error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct RegistrationError {
+    /// `invalid_redirect_uri` or `invalid_client_metadata`.
+    pub code: ErrorCode,
+    /// What is wrong.
+    pub description: String,
+}
+
+fn bad_meta(d: impl Into<String>) -> RegistrationError {
+    RegistrationError { code: ErrorCode::InvalidClientMetadata, description: d.into() }
+}
+
+fn bad_redirect(d: impl Into<String>) -> RegistrationError {
+    RegistrationError { code: ErrorCode::InvalidRedirectUri, description: d.into() }
+}
+
+fn is_loopback_host(u: &Url) -> bool {
+    match u.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_absolute(field: &str, raw: &str) -> Result<Url, String> {
+    let u = Url::parse(raw).map_err(|e| format!("{field} {raw:?} is not an absolute URI: {e}"))?;
+    if u.fragment().is_some() || raw.contains('#') {
+        return Err(format!("{field} {raw:?} must not contain a fragment"));
+    }
+    Ok(u)
+}
+
+/// Checks one redirect URI.
+pub fn check_redirect_uri(raw: &str) -> Result<(), RegistrationError> {
+    let u = parse_absolute("redirect_uri", raw).map_err(bad_redirect)?;
+    match u.scheme() {
+        "https" if u.host().is_some() => Ok(()),
+        "http" if is_loopback_host(&u) => Ok(()),
+        "http" => Err(bad_redirect(format!("redirect_uri {raw:?} must use https (http only on a loopback host)"))),
+        s if s.contains('.') => Ok(()),
+        _ => Err(bad_redirect(format!("redirect_uri {raw:?} must use https, loopback http or a private-use scheme"))),
+    }
+}
+
+/// Checks one post-logout redirect URI (RPI-08).
+pub fn check_post_logout_redirect_uri(raw: &str, policy: &UriPolicy) -> Result<(), RegistrationError> {
+    let u = parse_absolute("post_logout_redirect_uri", raw).map_err(bad_meta)?;
+    match u.scheme() {
+        "https" if u.host().is_some() => Ok(()),
+        "http" if policy.development || is_loopback_host(&u) => Ok(()),
+        s if s.contains('.') => Ok(()),
+        _ => Err(bad_meta(format!("post_logout_redirect_uri {raw:?} must use https"))),
+    }
+}
+
+/// Checks the back-channel logout URI (BC-REG-01..04) and the outbound address rules.
+pub fn check_backchannel_logout_uri(
+    raw: &str,
+    confidential: bool,
+    policy: &UriPolicy,
+) -> Result<(), RegistrationError> {
+    // BC-REG-01 absolute, BC-REG-03 no fragment (BC-REG-02: a query is allowed and kept).
+    let u = parse_absolute("backchannel_logout_uri", raw).map_err(bad_meta)?;
+    let host = u.host().ok_or_else(|| bad_meta(format!("backchannel_logout_uri {raw:?} has no host")))?;
+    // BC-REG-04: https; http only if the provider allows it (development profile) and the client is confidential.
+    match u.scheme() {
+        "https" => {}
+        "http" if policy.development && confidential => {}
+        "http" if policy.development => {
+            return Err(bad_meta("backchannel_logout_uri may use http only for a confidential client (BC-REG-04)"));
+        }
+        _ => return Err(bad_meta(format!("backchannel_logout_uri {raw:?} must use https"))),
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad_meta("backchannel_logout_uri must not contain credentials"));
+    }
+    let host_str = host.to_string();
+    if !policy.development && host_str.eq_ignore_ascii_case(&policy.own_host) {
+        return Err(bad_meta("backchannel_logout_uri must not point at the provider itself"));
+    }
+    let ip = match host {
+        Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        Host::Domain(d) if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost") => {
+            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        }
+        Host::Domain(_) => None,
+    };
+    if let (Some(ip), false) = (ip, policy.development)
+        && let Some(range) = forbidden_range(ip)
+    {
+        return Err(bad_meta(format!("backchannel_logout_uri points at a {range} address")));
+    }
+    Ok(())
+}
+
+/// Checks a whole registration.
+pub fn validate(reg: &ClientRegistration, policy: &UriPolicy) -> Result<(), RegistrationError> {
+    if let Some(id) = &reg.client_id {
+        let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if !ok {
+            return Err(bad_meta("client_id must be 1..128 visible ASCII characters"));
+        }
+    }
+    if reg.name.trim().is_empty() || reg.name.len() > 200 {
+        return Err(bad_meta("client_name must be 1..200 characters"));
+    }
+    if reg.redirect_uris.is_empty() {
+        return Err(bad_redirect("at least one redirect_uri is required"));
+    }
+    for r in &reg.redirect_uris {
+        check_redirect_uri(r)?;
+    }
+    for r in &reg.post_logout_redirect_uris {
+        check_post_logout_redirect_uri(r, policy)?;
+    }
+    let confidential = reg.token_endpoint_auth_method != TokenEndpointAuthMethod::None;
+    if let Some(b) = &reg.backchannel_logout_uri {
+        check_backchannel_logout_uri(b, confidential, policy)?;
+    } else if reg.backchannel_logout_session_required {
+        return Err(bad_meta("backchannel_logout_session_required needs a backchannel_logout_uri"));
+    }
+    Ok(())
+}
+
+/// A registration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The metadata is invalid.
+    #[error(transparent)]
+    Invalid(#[from] RegistrationError),
+    /// Storage failed or the id is taken.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validates and stores a client. Returns it and, for a confidential client, the secret: shown
+/// once, stored only as a hash.
+pub async fn register(
+    store: &dyn ClientStore,
+    reg: ClientRegistration,
+    policy: &UriPolicy,
+    now: UnixMillis,
+) -> Result<(Client, Option<String>), RegisterError> {
+    validate(&reg, policy)?;
+    let secret = (reg.token_endpoint_auth_method != TokenEndpointAuthMethod::None).then(random_secret);
+    let client = Client {
+        id: ClientId::new(reg.client_id.unwrap_or_else(random_id)),
+        name: reg.name.trim().to_owned(),
+        secret_hash: secret.as_deref().map(hash_secret),
+        redirect_uris: reg.redirect_uris,
+        post_logout_redirect_uris: reg.post_logout_redirect_uris,
+        backchannel_logout_uri: reg.backchannel_logout_uri,
+        backchannel_logout_session_required: reg.backchannel_logout_session_required,
+        backchannel_logout_initiators: reg.backchannel_logout_initiators,
+        token_endpoint_auth_method: reg.token_endpoint_auth_method,
+        id_token_signed_response_alg: reg.id_token_signed_response_alg,
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_client(&client).await?;
+    Ok((client, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prod() -> UriPolicy {
+        UriPolicy { development: false, own_host: "id.example.com".into() }
+    }
+    fn dev() -> UriPolicy {
+        UriPolicy { development: true, own_host: "127.0.0.1".into() }
+    }
+
+    #[test]
+    fn bc_reg_01_backchannel_logout_uri_must_be_absolute() {
+        let e = check_backchannel_logout_uri("/logout", true, &prod()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
+    }
+
+    #[test]
+    fn bc_reg_02_query_is_allowed() {
+        check_backchannel_logout_uri("https://rp.example.com/bc?tenant=a", true, &prod()).unwrap();
+    }
+
+    #[test]
+    fn bc_reg_03_fragment_is_refused() {
+        assert!(check_backchannel_logout_uri("https://rp.example.com/bc#x", true, &prod()).is_err());
+        assert!(check_backchannel_logout_uri("https://rp.example.com/bc#", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn bc_reg_04_http_only_in_development_and_for_confidential_clients() {
+        assert!(check_backchannel_logout_uri("http://rp.example.com/bc", true, &prod()).is_err());
+        check_backchannel_logout_uri("http://127.0.0.1:9000/bc", true, &dev()).unwrap();
+        assert!(check_backchannel_logout_uri("http://127.0.0.1:9000/bc", false, &dev()).is_err());
+        assert!(check_backchannel_logout_uri("ftp://rp.example.com/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn backchannel_literal_ip_must_be_public_outside_development() {
+        for u in [
+            "https://127.0.0.1/bc",
+            "https://10.0.0.5/bc",
+            "https://169.254.169.254/bc",
+            "https://[::1]/bc",
+            "https://[fd00::1]/bc",
+            "https://[::ffff:192.168.0.1]/bc",
+            "https://100.64.1.1/bc",
+            "https://localhost/bc",
+        ] {
+            assert!(check_backchannel_logout_uri(u, true, &prod()).is_err(), "{u}");
+        }
+        check_backchannel_logout_uri("https://8.8.8.8/bc", true, &prod()).unwrap();
+    }
+
+    #[test]
+    fn backchannel_uri_may_not_target_the_provider_itself() {
+        assert!(check_backchannel_logout_uri("https://id.example.com/bc", true, &prod()).is_err());
+        assert!(check_backchannel_logout_uri("https://ID.EXAMPLE.COM/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn backchannel_uri_with_credentials_is_refused() {
+        assert!(check_backchannel_logout_uri("https://u:p@rp.example.com/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn redirect_uris_need_https_or_loopback_http() {
+        check_redirect_uri("https://rp.example.com/cb").unwrap();
+        check_redirect_uri("http://127.0.0.1:3000/cb").unwrap();
+        check_redirect_uri("http://localhost/cb").unwrap();
+        check_redirect_uri("com.example.app:/cb").unwrap();
+        assert_eq!(check_redirect_uri("http://rp.example.com/cb").unwrap_err().code, ErrorCode::InvalidRedirectUri);
+        assert!(check_redirect_uri("https://rp.example.com/cb#frag").is_err());
+        assert!(check_redirect_uri("relative/cb").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn rpi_08_post_logout_redirect_uris_need_https_outside_development() {
+        assert!(check_post_logout_redirect_uri("http://rp.example.com/bye", &prod()).is_err());
+        check_post_logout_redirect_uri("http://rp.example.com/bye", &dev()).unwrap();
+        check_post_logout_redirect_uri("https://rp.example.com/bye?x=1", &prod()).unwrap();
+        assert!(check_post_logout_redirect_uri("https://rp.example.com/bye#x", &prod()).is_err());
+    }
+
+    #[test]
+    fn session_required_without_a_logout_uri_is_refused() {
+        let reg = ClientRegistration {
+            name: "A".into(),
+            redirect_uris: vec!["https://a.example.com/cb".into()],
+            backchannel_logout_session_required: true,
+            ..Default::default()
+        };
+        assert!(validate(&reg, &prod()).is_err());
+    }
+}

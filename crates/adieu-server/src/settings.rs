@@ -1,0 +1,208 @@
+//! Settings of the provider's HTTP application (the binary layers file and environment on top).
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::time::Duration;
+use url::Url;
+
+/// Everything the HTTP application is configured with. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The issuer identifier and public base URL. A loopback host is the development profile;
+    /// anything else must be `https`.
+    pub issuer: Url,
+    /// OP session lifetimes.
+    pub session: SessionSettings,
+    /// Token lifetimes.
+    pub tokens: TokenSettings,
+    /// Sign-in attempt limits.
+    pub login: LoginSettings,
+}
+
+/// OP session lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session unused this long ends (default 8 hours).
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after sign-in, however active (default 24 hours).
+    pub absolute_timeout_secs: u64,
+}
+
+/// Token lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Authorization code lifetime (default 60 s).
+    pub code_ttl_secs: u64,
+    /// Access token lifetime (default 1 hour).
+    pub access_token_ttl_secs: u64,
+    /// ID token lifetime (default 1 hour).
+    pub id_token_ttl_secs: u64,
+    /// Refresh token lifetime (default 30 days); session-bound ones also end with the session.
+    pub refresh_token_ttl_secs: u64,
+    /// How long a sign-in started at the authorization endpoint may take (default 10 minutes).
+    pub login_request_ttl_secs: u64,
+}
+
+/// Sign-in attempt limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    /// Failed attempts for one username within the window before it is refused (default 5).
+    pub max_failures_per_account: u32,
+    /// Attempts from one address within the window before it is refused (default 30).
+    pub max_attempts_per_address: u32,
+    /// The window (default 15 minutes).
+    pub window_secs: u64,
+    /// argon2id hashes that may run at once (default 2; each takes ~19 MiB).
+    pub hash_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            // Invariant: a literal that parses.
+            issuer: Url::parse("http://127.0.0.1:8080").expect("valid default issuer"),
+            session: SessionSettings::default(),
+            tokens: TokenSettings::default(),
+            login: LoginSettings::default(),
+        }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings { idle_timeout_secs: 8 * 3600, absolute_timeout_secs: 24 * 3600 }
+    }
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            code_ttl_secs: 60,
+            access_token_ttl_secs: 3600,
+            id_token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            login_request_ttl_secs: 600,
+        }
+    }
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            max_failures_per_account: 5,
+            max_attempts_per_address: 30,
+            window_secs: 900,
+            hash_concurrency: 2,
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    /// The issuer is not an absolute http(s) URL without query and fragment.
+    #[error("issuer {0:?} must be an absolute URL without query or fragment")]
+    IssuerShape(String),
+    /// A non-loopback issuer that is not https.
+    #[error(
+        "issuer {0:?} is not on a loopback address, so it must use https (plain http is only allowed for the loopback development profile)"
+    )]
+    IssuerNotHttps(String),
+    /// A lifetime of zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl Settings {
+    /// Checks the settings that would make the provider unsafe or unusable.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let i = &self.issuer;
+        if !matches!(i.scheme(), "http" | "https")
+            || i.query().is_some()
+            || i.fragment().is_some()
+            || i.host().is_none()
+        {
+            return Err(SettingsError::IssuerShape(i.to_string()));
+        }
+        if i.scheme() != "https" && !self.is_development() {
+            return Err(SettingsError::IssuerNotHttps(i.to_string()));
+        }
+        for (name, v) in [
+            ("session.idle_timeout_secs", self.session.idle_timeout_secs),
+            ("session.absolute_timeout_secs", self.session.absolute_timeout_secs),
+            ("tokens.code_ttl_secs", self.tokens.code_ttl_secs),
+            ("tokens.access_token_ttl_secs", self.tokens.access_token_ttl_secs),
+            ("tokens.id_token_ttl_secs", self.tokens.id_token_ttl_secs),
+            ("tokens.refresh_token_ttl_secs", self.tokens.refresh_token_ttl_secs),
+            ("tokens.login_request_ttl_secs", self.tokens.login_request_ttl_secs),
+            ("login.window_secs", self.login.window_secs),
+        ] {
+            if v == 0 {
+                return Err(SettingsError::Zero(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The development profile: the issuer's host is a loopback address (`localhost`, 127.0.0.0/8,
+    /// `::1`). It allows plain `http`.
+    pub fn is_development(&self) -> bool {
+        match self.issuer.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+            None => false,
+        }
+    }
+
+    /// The issuer as it appears in `iss`: without a trailing slash.
+    pub fn issuer_str(&self) -> String {
+        self.issuer.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The session lifetimes as the domain type.
+    pub fn session_lifetime(&self) -> adieu_core::SessionLifetime {
+        adieu_core::SessionLifetime {
+            idle: Duration::from_secs(self.session.idle_timeout_secs),
+            absolute: Duration::from_secs(self.session.absolute_timeout_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_issuer(s: &str) -> Settings {
+        Settings { issuer: Url::parse(s).unwrap(), ..Settings::default() }
+    }
+
+    #[test]
+    fn loopback_http_issuer_is_the_development_profile() {
+        for i in ["http://127.0.0.1:8080", "http://localhost:9000", "http://[::1]:1"] {
+            let s = with_issuer(i);
+            assert!(s.is_development(), "{i}");
+            s.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn non_loopback_issuer_requires_https() {
+        assert!(matches!(with_issuer("http://id.example.com").validate(), Err(SettingsError::IssuerNotHttps(_))));
+        assert!(matches!(with_issuer("http://10.0.0.1").validate(), Err(SettingsError::IssuerNotHttps(_))));
+        let s = with_issuer("https://id.example.com");
+        assert!(!s.is_development());
+        s.validate().unwrap();
+        assert_eq!(s.issuer_str(), "https://id.example.com");
+    }
+
+    #[test]
+    fn issuer_with_query_or_fragment_is_refused() {
+        assert!(matches!(with_issuer("https://id.example.com/?a=b").validate(), Err(SettingsError::IssuerShape(_))));
+        assert!(matches!(with_issuer("https://id.example.com/#x").validate(), Err(SettingsError::IssuerShape(_))));
+    }
+}

@@ -1,0 +1,812 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One database file in WAL mode. Writes go through a pool of exactly one connection and every
+//! multi-statement write runs in `BEGIN IMMEDIATE`, so writers queue instead of failing with
+//! `SQLITE_BUSY`; reads use a separate small pool and see committed data (WAL readers never block).
+//! A second process on the same file (the admin CLI beside a running server) waits on `busy_timeout`.
+
+use crate::migrate::{Migration, SQLITE};
+use adieu_core::client::{Client, TokenEndpointAuthMethod};
+use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
+use adieu_core::id::{ClientId, SessionId, Sid, UserId};
+use adieu_core::initiator::Initiator;
+use adieu_core::session::{EndedSession, Participation, Session};
+use adieu_core::store::{
+    ClientStore, CodeRedemption, GrantStore, Health, KeyStore, RefreshUse, SessionStore, StoreError, StoreResult,
+    StoredSigningKey, UserStore,
+};
+use adieu_core::time::UnixMillis;
+use adieu_core::user::User;
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        // SQLite says "UNIQUE constraint failed: users.username"; keep the column name only.
+        let msg = db.message();
+        let field = msg.rsplit(['.', ' ']).next().unwrap_or("value");
+        return StoreError::Conflict(field.to_owned());
+    }
+    StoreError::Backend(e.to_string())
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("stored JSON is invalid: {e}"))
+}
+
+fn opt_ms(v: Option<i64>) -> Option<UnixMillis> {
+    v.map(UnixMillis)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path/to/adieu.db`) and applies
+    /// the embedded migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(backend)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(backend)?;
+        let store = SqliteStore {
+            reader: SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(backend)?,
+            writer,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies every migration not yet applied; returns how many ran.
+    pub async fn migrate(&self) -> StoreResult<usize> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS adieu_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        let mut ran = 0;
+        for m in SQLITE {
+            if self.apply(m).await? {
+                ran += 1;
+            }
+        }
+        Ok(ran)
+    }
+
+    async fn apply(&self, m: &Migration) -> StoreResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM adieu_migrations WHERE version = ?")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.is_some() {
+            return Ok(false);
+        }
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("INSERT INTO adieu_migrations (version, name, applied_at) VALUES (?, ?, CAST(unixepoch('subsec') * 1000 AS INTEGER))")
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        Ok(true)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row mapping
+
+fn user_from_row(r: &SqliteRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: UserId::new(r.try_get::<String, _>("id")?),
+        username: r.try_get("username")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        created_at: UnixMillis(r.try_get("created_at")?),
+        updated_at: UnixMillis(r.try_get("updated_at")?),
+    })
+}
+
+fn client_from_row(r: &SqliteRow) -> StoreResult<Client> {
+    let text = |c: &str| r.try_get::<String, _>(c).map_err(backend);
+    Ok(Client {
+        id: ClientId::new(text("id")?),
+        name: text("name")?,
+        secret_hash: r.try_get("secret_hash").map_err(backend)?,
+        redirect_uris: serde_json::from_str(&text("redirect_uris")?).map_err(json_err)?,
+        post_logout_redirect_uris: serde_json::from_str(&text("post_logout_redirect_uris")?).map_err(json_err)?,
+        backchannel_logout_uri: r.try_get("backchannel_logout_uri").map_err(backend)?,
+        backchannel_logout_session_required: r.try_get("backchannel_logout_session_required").map_err(backend)?,
+        backchannel_logout_initiators: serde_json::from_str(&text("backchannel_logout_initiators")?)
+            .map_err(json_err)?,
+        token_endpoint_auth_method: TokenEndpointAuthMethod::from_str(&text("token_endpoint_auth_method")?)
+            .map_err(StoreError::Backend)?,
+        id_token_signed_response_alg: text("id_token_signed_response_alg")?
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("{e}")))?,
+        created_at: UnixMillis(r.try_get("created_at").map_err(backend)?),
+        updated_at: UnixMillis(r.try_get("updated_at").map_err(backend)?),
+    })
+}
+
+fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
+    let reason: Option<String> = r.try_get("end_reason").map_err(backend)?;
+    Ok(Session {
+        id: SessionId::new(r.try_get::<String, _>("id").map_err(backend)?),
+        user_id: UserId::new(r.try_get::<String, _>("user_id").map_err(backend)?),
+        auth_time: UnixMillis(r.try_get("auth_time").map_err(backend)?),
+        created_at: UnixMillis(r.try_get("created_at").map_err(backend)?),
+        last_seen_at: UnixMillis(r.try_get("last_seen_at").map_err(backend)?),
+        ended_at: opt_ms(r.try_get("ended_at").map_err(backend)?),
+        end_reason: reason
+            .map(|s| s.parse::<Initiator>())
+            .transpose()
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
+    })
+}
+
+fn participation_from_row(r: &SqliteRow) -> Result<Participation, sqlx::Error> {
+    Ok(Participation {
+        session_id: SessionId::new(r.try_get::<String, _>("session_id")?),
+        client_id: ClientId::new(r.try_get::<String, _>("client_id")?),
+        sid: Sid::new(r.try_get::<String, _>("sid")?),
+        created_at: UnixMillis(r.try_get("created_at")?),
+    })
+}
+
+fn code_from_row(r: &SqliteRow) -> Result<AuthCode, sqlx::Error> {
+    Ok(AuthCode {
+        code_hash: r.try_get("code_hash")?,
+        grant_id: r.try_get("grant_id")?,
+        client_id: ClientId::new(r.try_get::<String, _>("client_id")?),
+        redirect_uri: r.try_get("redirect_uri")?,
+        user_id: UserId::new(r.try_get::<String, _>("user_id")?),
+        session_id: SessionId::new(r.try_get::<String, _>("session_id")?),
+        sid: Sid::new(r.try_get::<String, _>("sid")?),
+        scope: r.try_get("scope")?,
+        nonce: r.try_get("nonce")?,
+        code_challenge: r.try_get("code_challenge")?,
+        auth_time: UnixMillis(r.try_get("auth_time")?),
+        created_at: UnixMillis(r.try_get("created_at")?),
+        expires_at: UnixMillis(r.try_get("expires_at")?),
+        used_at: opt_ms(r.try_get("used_at")?),
+    })
+}
+
+fn access_from_row(r: &SqliteRow) -> Result<AccessToken, sqlx::Error> {
+    Ok(AccessToken {
+        token_hash: r.try_get("token_hash")?,
+        grant_id: r.try_get("grant_id")?,
+        client_id: ClientId::new(r.try_get::<String, _>("client_id")?),
+        user_id: UserId::new(r.try_get::<String, _>("user_id")?),
+        session_id: SessionId::new(r.try_get::<String, _>("session_id")?),
+        scope: r.try_get("scope")?,
+        offline: r.try_get("offline")?,
+        created_at: UnixMillis(r.try_get("created_at")?),
+        expires_at: UnixMillis(r.try_get("expires_at")?),
+        revoked_at: opt_ms(r.try_get("revoked_at")?),
+    })
+}
+
+fn refresh_from_row(r: &SqliteRow) -> Result<RefreshToken, sqlx::Error> {
+    Ok(RefreshToken {
+        token_hash: r.try_get("token_hash")?,
+        grant_id: r.try_get("grant_id")?,
+        client_id: ClientId::new(r.try_get::<String, _>("client_id")?),
+        user_id: UserId::new(r.try_get::<String, _>("user_id")?),
+        session_id: SessionId::new(r.try_get::<String, _>("session_id")?),
+        sid: Sid::new(r.try_get::<String, _>("sid")?),
+        scope: r.try_get("scope")?,
+        offline: r.try_get("offline")?,
+        auth_time: UnixMillis(r.try_get("auth_time")?),
+        created_at: UnixMillis(r.try_get("created_at")?),
+        expires_at: UnixMillis(r.try_get("expires_at")?),
+        rotated_at: opt_ms(r.try_get("rotated_at")?),
+        revoked_at: opt_ms(r.try_get("revoked_at")?),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ending a session: the one code path every initiator goes through, inside the caller's transaction.
+
+async fn end_session_in(
+    conn: &mut SqliteConnection,
+    id: &SessionId,
+    initiator: Initiator,
+    at: UnixMillis,
+) -> StoreResult<Option<EndedSession>> {
+    let row =
+        sqlx::query("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL RETURNING *")
+            .bind(at.0)
+            .bind(initiator.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+    let Some(row) = row else { return Ok(None) };
+    let session = session_from_row(&row)?;
+    // BC-RT-01: tokens without offline_access die with the session; BC-RT-02: offline ones survive.
+    let refresh = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = ? WHERE session_id = ? AND offline = 0 AND revoked_at IS NULL",
+    )
+    .bind(at.0)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?
+    .rows_affected();
+    let access = sqlx::query(
+        "UPDATE access_tokens SET revoked_at = ? WHERE session_id = ? AND offline = 0 AND revoked_at IS NULL",
+    )
+    .bind(at.0)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?
+    .rows_affected();
+    let participations =
+        sqlx::query("SELECT * FROM participations WHERE session_id = ? ORDER BY created_at, client_id")
+            .bind(id.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(participation_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+    Ok(Some(EndedSession { session, participations, revoked_tokens: refresh + access }))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.id.as_str())
+        .bind(u.username.to_lowercase())
+        .bind(u.email.as_ref().map(|e| e.to_lowercase()))
+        .bind(&u.password_hash)
+        .bind(u.created_at.0)
+        .bind(u.updated_at.0)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose().map_err(backend)
+    }
+
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
+        let login = login.trim().to_lowercase();
+        let row =
+            sqlx::query("SELECT * FROM users WHERE username = ?1 OR email = ?1 ORDER BY username = ?1 DESC LIMIT 1")
+                .bind(login)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose().map_err(backend)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows =
+            sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter().map(user_from_row).collect::<Result<_, _>>().map_err(backend)
+    }
+
+    async fn set_password_hash(&self, id: &UserId, hash: &str, at: UnixMillis) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(hash)
+            .bind(at.0)
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn delete_user(&self, id: &UserId, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let open: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = ? AND ended_at IS NULL")
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mut ended = Vec::with_capacity(open.len());
+        for sid in open {
+            if let Some(e) = end_session_in(&mut tx, &SessionId::new(sid), Initiator::AccountDeleted, at).await? {
+                ended.push(e);
+            }
+        }
+        for stmt in [
+            "UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+            "UPDATE access_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+            "DELETE FROM auth_codes WHERE user_id = ?2 AND ?1 IS NOT NULL",
+            "DELETE FROM users WHERE id = ?2 AND ?1 IS NOT NULL",
+        ] {
+            sqlx::query(stmt).bind(at.0).bind(id.as_str()).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(ended))
+    }
+}
+
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn create_client(&self, c: &Client) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (id, name, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri,
+               backchannel_logout_session_required, backchannel_logout_initiators, token_endpoint_auth_method,
+               id_token_signed_response_alg, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(&c.secret_hash)
+        .bind(serde_json::to_string(&c.redirect_uris).map_err(json_err)?)
+        .bind(serde_json::to_string(&c.post_logout_redirect_uris).map_err(json_err)?)
+        .bind(&c.backchannel_logout_uri)
+        .bind(c.backchannel_logout_session_required)
+        .bind(serde_json::to_string(&c.backchannel_logout_initiators).map_err(json_err)?)
+        .bind(c.token_endpoint_auth_method.as_str())
+        .bind(c.id_token_signed_response_alg.as_str())
+        .bind(c.created_at.0)
+        .bind(c.updated_at.0)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
+        let row = sqlx::query("SELECT * FROM clients WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query("SELECT * FROM clients ORDER BY id").fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn delete_client(&self, id: &ClientId) -> StoreResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        for stmt in [
+            "DELETE FROM auth_codes WHERE client_id = ?",
+            "DELETE FROM access_tokens WHERE client_id = ?",
+            "DELETE FROM refresh_tokens WHERE client_id = ?",
+            "DELETE FROM participations WHERE client_id = ?",
+        ] {
+            sqlx::query(stmt).bind(id.as_str()).execute(&mut *tx).await.map_err(backend)?;
+        }
+        let n = sqlx::query("DELETE FROM clients WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(n == 1)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: &Session, cookie_hash: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, cookie_hash, auth_time, created_at, last_seen_at, ended_at, end_reason)
+             VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+        )
+        .bind(s.id.as_str())
+        .bind(s.user_id.as_str())
+        .bind(cookie_hash)
+        .bind(s.auth_time.0)
+        .bind(s.created_at.0)
+        .bind(s.last_seen_at.0)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session_by_cookie(&self, cookie_hash: &str) -> StoreResult<Option<Session>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE cookie_hash = ?")
+            .bind(cookie_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(&self, id: &SessionId, at: UnixMillis) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ? AND ended_at IS NULL")
+            .bind(at.0)
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn reauthenticate_session(&self, id: &SessionId, cookie_hash: &str, at: UnixMillis) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET cookie_hash = ?, auth_time = ?, last_seen_at = MAX(last_seen_at, ?) WHERE id = ? AND ended_at IS NULL",
+        )
+        .bind(cookie_hash)
+        .bind(at.0)
+        .bind(at.0)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn open_sessions_of_user(&self, user: &UserId) -> StoreResult<Vec<Session>> {
+        let rows =
+            sqlx::query("SELECT * FROM sessions WHERE user_id = ? AND ended_at IS NULL ORDER BY created_at DESC")
+                .bind(user.as_str())
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn ensure_participation(
+        &self,
+        session: &SessionId,
+        client: &ClientId,
+        new_sid: &Sid,
+        at: UnixMillis,
+    ) -> StoreResult<Participation> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO participations (session_id, client_id, sid, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (session_id, client_id) DO NOTHING",
+        )
+        .bind(session.as_str())
+        .bind(client.as_str())
+        .bind(new_sid.as_str())
+        .bind(at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let row = sqlx::query("SELECT * FROM participations WHERE session_id = ? AND client_id = ?")
+            .bind(session.as_str())
+            .bind(client.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        participation_from_row(&row).map_err(backend)
+    }
+
+    async fn participation_by_sid(&self, sid: &Sid) -> StoreResult<Option<Participation>> {
+        let row = sqlx::query("SELECT * FROM participations WHERE sid = ?")
+            .bind(sid.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(participation_from_row).transpose().map_err(backend)
+    }
+
+    async fn end_session(
+        &self,
+        id: &SessionId,
+        initiator: Initiator,
+        at: UnixMillis,
+    ) -> StoreResult<Option<EndedSession>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let ended = end_session_in(&mut tx, id, initiator, at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ended)
+    }
+}
+
+#[async_trait]
+impl GrantStore for SqliteStore {
+    async fn put_pending_authorization(
+        &self,
+        id: &str,
+        request: &PendingAuthorization,
+        expires_at: UnixMillis,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(serde_json::to_string(request).map_err(json_err)?)
+            .bind(expires_at.0)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_authorization(&self, id: &str, now: UnixMillis) -> StoreResult<Option<PendingAuthorization>> {
+        let json: Option<String> =
+            sqlx::query_scalar("SELECT request FROM pending_authorizations WHERE id = ? AND expires_at > ?")
+                .bind(id)
+                .bind(now.0)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        json.map(|j| serde_json::from_str(&j).map_err(json_err)).transpose()
+    }
+
+    async fn delete_pending_authorization(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM pending_authorizations WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO auth_codes (code_hash, grant_id, client_id, redirect_uri, user_id, session_id, sid, scope, nonce,
+               code_challenge, auth_time, created_at, expires_at, used_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&c.code_hash)
+        .bind(&c.grant_id)
+        .bind(c.client_id.as_str())
+        .bind(&c.redirect_uri)
+        .bind(c.user_id.as_str())
+        .bind(c.session_id.as_str())
+        .bind(c.sid.as_str())
+        .bind(&c.scope)
+        .bind(&c.nonce)
+        .bind(&c.code_challenge)
+        .bind(c.auth_time.0)
+        .bind(c.created_at.0)
+        .bind(c.expires_at.0)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code_hash: &str, at: UnixMillis) -> StoreResult<CodeRedemption> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let row = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
+            .bind(code_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(CodeRedemption::Unknown) };
+        let mut code = code_from_row(&row).map_err(backend)?;
+        if code.used_at.is_some() {
+            return Ok(CodeRedemption::AlreadyUsed(code));
+        }
+        sqlx::query("UPDATE auth_codes SET used_at = ? WHERE code_hash = ?")
+            .bind(at.0)
+            .bind(code_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        code.used_at = Some(at);
+        Ok(CodeRedemption::Redeemed(code))
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, at: UnixMillis) -> StoreResult<u64> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut n = 0;
+        for stmt in [
+            "UPDATE access_tokens SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL",
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL",
+        ] {
+            n += sqlx::query(stmt).bind(at.0).bind(grant_id).execute(&mut *tx).await.map_err(backend)?.rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+
+    async fn revoke_user_tokens(&self, user: &UserId, at: UnixMillis) -> StoreResult<u64> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut n = 0;
+        for stmt in [
+            "UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        ] {
+            n += sqlx::query(stmt)
+                .bind(at.0)
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+
+    async fn insert_access_token(&self, t: &AccessToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, session_id, scope, offline, created_at, expires_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&t.token_hash)
+        .bind(&t.grant_id)
+        .bind(t.client_id.as_str())
+        .bind(t.user_id.as_str())
+        .bind(t.session_id.as_str())
+        .bind(&t.scope)
+        .bind(t.offline)
+        .bind(t.created_at.0)
+        .bind(t.expires_at.0)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
+        let row = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(access_from_row).transpose().map_err(backend)
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, user_id, session_id, sid, scope, offline, auth_time,
+               created_at, expires_at, rotated_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+        )
+        .bind(&t.token_hash)
+        .bind(&t.grant_id)
+        .bind(t.client_id.as_str())
+        .bind(t.user_id.as_str())
+        .bind(t.session_id.as_str())
+        .bind(t.sid.as_str())
+        .bind(&t.scope)
+        .bind(t.offline)
+        .bind(t.auth_time.0)
+        .bind(t.created_at.0)
+        .bind(t.expires_at.0)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn use_refresh_token(&self, token_hash: &str, at: UnixMillis) -> StoreResult<RefreshUse> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(RefreshUse::Unknown) };
+        let mut token = refresh_from_row(&row).map_err(backend)?;
+        if token.revoked_at.is_some() {
+            return Ok(RefreshUse::Revoked(token));
+        }
+        if token.rotated_at.is_some() {
+            return Ok(RefreshUse::Replayed(token));
+        }
+        sqlx::query("UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ?")
+            .bind(at.0)
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        token.rotated_at = Some(at);
+        Ok(RefreshUse::Rotated(token))
+    }
+
+    async fn purge_expired(&self, now: UnixMillis) -> StoreResult<u64> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut n = 0;
+        for stmt in [
+            "DELETE FROM pending_authorizations WHERE expires_at <= ?",
+            "DELETE FROM auth_codes WHERE expires_at <= ?",
+            "DELETE FROM access_tokens WHERE expires_at <= ?",
+            "DELETE FROM refresh_tokens WHERE expires_at <= ?",
+        ] {
+            n += sqlx::query(stmt).bind(now.0).execute(&mut *tx).await.map_err(backend)?.rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredSigningKey {
+                    kid: r.try_get("kid").map_err(backend)?,
+                    alg: r
+                        .try_get::<String, _>("alg")
+                        .map_err(backend)?
+                        .parse()
+                        .map_err(|e| StoreError::Backend(format!("{e}")))?,
+                    private_pkcs8: r.try_get("private_pkcs8").map_err(backend)?,
+                    created_at: UnixMillis(r.try_get("created_at").map_err(backend)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&k.kid)
+            .bind(k.alg.as_str())
+            .bind(&k.private_pkcs8)
+            .bind(k.created_at.0)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Health for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! Admin commands that work on the same database as a running server: users and clients.
+
+use crate::config::Config;
+use adieu_core::client::{Client, TokenEndpointAuthMethod};
+use adieu_core::id::{ClientId, UserId};
+use adieu_core::initiator::{Initiator, InitiatorMode, InitiatorSubscription};
+use adieu_core::user::User;
+use adieu_core::{Clock, Store, SystemClock};
+use adieu_proto::SigningAlg;
+use adieu_server::crypto::random_id;
+use adieu_server::password::Passwords;
+use adieu_server::registration::{ClientRegistration, RegisterError, UriPolicy, register};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use std::io::BufRead;
+use std::sync::Arc;
+
+/// `adieu user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user.
+    Add {
+        /// Sign-in name (unique, case-insensitive).
+        username: String,
+        /// Email address (unique; also accepted at sign-in).
+        #[arg(long)]
+        email: Option<String>,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// List users.
+    List,
+    /// Set a user's password: all the user's sessions end (`password-changed`) and every token is revoked.
+    Passwd {
+        /// Username or email.
+        username: String,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Delete a user: sessions end (`account-deleted`), tokens are revoked, the account is removed.
+    Delete {
+        /// Username or email.
+        username: String,
+    },
+}
+
+/// Where the password comes from.
+#[derive(Debug, Args)]
+pub struct PasswordArg {
+    /// The password (visible in the process list; prefer --password-stdin).
+    #[arg(long, conflicts_with = "password_stdin")]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl PasswordArg {
+    fn read(&self) -> anyhow::Result<String> {
+        if let Some(p) = &self.password {
+            return Ok(p.clone());
+        }
+        if self.password_stdin {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+        }
+        bail!("give the password with --password-stdin (or --password)")
+    }
+}
+
+/// `adieu client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Register a client; prints its id and (once) its secret.
+    Add(ClientAdd),
+    /// List clients.
+    List,
+    /// Show one client.
+    Show {
+        /// The client id.
+        client_id: String,
+    },
+    /// Delete a client and its tokens.
+    Delete {
+        /// The client id.
+        client_id: String,
+    },
+}
+
+/// Options of `adieu client add`.
+#[derive(Debug, Args)]
+pub struct ClientAdd {
+    /// Display name.
+    #[arg(long)]
+    name: String,
+    /// Choose the client id (default: random).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Redirect URI (repeat for several).
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// Post-logout redirect URI (repeat for several).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Back-channel logout URI.
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// Require `sid` in logout tokens.
+    #[arg(long)]
+    backchannel_logout_session_required: bool,
+    /// Which initiators notify this client: `all`, or a comma-separated list added to
+    /// rp-logout and idp-logout (e.g. `session-expired,password-changed`).
+    #[arg(long)]
+    backchannel_logout_initiators: Option<String>,
+    /// client_secret_basic (default), client_secret_post, or none.
+    #[arg(long, default_value = "client_secret_basic")]
+    token_endpoint_auth_method: String,
+    /// A public client (no secret, PKCE required): same as --token-endpoint-auth-method none.
+    #[arg(long)]
+    public: bool,
+    /// ID token algorithm: RS256 (default), ES256 or EdDSA.
+    #[arg(long, default_value = "RS256")]
+    id_token_signed_response_alg: String,
+}
+
+fn parse_initiators(s: Option<&str>) -> anyhow::Result<InitiatorSubscription> {
+    match s.map(str::trim) {
+        None | Some("") => Ok(InitiatorSubscription::default()),
+        Some("all") => Ok(InitiatorSubscription { mode: InitiatorMode::All, selected_initiators: vec![] }),
+        Some(list) => {
+            let mut selected: Vec<Initiator> = list.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>()?;
+            for required in [Initiator::RpLogout, Initiator::IdpLogout] {
+                if !selected.contains(&required) {
+                    selected.push(required);
+                }
+            }
+            Ok(InitiatorSubscription { mode: InitiatorMode::Custom, selected_initiators: selected })
+        }
+    }
+}
+
+async fn find_user(store: &dyn Store, login: &str) -> anyhow::Result<User> {
+    store.user_by_login(login).await?.with_context(|| format!("no user {login:?}"))
+}
+
+fn print_client(c: &Client) {
+    println!("client_id: {}", c.id);
+    println!("name: {}", c.name);
+    println!("token_endpoint_auth_method: {}", c.token_endpoint_auth_method);
+    println!("redirect_uris: {}", c.redirect_uris.join(" "));
+    println!("post_logout_redirect_uris: {}", c.post_logout_redirect_uris.join(" "));
+    println!("backchannel_logout_uri: {}", c.backchannel_logout_uri.as_deref().unwrap_or("-"));
+    println!("backchannel_logout_session_required: {}", c.backchannel_logout_session_required);
+    let sub = &c.backchannel_logout_initiators;
+    match sub.mode {
+        InitiatorMode::All => println!("backchannel_logout_initiators: all"),
+        InitiatorMode::Custom => {
+            let mut names: Vec<&str> = vec!["rp-logout", "idp-logout"];
+            for i in &sub.selected_initiators {
+                if !names.contains(&i.as_str()) {
+                    names.push(i.as_str());
+                }
+            }
+            println!("backchannel_logout_initiators: custom ({})", names.join(", "));
+        }
+    }
+    println!("id_token_signed_response_alg: {}", c.id_token_signed_response_alg);
+}
+
+/// Runs a user command.
+pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
+    let store = crate::store::open(config).await?;
+    let settings = config.settings()?;
+    let passwords = Passwords::new(settings.login.hash_concurrency);
+    let clock = SystemClock;
+    match cmd {
+        UserCmd::Add { username, email, password } => {
+            let username = username.trim().to_owned();
+            if username.is_empty() || username.len() > 100 || username.chars().any(char::is_whitespace) {
+                bail!("the username must be 1..100 characters without spaces");
+            }
+            if let Some(e) = &email
+                && (!e.contains('@') || e.len() > 320)
+            {
+                bail!("{e:?} is not an email address");
+            }
+            let hash = passwords.hash(&password.read()?).await?;
+            let now = clock.now();
+            let user = User {
+                id: UserId::new(random_id()),
+                username,
+                email,
+                password_hash: hash,
+                created_at: now,
+                updated_at: now,
+            };
+            store.create_user(&user).await.map_err(|e| match e {
+                adieu_core::StoreError::Conflict(f) => anyhow::anyhow!("a user with this {f} already exists"),
+                e => e.into(),
+            })?;
+            println!("created user {} (sub {})", user.username, user.id);
+        }
+        UserCmd::List => {
+            for u in store.list_users().await? {
+                println!("{}\t{}\t{}", u.username, u.email.as_deref().unwrap_or("-"), u.id);
+            }
+        }
+        UserCmd::Passwd { username, password } => {
+            let user = find_user(store.as_ref(), &username).await?;
+            let hash = passwords.hash(&password.read()?).await?;
+            let now = clock.now();
+            store.set_password_hash(&user.id, &hash, now).await?;
+            let ended = end_user_sessions(&store, &user.id, Initiator::PasswordChanged).await?;
+            let revoked = store.revoke_user_tokens(&user.id, now).await?;
+            println!("password changed for {}; {ended} session(s) ended, {revoked} token(s) revoked", user.username);
+        }
+        UserCmd::Delete { username } => {
+            let user = find_user(store.as_ref(), &username).await?;
+            let ended = store.delete_user(&user.id, clock.now()).await?.unwrap_or_default();
+            println!("deleted user {} (sub {}); {} session(s) ended", user.username, user.id, ended.len());
+        }
+    }
+    Ok(())
+}
+
+async fn end_user_sessions(store: &Arc<dyn Store>, user: &UserId, initiator: Initiator) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for s in store.open_sessions_of_user(user).await? {
+        if store.end_session(&s.id, initiator, SystemClock.now()).await?.is_some() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs a client command.
+pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
+    let store = crate::store::open(config).await?;
+    let settings = config.settings()?;
+    match cmd {
+        ClientCmd::Add(a) => {
+            let method: TokenEndpointAuthMethod = if a.public {
+                TokenEndpointAuthMethod::None
+            } else {
+                a.token_endpoint_auth_method.parse().map_err(anyhow::Error::msg)?
+            };
+            let alg: SigningAlg = a.id_token_signed_response_alg.parse()?;
+            let reg = ClientRegistration {
+                client_id: a.client_id,
+                name: a.name,
+                redirect_uris: a.redirect_uris,
+                post_logout_redirect_uris: a.post_logout_redirect_uris,
+                backchannel_logout_uri: a.backchannel_logout_uri,
+                backchannel_logout_session_required: a.backchannel_logout_session_required,
+                backchannel_logout_initiators: parse_initiators(a.backchannel_logout_initiators.as_deref())?,
+                token_endpoint_auth_method: method,
+                id_token_signed_response_alg: alg,
+            };
+            let policy = UriPolicy {
+                development: settings.is_development(),
+                own_host: settings.issuer.host_str().unwrap_or_default().to_owned(),
+            };
+            let (client, secret) =
+                register(store.as_ref(), reg, &policy, SystemClock.now()).await.map_err(|e| match e {
+                    RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),
+                    RegisterError::Store(adieu_core::StoreError::Conflict(_)) => {
+                        anyhow::anyhow!("that client_id is taken")
+                    }
+                    RegisterError::Store(e) => e.into(),
+                })?;
+            print_client(&client);
+            if let Some(s) = secret {
+                println!("client_secret: {s}");
+                eprintln!("The client secret is shown only this once; adieu keeps only a hash of it.");
+            }
+        }
+        ClientCmd::List => {
+            for c in store.list_clients().await? {
+                println!("{}\t{}\t{}", c.id, c.name, c.backchannel_logout_uri.as_deref().unwrap_or("-"));
+            }
+        }
+        ClientCmd::Show { client_id } => {
+            let c = store
+                .client_by_id(&ClientId::new(client_id.clone()))
+                .await?
+                .with_context(|| format!("no client {client_id:?}"))?;
+            print_client(&c);
+        }
+        ClientCmd::Delete { client_id } => {
+            if !store.delete_client(&ClientId::new(client_id.clone())).await? {
+                bail!("no client {client_id:?}");
+            }
+            println!("deleted client {client_id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Configuration: defaults, then an optional TOML file (`--config`), then `ADIEU_…` environment
+//! variables (nested keys with `__`, e.g. `ADIEU_SESSION__IDLE_TIMEOUT_SECS=3600`).
+
+use adieu_server::Settings;
+use adieu_server::settings::{LoginSettings, SessionSettings, TokenSettings};
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// The whole configuration of `adieu`. Unknown keys are errors (a typo must not be ignored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Issuer URL (default `http://{listen}`). Not loopback ⇒ must be https.
+    pub issuer: Option<Url>,
+    /// Database URL (default `sqlite://./adieu-data/adieu.db`).
+    pub database_url: String,
+    /// OP session lifetimes.
+    pub session: SessionSettings,
+    /// Token lifetimes.
+    pub tokens: TokenSettings,
+    /// Sign-in attempt limits.
+    pub login: LoginSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: None,
+            database_url: "sqlite://./adieu-data/adieu.db".into(),
+            session: SessionSettings::default(),
+            tokens: TokenSettings::default(),
+            login: LoginSettings::default(),
+        }
+    }
+}
+
+const TOP_LEVEL: [&str; 6] = ["listen", "issuer", "database_url", "session", "tokens", "login"];
+
+impl Config {
+    /// Loads the layers. Environment variables that are not configuration keys (such as
+    /// `ADIEU_TEST_POSTGRES_URL`) are left alone.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            anyhow::ensure!(f.exists(), "configuration file {} does not exist", f.display());
+            fig = fig.merge(Toml::file(f));
+        }
+        let env = Env::prefixed("ADIEU_")
+            .filter(|k| {
+                let top = k.as_str().split("__").next().unwrap_or("").to_ascii_lowercase();
+                TOP_LEVEL.contains(&top.as_str())
+            })
+            .split("__");
+        fig.merge(env).extract().context("invalid configuration")
+    }
+
+    /// The HTTP application's settings.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let issuer = match &self.issuer {
+            Some(i) => i.clone(),
+            None => Url::parse(&format!("http://{}", self.listen)).context("cannot derive an issuer from listen")?,
+        };
+        let s =
+            Settings { issuer, session: self.session.clone(), tokens: self.tokens.clone(), login: self.login.clone() };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// For a SQLite URL, the file's directory (created before opening).
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        let path = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        Path::new(path).parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty())
+    }
+}

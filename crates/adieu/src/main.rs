@@ -1,0 +1,81 @@
+//! The `adieu` binary: `serve`, `migrate`, and the admin commands (`user`, `client`).
+//!
+//! - [`config`]: configuration layers (defaults, TOML file, `ADIEU_…` environment).
+//! - [`store`]: the one place that chooses a storage backend.
+//! - [`serve`]: the provider with graceful shutdown.
+//! - [`admin`]: user and client administration on the same database.
+
+mod admin;
+mod config;
+mod serve;
+mod store;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// adieu: an OpenID Provider whose logout works.
+#[derive(Debug, Parser)]
+#[command(name = "adieu", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables `ADIEU_…` override it.
+    #[arg(long, global = true, env = "ADIEU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the provider (default: http://127.0.0.1:8080, SQLite in ./adieu-data/).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(admin::UserCmd),
+    /// Manage clients (applications).
+    #[command(subcommand)]
+    Client(admin::ClientCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ADIEU_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(match cli.command {
+                Command::Serve => "info",
+                _ => "warn",
+            })
+        }))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = config::Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve::run(config).await,
+        Command::Migrate => {
+            let _ = store::open(&config).await?;
+            println!("migrations applied to {}", config.database_url);
+            Ok(())
+        }
+        Command::User(cmd) => admin::user(&config, cmd).await,
+        Command::Client(cmd) => admin::client(&config, cmd).await,
+    }
+}

@@ -1,0 +1,68 @@
+//! `adieu serve`: the provider, until SIGINT or SIGTERM.
+
+use crate::config::Config;
+use adieu_core::SystemClock;
+use adieu_server::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Runs the provider.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let settings = config.settings()?;
+    let store = crate::store::open(&config).await?;
+    if settings.is_development() {
+        tracing::warn!(
+            issuer = %settings.issuer,
+            "DEVELOPMENT PROFILE: the issuer is a loopback address, so plain http and loopback \
+             application URLs are allowed. Use an https issuer in production."
+        );
+    }
+    let state = AppState::new(store.clone(), settings, Arc::new(SystemClock)).await?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, issuer = %state.issuer, database = %config.database_url, "adieu is listening");
+    println!("adieu is listening on http://{addr} (issuer {})", state.issuer);
+
+    let purge_state = state.clone();
+    let purger = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            match purge_state.store.purge_expired(purge_state.clock.now()).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired codes and tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+            }
+        }
+    });
+
+    let app = adieu_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    purger.abort();
+    tracing::info!("adieu stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
