@@ -5,6 +5,7 @@
 //! - [`time`]: [`UnixMillis`] and the [`Clock`] trait; time is a parameter so tests control it.
 //! - [`client`]: registered applications and their logout settings.
 //! - [`initiator`]: the seven ways a session ends and a client's subscription to them.
+//! - [`net`]: which IP addresses the provider may call on an application's behalf (SSRF defence).
 //! - [`user`]: user accounts.
 //! - [`session`]: OP sessions, their lifetimes, and participations `(session, client, sid)`.
 //! - [`grant`]: authorization codes, access and refresh tokens, pending sign-in requests.
@@ -24,6 +25,6 @@ pub use client::{Client, TokenEndpointAuthMethod};
 pub use id::{ClientId, SessionId, Sid, UserId};
 pub use initiator::{Initiator, InitiatorMode, InitiatorSubscription};
 pub use session::{Participation, Session, SessionLifetime};
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, StoreResult};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use user::User;

@@ -1,8 +1,9 @@
 //! Which IP addresses the provider may call on an application's behalf (SSRF defence).
 //!
 //! [`forbidden_range`] names the special-purpose range an address falls in, or `None` for a public
-//! unicast address. IPv4-mapped, IPv4-compatible and NAT64 IPv6 addresses are judged by the IPv4
-//! address they carry.
+//! unicast address. IPv4-mapped (`::ffff:0:0/96`) and NAT64 (`64:ff9b::/96`) IPv6 addresses are
+//! judged by the IPv4 address they carry; the deprecated IPv4-compatible range (`::/96`) is refused
+//! outright.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,7 +1,8 @@
 //! OP sessions and participations.
 //!
-//! A [`Session`] is a signed-in browser at the provider. Every client that receives an ID token in it
-//! gets a [`Participation`] with its own random `sid`; back-channel logout fans out over them.
+//! A [`Session`] is a signed-in browser at the provider. Every client that is issued an
+//! authorization code in it gets a [`Participation`] with its own random `sid` (the `sid` of every ID
+//! token that client gets in that session); back-channel logout fans out over them.
 
 use crate::id::{ClientId, SessionId, Sid, UserId};
 use crate::initiator::Initiator;

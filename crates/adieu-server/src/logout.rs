@@ -2,8 +2,9 @@
 //!
 //! Every initiator (RP-initiated logout here; password change, expiry, revocation, account
 //! deletion, upstream logout elsewhere) calls [`end_session`] with its [`Initiator`]. The store ends
-//! the session and revokes its non-offline tokens in one transaction; that is also the transaction
-//! in which back-channel notifications are written, so a committed logout is never lost.
+//! the session and revokes its non-offline tokens in one transaction, and returns the session's
+//! participations; back-channel notifications belong in that same transaction (the outbox), so that
+//! a committed logout can never be lost.
 
 use crate::AppState;
 use adieu_core::id::SessionId;

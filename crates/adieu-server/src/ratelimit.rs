@@ -46,6 +46,11 @@ fn bump<K: std::hash::Hash + Eq + Clone>(
     if map.len() >= MAX_ENTRIES {
         let cutoff = now.minus(window);
         map.retain(|_, w| w.started > cutoff);
+        if map.len() >= MAX_ENTRIES {
+            // Still full of live windows: start over rather than grow without bound. Filling the map
+            // takes far more attempts than the per-address limit lets one address make.
+            map.clear();
+        }
     }
     let w = map.entry(key.clone()).or_insert(Window { started: now, count: 0 });
     if now >= w.started.plus(window) {

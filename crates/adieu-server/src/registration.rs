@@ -5,10 +5,11 @@
 //! - `redirect_uris` (RFC 6749 §3.1.2, RFC 8252 §7): absolute, no fragment; `https`, or `http` on a
 //!   loopback host, or a private-use scheme with a dot (`com.example.app:/cb`) for native apps.
 //! - `post_logout_redirect_uris` (RPI-08): absolute, no fragment; `https`, or `http` on a loopback
-//!   host or in the development profile.
-//! - `backchannel_logout_uri` (BC-REG-01..04): absolute, no fragment, query kept; `https` outside
-//!   the development profile (and `http` only for confidential clients); a literal IP host must be a
-//!   public address; never the provider's own host.
+//!   host or in the development profile, or a private-use scheme with a dot for native apps.
+//! - `backchannel_logout_uri` (BC-REG-01..04): absolute, no fragment, no credentials, query kept;
+//!   `https`, except `http` for confidential clients in the development profile. Outside the
+//!   development profile a literal IP host (and `localhost`/`*.localhost`, taken as 127.0.0.1) must be
+//!   a public address, and the host must not be the provider's own.
 
 use crate::crypto::{hash_secret, random_id, random_secret};
 use adieu_core::client::{Client, TokenEndpointAuthMethod};

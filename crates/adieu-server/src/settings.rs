@@ -26,7 +26,8 @@ pub struct Settings {
 pub struct SessionSettings {
     /// A session unused this long ends (default 8 hours).
     pub idle_timeout_secs: u64,
-    /// A session ends this long after sign-in, however active (default 24 hours).
+    /// A session ends this long after it was created (its first sign-in), however active and even if
+    /// the user re-authenticates in it (default 24 hours).
     pub absolute_timeout_secs: u64,
 }
 
@@ -140,6 +141,9 @@ impl Settings {
             ("tokens.refresh_token_ttl_secs", self.tokens.refresh_token_ttl_secs),
             ("tokens.login_request_ttl_secs", self.tokens.login_request_ttl_secs),
             ("login.window_secs", self.login.window_secs),
+            ("login.max_failures_per_account", u64::from(self.login.max_failures_per_account)),
+            ("login.max_attempts_per_address", u64::from(self.login.max_attempts_per_address)),
+            ("login.hash_concurrency", self.login.hash_concurrency as u64),
         ] {
             if v == 0 {
                 return Err(SettingsError::Zero(name));

@@ -215,7 +215,7 @@ pub fn check_code_verifier(challenge: Option<&str>, verifier: Option<&str>) -> R
 async fn refresh(state: &AppState, client: &Client, p: &HashMap<String, String>) -> Result<Response, OAuthError> {
     let presented = p.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let now = state.clock.now();
-    let t = match state.store.use_refresh_token(&hash_secret(presented), now).await? {
+    let t = match state.store.use_refresh_token(&hash_secret(presented), &client.id, now).await? {
         RefreshUse::Rotated(t) => t,
         RefreshUse::Replayed(t) => {
             let n = state.store.revoke_grant(&t.grant_id, now).await?;
@@ -223,11 +223,10 @@ async fn refresh(state: &AppState, client: &Client, p: &HashMap<String, String>)
             return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
         }
         RefreshUse::Revoked(_) => return Err(OAuthError::invalid_grant("the refresh token is revoked")),
-        RefreshUse::Unknown => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
+        RefreshUse::Unknown | RefreshUse::WrongClient => {
+            return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+        }
     };
-    if t.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
-    }
     if now >= t.expires_at {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
@@ -348,7 +347,7 @@ mod tests {
     use super::*;
 
     const V: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk";
-    const C: &str = "E9Melhoa2OwvFrEMTJguCQaR7l7jKo9c4qCbRrE8e5w";
+    const C: &str = "bwWFMyPfdG9qreDhH2lmftFx_dFeLDalzcT1gb_j68g";
 
     #[test]
     fn pkce_verifier_must_match_the_challenge() {

@@ -1,8 +1,8 @@
 //! The userinfo endpoint (Core §5.3): claims for a bearer access token (RFC 6750 §2.1).
 //!
 //! A token is valid while unexpired and unrevoked; a token without `offline_access` is also only
-//! valid while its OP session is active (it is revoked when the session ends, and an expired
-//! session is noticed here even before the sweeper ends it).
+//! valid while its OP session is active (it is revoked when the session ends, and a session past
+//! its idle or absolute lifetime is treated as ended here even before anything ends it).
 
 use crate::AppState;
 use crate::crypto::hash_secret;

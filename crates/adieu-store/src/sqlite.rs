@@ -725,7 +725,7 @@ impl GrantStore for SqliteStore {
         Ok(())
     }
 
-    async fn use_refresh_token(&self, token_hash: &str, at: UnixMillis) -> StoreResult<RefreshUse> {
+    async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
             .bind(token_hash)
@@ -734,6 +734,9 @@ impl GrantStore for SqliteStore {
             .map_err(backend)?;
         let Some(row) = row else { return Ok(RefreshUse::Unknown) };
         let mut token = refresh_from_row(&row).map_err(backend)?;
+        if token.client_id != *client {
+            return Ok(RefreshUse::WrongClient);
+        }
         if token.revoked_at.is_some() {
             return Ok(RefreshUse::Revoked(token));
         }

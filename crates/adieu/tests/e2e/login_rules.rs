@@ -1,0 +1,152 @@
+//! The login page's rules: CSRF, generic failures, attempt limits, cookie flags, no fixation.
+
+use crate::support::*;
+use adieu_testkit::{Browser, hidden_field, location};
+
+async fn login_form(browser: &Browser, w: &World) -> (String, Option<String>) {
+    let res = browser.http.get(w.op.url("/authorize")).query(&auth_params(&w.a, &[])).send().await.unwrap();
+    let page = browser.get(&w.op.issuer, &location(&res).unwrap()).await.unwrap().text().await.unwrap();
+    (hidden_field(&page, "csrf").unwrap(), hidden_field(&page, "request"))
+}
+
+async fn submit(
+    browser: &Browser,
+    w: &World,
+    user: &str,
+    password: &str,
+    csrf: &str,
+    request: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![("username", user), ("password", password), ("csrf", csrf)];
+    if let Some(r) = request {
+        form.push(("request", r));
+    }
+    browser.http.post(w.op.url("/login")).form(&form).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_generic_error() {
+    let w = world().await;
+    let b = Browser::new();
+    let (csrf, req) = login_form(&b, &w).await;
+    let r1 = submit(&b, &w, "alice", "wrong password", &csrf, req.as_deref()).await;
+    assert_eq!(r1.status(), 401);
+    let t1 = r1.text().await.unwrap();
+    let r2 = submit(&b, &w, "mallory", "wrong password", &csrf, req.as_deref()).await;
+    assert_eq!(r2.status(), 401);
+    let t2 = r2.text().await.unwrap();
+    assert!(t1.contains("The username or password is incorrect."));
+    assert!(t2.contains("The username or password is incorrect."));
+    assert!(!signed_in(&b, &w.op).await);
+}
+
+#[tokio::test]
+async fn login_without_the_csrf_token_is_refused() {
+    let w = world().await;
+    let b = Browser::new();
+    let (_csrf, req) = login_form(&b, &w).await;
+    let res = submit(&b, &w, "alice", PASSWORD, "forged-token-forged-token-forged-token-xxxx", req.as_deref()).await;
+    assert_eq!(res.status(), 403);
+    assert!(!signed_in(&b, &w.op).await);
+}
+
+#[tokio::test]
+async fn login_from_another_origin_is_refused() {
+    let w = world().await;
+    let b = Browser::new();
+    let (csrf, _) = login_form(&b, &w).await;
+    let res = b
+        .http
+        .post(w.op.url("/login"))
+        .header("origin", "http://evil.example")
+        .form(&[("username", "alice"), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn account_is_locked_after_five_failures_even_for_the_right_password() {
+    let w = world().await;
+    let b = Browser::new();
+    let (csrf, req) = login_form(&b, &w).await;
+    for _ in 0..5 {
+        assert_eq!(submit(&b, &w, "alice", "nope nope", &csrf, req.as_deref()).await.status(), 401);
+    }
+    let res = submit(&b, &w, "alice", PASSWORD, &csrf, req.as_deref()).await;
+    assert_eq!(res.status(), 429);
+    // Another account is not affected, and the lock lifts after the window.
+    w.op.clock.advance(std::time::Duration::from_secs(901));
+    let (csrf, req) = login_form(&b, &w).await; // the first sign-in request expired meanwhile
+    let res = submit(&b, &w, "alice", PASSWORD, &csrf, req.as_deref()).await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+}
+
+#[tokio::test]
+async fn email_works_as_the_login_name() {
+    let w = world().await;
+    let b = Browser::new();
+    let (csrf, req) = login_form(&b, &w).await;
+    let res = submit(&b, &w, "Alice@Example.com", PASSWORD, &csrf, req.as_deref()).await;
+    assert!(location(&res).unwrap().starts_with(&w.a.redirect_uri));
+}
+
+/// The plain form without an authorization request signs in to the provider itself.
+#[tokio::test]
+async fn plain_html_form_login_sets_a_session_with_safe_cookie_flags() {
+    let w = world().await;
+    let b = Browser::new();
+    let page = b.get(&w.op.issuer, "/login").await.unwrap().text().await.unwrap();
+    let csrf = hidden_field(&page, "csrf").unwrap();
+    let res = submit(&b, &w, "alice", PASSWORD, &csrf, None).await;
+    assert_eq!(location(&res).unwrap(), "/");
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("adieu_session="))
+        .expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+    assert!(signed_in(&b, &w.op).await);
+}
+
+/// Signing in again replaces the cookie value (no session fixation), keeping the session.
+#[tokio::test]
+async fn session_cookie_value_changes_on_every_sign_in() {
+    let w = world().await;
+    let b = Browser::new();
+    let mut values = Vec::new();
+    for _ in 0..2 {
+        let page = b.get(&w.op.issuer, "/login").await.unwrap().text().await.unwrap();
+        let csrf = hidden_field(&page, "csrf").unwrap();
+        let res = submit(&b, &w, "alice", PASSWORD, &csrf, None).await;
+        let c = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("adieu_session="))
+            .unwrap();
+        values.push(c.split(';').next().unwrap().to_owned());
+    }
+    assert_ne!(values[0], values[1]);
+    let user = w.op.state.store.user_by_login("alice").await.unwrap().unwrap();
+    assert_eq!(
+        w.op.state.store.open_sessions_of_user(&user.id).await.unwrap().len(),
+        1,
+        "re-authentication keeps one session"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_sign_in_request_is_explained() {
+    let w = world().await;
+    let b = Browser::new();
+    let res = b.get(&w.op.issuer, "/login?request=does-not-exist").await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("expired"));
+}

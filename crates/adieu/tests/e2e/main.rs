@@ -1,0 +1,14 @@
+//! End-to-end tests of the provider over real HTTP on `127.0.0.1:0` (one test binary, STYLE.md 16).
+//!
+//! - `flow`: the whole sign-in → tokens → second client → RP-initiated logout journey.
+//! - `authorize_rules`, `login_rules`, `token_rules`, `end_session_rules`: one test per rule,
+//!   named after it.
+//! - `binary`: the real `adieu` executable (zero-config serve, CLI on a live database, signals).
+
+mod authorize_rules;
+mod binary;
+mod end_session_rules;
+mod flow;
+mod login_rules;
+mod support;
+mod token_rules;
