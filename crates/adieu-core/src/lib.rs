@@ -4,6 +4,8 @@
 //!   passed where another is expected (a `Sid` is never a cookie value).
 //! - [`time`]: [`UnixMillis`] and the [`Clock`] trait; time is a parameter so tests control it.
 //! - [`client`]: registered applications and their logout settings.
+//! - [`delivery`]: back-channel logout deliveries: the state machine and the retry policy.
+//! - [`audit`]: audit log events.
 //! - [`initiator`]: the seven ways a session ends and a client's subscription to them.
 //! - [`net`]: which IP addresses the provider may call on an application's behalf (SSRF defence).
 //! - [`user`]: user accounts.
@@ -11,7 +13,9 @@
 //! - [`grant`]: authorization codes, access and refresh tokens, pending sign-in requests.
 //! - [`store`]: the storage traits every backend implements, and [`store::StoreError`].
 
+pub mod audit;
 pub mod client;
+pub mod delivery;
 pub mod grant;
 pub mod id;
 pub mod initiator;

@@ -71,6 +71,8 @@ pub struct EndedSession {
     pub participations: Vec<Participation>,
     /// How many refresh and access tokens were revoked with it (BC-RT-01).
     pub revoked_tokens: u64,
+    /// The back-channel deliveries written in the same transaction (one per subscribed participant).
+    pub deliveries: Vec<crate::delivery::Delivery>,
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! secrets) arrive already hashed; every method that changes more than one row does so in one
 //! transaction.
 
+use crate::audit::{AuditEvent, AuditFilter};
 use crate::client::Client;
+use crate::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use crate::id::{ClientId, SessionId, Sid, UserId};
 use crate::initiator::Initiator;
@@ -51,14 +53,19 @@ pub trait UserStore: Send + Sync {
 /// Registered applications.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
-    /// Registers a client; `Conflict` if the id is taken.
-    async fn create_client(&self, client: &Client) -> StoreResult<()>;
+    /// Registers a client; `Conflict` if the id is taken. Audited as `client.created` (and
+    /// `backchannel.subscribed` when it has a logout URI) with `actor`.
+    async fn create_client(&self, client: &Client, actor: &str) -> StoreResult<()>;
+    /// Replaces a client's metadata, in one transaction with its audit events: a changed logout URI
+    /// is `backchannel.subscribed`/`changed`/`unsubscribed` with old and new values, and removing it
+    /// discards the client's pending deliveries. Returns the previous version, `None` if unknown.
+    async fn update_client(&self, client: &Client, actor: &str, at: UnixMillis) -> StoreResult<Option<Client>>;
     /// A client by id.
     async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>>;
     /// All clients, ordered by id.
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
-    /// Removes a client and its tokens; false if there is no such client.
-    async fn delete_client(&self, id: &ClientId) -> StoreResult<bool>;
+    /// Removes a client, its tokens and its pending deliveries (audited); false if there is no such client.
+    async fn delete_client(&self, id: &ClientId, actor: &str, at: UnixMillis) -> StoreResult<bool>;
 }
 
 /// OP sessions and their participations.
@@ -88,8 +95,10 @@ pub trait SessionStore: Send + Sync {
     /// A participation by its `sid`.
     async fn participation_by_sid(&self, sid: &Sid) -> StoreResult<Option<Participation>>;
     /// Ends a session, in one transaction: marks it ended with `initiator`, revokes its refresh and
-    /// access tokens that are not `offline_access` (BC-RT-01/02), and returns its participations.
-    /// `None` if the session does not exist or had already ended (ending is idempotent).
+    /// access tokens that are not `offline_access` (BC-RT-01/02), writes one pending delivery per
+    /// participation whose client has a back-channel logout URI and subscribes to `initiator` (the
+    /// outbox), and records a `session.ended` audit event. `None` if the session does not exist or
+    /// had already ended (ending is idempotent).
     async fn end_session(
         &self,
         id: &SessionId,
@@ -160,6 +169,120 @@ pub trait GrantStore: Send + Sync {
     async fn purge_expired(&self, now: UnixMillis) -> StoreResult<u64>;
 }
 
+/// A query on deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only this client.
+    pub client_id: Option<ClientId>,
+    /// Only this session.
+    pub session_id: Option<SessionId>,
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// A request to lease due deliveries.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// The current time.
+    pub now: UnixMillis,
+    /// How long the lease lasts.
+    pub lease: std::time::Duration,
+    /// At most this many in all.
+    pub limit: u32,
+    /// At most this many for one client (so one busy application cannot fill a batch).
+    pub per_client_limit: u32,
+    /// Skip these clients (their host is at its concurrency limit).
+    pub exclude_clients: &'a [ClientId],
+}
+
+/// What an attempt led to, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// Delivered (200/204).
+    Delivered,
+    /// Rejected by the application (400).
+    Rejected,
+    /// To be retried at `at`.
+    Retry {
+        /// When.
+        at: UnixMillis,
+    },
+    /// Given up.
+    Dead,
+}
+
+/// Queue figures for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Deliveries pending or leased.
+    pub depth: u64,
+    /// Creation time of the oldest of them.
+    pub oldest_created_at: Option<UnixMillis>,
+}
+
+/// The delivery queue.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Leases deliveries that are due (pending and `next_attempt_at <= now`, or leased with an
+    /// expired lease), oldest first, until `now + lease`, counting an attempt for each.
+    async fn claim_due(&self, claim: &Claim<'_>) -> StoreResult<Vec<Delivery>>;
+    /// Records an attempt and its result in one transaction (failures are audited too). Ignored
+    /// (returns false) if the delivery is no longer leased, e.g. it was discarded meanwhile.
+    async fn record_attempt(&self, attempt: &Attempt, result: AttemptResult, reason: Option<&str>)
+    -> StoreResult<bool>;
+    /// Deliveries matching `filter`, newest first.
+    async fn deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<Delivery>>;
+    /// One delivery with its attempts.
+    async fn delivery(&self, id: &str) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+    /// Puts a dead delivery back in the queue for a new round of attempts (audited). False if it is not dead.
+    async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool>;
+    /// Makes every leased delivery claimable again (single-node start-up: no other worker holds them).
+    async fn release_leases(&self) -> StoreResult<u64>;
+    /// The earliest `next_attempt_at` of pending deliveries, to know how long to sleep.
+    async fn next_due(&self) -> StoreResult<Option<UnixMillis>>;
+    /// Queue depth and age.
+    async fn queue_stats(&self) -> StoreResult<QueueStats>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event.
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Events matching `filter`, newest first.
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Kinds of API bearer tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiTokenKind {
+    /// The management API.
+    Admin,
+    /// An initial access token for dynamic client registration.
+    Registration,
+}
+
+impl ApiTokenKind {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiTokenKind::Admin => "admin",
+            ApiTokenKind::Registration => "registration",
+        }
+    }
+}
+
+/// Bearer tokens for the management API and registration, stored as hashes.
+#[async_trait]
+pub trait ApiTokenStore: Send + Sync {
+    /// Stores a token hash.
+    async fn insert_api_token(&self, hash: &str, kind: ApiTokenKind, label: &str, at: UnixMillis) -> StoreResult<()>;
+    /// Whether a token with this hash and kind exists.
+    async fn api_token_exists(&self, hash: &str, kind: ApiTokenKind) -> StoreResult<bool>;
+}
+
 /// A signing key as stored: PKCS#8 DER of the private key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredSigningKey {
@@ -201,6 +324,30 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything the server needs from storage.
-pub trait Store: UserStore + ClientStore + SessionStore + GrantStore + KeyStore + Health + std::fmt::Debug {}
+pub trait Store:
+    UserStore
+    + ClientStore
+    + SessionStore
+    + GrantStore
+    + KeyStore
+    + DeliveryStore
+    + AuditStore
+    + ApiTokenStore
+    + Health
+    + std::fmt::Debug
+{
+}
 
-impl<T> Store for T where T: UserStore + ClientStore + SessionStore + GrantStore + KeyStore + Health + std::fmt::Debug {}
+impl<T> Store for T where
+    T: UserStore
+        + ClientStore
+        + SessionStore
+        + GrantStore
+        + KeyStore
+        + DeliveryStore
+        + AuditStore
+        + ApiTokenStore
+        + Health
+        + std::fmt::Debug
+{
+}

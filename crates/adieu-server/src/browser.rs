@@ -129,3 +129,32 @@ pub fn new_cookie_value() -> (String, String) {
     let h = hash_secret(&v);
     (v, h)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_issuer_gives_host_prefixed_secure_cookies() {
+        let names = CookieNames::for_scheme(true);
+        assert_eq!(names.session, "__Host-adieu_session");
+        let c = names.session_cookie("v".into()).to_string();
+        for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(c.contains(flag), "{c} lacks {flag}");
+        }
+        assert!(!c.contains("Domain"), "__Host- cookies carry no Domain: {c}");
+    }
+
+    #[test]
+    fn http_development_issuer_gives_plain_cookies_without_secure() {
+        let names = CookieNames::for_scheme(false);
+        assert_eq!(names.session, "adieu_session");
+        assert!(!names.session_cookie("v".into()).to_string().contains("Secure"));
+    }
+
+    #[test]
+    fn session_removal_expires_the_cookie() {
+        let c = CookieNames::for_scheme(true).session_removal().to_string();
+        assert!(c.contains("Max-Age=0") || c.contains("Expires="), "{c}");
+    }
+}

@@ -11,6 +11,7 @@
 use crate::AppState;
 use crate::authorize::{parse_params, with_params};
 use crate::browser::{check_csrf, csrf_token, current_session};
+use crate::delivery::Outcome;
 use crate::error::PageError;
 use crate::id_token::{HintClaims, verify_hint};
 use crate::pages::render;
@@ -131,7 +132,7 @@ async fn start(state: AppState, jar: CookieJar, raw: &[u8]) -> Result<Response, 
         None => false,
     };
     if confirmed {
-        let ended = crate::logout::end_session(&state, &session.id, Initiator::RpLogout).await?;
+        let ended = end_and_wait(&state, &session.id).await?;
         return Ok(finish(&state, jar, &req, ended).await);
     }
     // RPI-05: ask the user.
@@ -175,14 +176,24 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
         return Ok(html.into_response());
     }
     let ended = match current_session(&state, &jar).await? {
-        Some(s) => crate::logout::end_session(&state, &s.id, Initiator::RpLogout).await?,
+        Some(s) => end_and_wait(&state, &s.id).await?,
         None => None,
     };
     Ok(finish(&state, jar, &req, ended).await)
 }
 
+type Ended = Option<(EndedSession, HashMap<ClientId, Outcome>)>;
+
+/// Ends the session with `rp-logout` and waits for first attempts up to the configured budget
+/// (BC-SEND-08: notify before redirecting, without letting a slow application hang the user).
+async fn end_and_wait(state: &AppState, session: &adieu_core::SessionId) -> Result<Ended, PageError> {
+    let budget = std::time::Duration::from_millis(state.settings.delivery.logout_wait_ms);
+    let (ended, outcomes) = crate::logout::end_session_and_wait(state, session, Initiator::RpLogout, budget).await?;
+    Ok(ended.map(|e| (e, outcomes)))
+}
+
 /// Clears the cookie, then redirects (with `state`) or shows the signed-out page.
-async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: Option<EndedSession>) -> Response {
+async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: Ended) -> Response {
     let jar = jar.add(state.cookies.session_removal());
     if let Some(uri) = &req.redirect {
         let target = match &req.state {
@@ -192,10 +203,17 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: Op
         return (jar, Redirect::to(&target)).into_response();
     }
     let mut apps = Vec::new();
-    if let Some(e) = &ended {
+    if let Some((e, outcomes)) = &ended {
+        let notified: Vec<&ClientId> = e.deliveries.iter().map(|d| &d.client_id).collect();
         for p in &e.participations {
             if let Ok(Some(c)) = state.store.client_by_id(&p.client_id).await {
-                apps.push(c.name);
+                let status = match outcomes.get(&p.client_id) {
+                    Some(Outcome::Delivered) => "signed out",
+                    Some(Outcome::Rejected | Outcome::Dead) => "could not be notified",
+                    Some(Outcome::Retrying) | None if notified.contains(&&p.client_id) => "being notified",
+                    _ => "not notified (no back-channel logout)",
+                };
+                apps.push(minijinja::context! { name => c.name, status => status });
             }
         }
     }

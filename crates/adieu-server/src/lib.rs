@@ -11,7 +11,8 @@
 //! - [`end_session`]: RP-Initiated Logout 1.0 (RPI-01..10).
 //! - [`logout`]: the one function that ends a session, whatever the initiator.
 //! - [`home`]: the provider's own start page.
-//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`health`]: `/healthz` and `/readyz`; [`metrics`]: `/metrics`.
+//! - [`delivery`]: back-channel logout delivery (workers, outbound policy, logout tokens).
 //!
 //! Support: [`settings`], [`keys`] (signing and JWKS), [`id_token`], [`crypto`], [`password`],
 //! [`browser`] (cookies, CSRF), [`ratelimit`], [`pages`] (templates), [`error`], [`registration`]
@@ -20,6 +21,7 @@
 pub mod authorize;
 pub mod browser;
 pub mod crypto;
+pub mod delivery;
 pub mod discovery;
 pub mod end_session;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod id_token;
 pub mod keys;
 pub mod login;
 pub mod logout;
+pub mod metrics;
 pub mod pages;
 pub mod password;
 pub mod ratelimit;
@@ -69,6 +72,8 @@ pub struct AppState {
     pub issuer: Arc<str>,
     /// The issuer's origin (`scheme://host[:port]`) for `Origin` checks.
     pub issuer_origin: Arc<str>,
+    /// Connects request handlers with the delivery workers.
+    pub delivery: Arc<delivery::DeliveryHub>,
 }
 
 impl AppState {
@@ -92,6 +97,7 @@ impl AppState {
             issuer: settings.issuer_str().into(),
             issuer_origin: settings.issuer.origin().ascii_serialization().into(),
             settings: Arc::new(settings),
+            delivery: Arc::new(delivery::DeliveryHub::default()),
             store,
             clock,
         })
@@ -100,6 +106,29 @@ impl AppState {
     /// The absolute URL of an endpoint path (`/token` → `{issuer}/token`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
+    }
+
+    /// The outbound policy for logout deliveries, from the settings.
+    pub fn outbound_policy(&self) -> delivery::outbound::OutboundPolicy {
+        delivery::outbound::OutboundPolicy {
+            development: self.settings.is_development(),
+            // Invariant: validated in Settings::validate.
+            allow_cidrs: self.settings.delivery.allow_cidrs().unwrap_or_default(),
+        }
+    }
+
+    /// The outbound client for logout deliveries with the system resolver.
+    pub fn outbound(&self) -> anyhow::Result<delivery::outbound::Outbound> {
+        let d = &self.settings.delivery;
+        let timeouts = delivery::outbound::OutboundTimeouts {
+            connect: Duration::from_millis(d.connect_timeout_ms),
+            total: Duration::from_millis(d.request_timeout_ms),
+        };
+        Ok(delivery::outbound::Outbound::new(
+            self.outbound_policy(),
+            timeouts,
+            Arc::new(delivery::outbound::SystemLookup),
+        )?)
     }
 
     /// The issuer's path prefix ("" for an issuer at the root), for links on pages.
@@ -119,7 +148,8 @@ pub fn router(state: AppState) -> Router {
         .merge(userinfo::routes())
         .merge(end_session::routes())
         .merge(home::routes())
-        .merge(health::routes());
+        .merge(health::routes())
+        .merge(metrics::routes());
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };
     app.with_state(state)

@@ -2,17 +2,22 @@
 //!
 //! Every initiator (RP-initiated logout here; password change, expiry, revocation, account
 //! deletion, upstream logout elsewhere) calls [`end_session`] with its [`Initiator`]. The store ends
-//! the session and revokes its non-offline tokens in one transaction, and returns the session's
-//! participations; back-channel notifications belong in that same transaction (the outbox), so that
-//! a committed logout can never be lost.
+//! the session, revokes its non-offline tokens and writes one delivery per subscribed application in
+//! one transaction (the outbox), so a committed logout is never lost; then the workers are woken.
+//! [`end_session_and_wait`] also waits, within a budget, for the first attempts (the logout page).
 
 use crate::AppState;
-use adieu_core::id::SessionId;
+use crate::delivery::Outcome;
+use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::EndedSession;
 use adieu_core::store::StoreResult;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 
-/// Ends `session` because of `initiator`. `None` if it had already ended (ending is idempotent).
+/// Ends `session` because of `initiator` and wakes the delivery workers. `None` if it had already
+/// ended (ending is idempotent).
 pub async fn end_session(
     state: &AppState,
     session: &SessionId,
@@ -21,14 +26,50 @@ pub async fn end_session(
     let now = state.clock.now();
     let ended = state.store.end_session(session, initiator, now).await?;
     if let Some(e) = &ended {
+        if !e.deliveries.is_empty() {
+            state.delivery.wake();
+        }
         tracing::info!(
             session = %e.session.id,
             sub = %e.session.user_id,
             %initiator,
             participations = e.participations.len(),
+            deliveries = e.deliveries.len(),
             revoked_tokens = e.revoked_tokens,
             "session ended"
         );
     }
     Ok(ended)
+}
+
+/// [`end_session`], then waits up to `budget` for the first attempt of each delivery. Returns the
+/// outcome per client for those that finished in time; the rest continue in the background.
+pub async fn end_session_and_wait(
+    state: &AppState,
+    session: &SessionId,
+    initiator: Initiator,
+    budget: Duration,
+) -> StoreResult<(Option<EndedSession>, HashMap<ClientId, Outcome>)> {
+    // Subscribe before the commit so no result can slip past.
+    let mut rx = state.delivery.events.subscribe();
+    let ended = end_session(state, session, initiator).await?;
+    let mut outcomes = HashMap::new();
+    let Some(e) = &ended else { return Ok((ended, outcomes)) };
+    let mut waiting: HashMap<&str, &ClientId> = e.deliveries.iter().map(|d| (d.id.as_str(), &d.client_id)).collect();
+    if budget.is_zero() || waiting.is_empty() {
+        return Ok((ended, outcomes));
+    }
+    let deadline = tokio::time::Instant::now() + budget;
+    while !waiting.is_empty() {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(ev)) => {
+                if let Some(client) = waiting.remove(ev.delivery_id.as_str()) {
+                    outcomes.insert(client.clone(), ev.outcome);
+                }
+            }
+            Ok(Err(RecvError::Lagged(_))) => continue,
+            Ok(Err(RecvError::Closed)) | Err(_) => break,
+        }
+    }
+    Ok((ended, outcomes))
 }

@@ -200,6 +200,7 @@ pub async fn register(
     reg: ClientRegistration,
     policy: &UriPolicy,
     now: UnixMillis,
+    actor: &str,
 ) -> Result<(Client, Option<String>), RegisterError> {
     validate(&reg, policy)?;
     let secret = (reg.token_endpoint_auth_method != TokenEndpointAuthMethod::None).then(random_secret);
@@ -217,7 +218,7 @@ pub async fn register(
         created_at: now,
         updated_at: now,
     };
-    store.create_client(&client).await?;
+    store.create_client(&client, actor).await?;
     Ok((client, secret))
 }
 

@@ -18,6 +18,74 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// Sign-in attempt limits.
     pub login: LoginSettings,
+    /// Back-channel logout delivery.
+    pub delivery: DeliverySettings,
+}
+
+/// Back-channel logout delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Attempts per delivery, the first included (default 12). `1` never retries.
+    pub max_attempts: u32,
+    /// Delay before the first retry, milliseconds (default 1000); doubles each time, with jitter.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts, seconds (default 600).
+    pub max_backoff_secs: u64,
+    /// No attempt starts later than this after the logout, seconds (default 86400).
+    pub deadline_secs: u64,
+    /// TCP/TLS connect timeout, milliseconds (default 2000).
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout, milliseconds (default 5000).
+    pub request_timeout_ms: u64,
+    /// Deliveries in flight at once (default 256).
+    pub global_concurrency: usize,
+    /// Deliveries in flight to one host at once (default 32).
+    pub per_host_concurrency: usize,
+    /// How long the logout page waits for first attempts, milliseconds (default 1000; 0 = do not wait).
+    pub logout_wait_ms: u64,
+    /// How long a worker holds a claimed delivery before another may take it, seconds (default 60).
+    pub lease_secs: u64,
+    /// CIDRs of private networks whose applications may be called outside the development profile.
+    pub allow_private_cidrs: Vec<String>,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            max_attempts: 12,
+            initial_backoff_ms: 1000,
+            max_backoff_secs: 600,
+            deadline_secs: 24 * 3600,
+            connect_timeout_ms: 2000,
+            request_timeout_ms: 5000,
+            global_concurrency: 256,
+            per_host_concurrency: 32,
+            logout_wait_ms: 1000,
+            lease_secs: 60,
+            allow_private_cidrs: Vec::new(),
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// The retry policy.
+    pub fn retry_policy(&self) -> adieu_core::delivery::RetryPolicy {
+        adieu_core::delivery::RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            max_backoff: Duration::from_secs(self.max_backoff_secs),
+            deadline: Duration::from_secs(self.deadline_secs),
+        }
+    }
+
+    /// The allow-list, parsed.
+    pub fn allow_cidrs(&self) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+        self.allow_private_cidrs
+            .iter()
+            .map(|c| c.parse::<ipnet::IpNet>().map_err(|_| SettingsError::Cidr(c.clone())))
+            .collect()
+    }
 }
 
 /// OP session lifetimes.
@@ -69,6 +137,7 @@ impl Default for Settings {
             session: SessionSettings::default(),
             tokens: TokenSettings::default(),
             login: LoginSettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -113,9 +182,12 @@ pub enum SettingsError {
         "issuer {0:?} is not on a loopback address, so it must use https (plain http is only allowed for the loopback development profile)"
     )]
     IssuerNotHttps(String),
-    /// A lifetime of zero.
+    /// A lifetime or limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// An allow-list entry that is not a CIDR.
+    #[error("delivery.allow_private_cidrs: {0:?} is not a CIDR (e.g. 10.0.0.0/8)")]
+    Cidr(String),
 }
 
 impl Settings {
@@ -144,11 +216,19 @@ impl Settings {
             ("login.max_failures_per_account", u64::from(self.login.max_failures_per_account)),
             ("login.max_attempts_per_address", u64::from(self.login.max_attempts_per_address)),
             ("login.hash_concurrency", self.login.hash_concurrency as u64),
+            ("delivery.max_attempts", u64::from(self.delivery.max_attempts)),
+            ("delivery.connect_timeout_ms", self.delivery.connect_timeout_ms),
+            ("delivery.request_timeout_ms", self.delivery.request_timeout_ms),
+            ("delivery.global_concurrency", self.delivery.global_concurrency as u64),
+            ("delivery.per_host_concurrency", self.delivery.per_host_concurrency as u64),
+            ("delivery.lease_secs", self.delivery.lease_secs),
+            ("delivery.deadline_secs", self.delivery.deadline_secs),
         ] {
             if v == 0 {
                 return Err(SettingsError::Zero(name));
             }
         }
+        self.delivery.allow_cidrs()?;
         Ok(())
     }
 

@@ -15,5 +15,7 @@ pub struct Migration {
 }
 
 /// The SQLite migrations.
-pub const SQLITE: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+pub const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
+    Migration { version: 2, name: "deliveries", sql: include_str!("../migrations/sqlite/0002_deliveries.sql") },
+];

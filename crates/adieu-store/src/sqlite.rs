@@ -6,18 +6,23 @@
 //! A second process on the same file (the admin CLI beside a running server) waits on `busy_timeout`.
 
 use crate::migrate::{Migration, SQLITE};
+use adieu_core::audit::{AuditEvent, AuditFilter, kind};
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
+use adieu_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::Initiator;
+use adieu_core::initiator::InitiatorSubscription;
 use adieu_core::session::{EndedSession, Participation, Session};
 use adieu_core::store::{
-    ClientStore, CodeRedemption, GrantStore, Health, KeyStore, RefreshUse, SessionStore, StoreError, StoreResult,
+    ApiTokenKind, ApiTokenStore, AttemptResult, AuditStore, Claim, ClientStore, CodeRedemption, DeliveryFilter,
+    DeliveryStore, GrantStore, Health, KeyStore, QueueStats, RefreshUse, SessionStore, StoreError, StoreResult,
     StoredSigningKey, UserStore,
 };
 use adieu_core::time::UnixMillis;
 use adieu_core::user::User;
 use async_trait::async_trait;
+use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
@@ -276,7 +281,154 @@ async fn end_session_in(
             .map(participation_from_row)
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-    Ok(Some(EndedSession { session, participations, revoked_tokens: refresh + access }))
+    // The outbox: one delivery per participant that subscribes to this initiator.
+    let subscribers = sqlx::query(
+        "SELECT p.client_id, p.sid, c.backchannel_logout_initiators FROM participations p
+         JOIN clients c ON c.id = p.client_id
+         WHERE p.session_id = ? AND c.backchannel_logout_uri IS NOT NULL
+         ORDER BY p.created_at, p.client_id",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut deliveries = Vec::new();
+    for row in subscribers {
+        let subscription: InitiatorSubscription =
+            serde_json::from_str(&row.try_get::<String, _>("backchannel_logout_initiators").map_err(backend)?)
+                .map_err(json_err)?;
+        if !subscription.subscribes(initiator) {
+            continue;
+        }
+        let client_id: String = row.try_get("client_id").map_err(backend)?;
+        let sid: String = row.try_get("sid").map_err(backend)?;
+        let d = sqlx::query(
+            "INSERT INTO deliveries (id, session_id, client_id, sub, sid, initiator, status, attempts, total_attempts,
+               next_attempt_at, lease_until, round_started_at, created_at, finished_at, last_error)
+             VALUES (lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, 'pending', 0, 0, ?6, NULL, ?6, ?6, NULL, NULL)
+             RETURNING *",
+        )
+        .bind(id.as_str())
+        .bind(&client_id)
+        .bind(session.user_id.as_str())
+        .bind(&sid)
+        .bind(initiator.as_str())
+        .bind(at.0)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend)?;
+        deliveries.push(delivery_from_row(&d)?);
+    }
+    let event = AuditEvent::new(
+        kind::SESSION_ENDED,
+        "system",
+        at,
+        json!({
+            "initiator": initiator.as_str(),
+            "participations": participations.len(),
+            "deliveries": deliveries.len(),
+            "revoked_tokens": refresh + access,
+        }),
+    )
+    .user(session.user_id.as_str())
+    .session(id.as_str());
+    append_audit_in(conn, &event).await?;
+    Ok(Some(EndedSession { session, participations, revoked_tokens: refresh + access, deliveries }))
+}
+
+fn delivery_from_row(r: &SqliteRow) -> StoreResult<Delivery> {
+    let text = |c: &str| r.try_get::<String, _>(c).map_err(backend);
+    Ok(Delivery {
+        id: text("id")?,
+        session_id: SessionId::new(text("session_id")?),
+        client_id: ClientId::new(text("client_id")?),
+        sub: UserId::new(text("sub")?),
+        sid: Sid::new(text("sid")?),
+        initiator: text("initiator")?
+            .parse()
+            .map_err(|e: adieu_core::initiator::UnknownInitiator| StoreError::Backend(e.to_string()))?,
+        status: text("status")?.parse().map_err(StoreError::Backend)?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts").map_err(backend)?).unwrap_or(0),
+        next_attempt_at: UnixMillis(r.try_get("next_attempt_at").map_err(backend)?),
+        lease_until: opt_ms(r.try_get("lease_until").map_err(backend)?),
+        round_started_at: UnixMillis(r.try_get("round_started_at").map_err(backend)?),
+        created_at: UnixMillis(r.try_get("created_at").map_err(backend)?),
+        finished_at: opt_ms(r.try_get("finished_at").map_err(backend)?),
+        last_error: r.try_get("last_error").map_err(backend)?,
+    })
+}
+
+fn attempt_from_row(r: &SqliteRow) -> Result<Attempt, sqlx::Error> {
+    Ok(Attempt {
+        delivery_id: r.try_get("delivery_id")?,
+        number: u32::try_from(r.try_get::<i64, _>("number")?).unwrap_or(0),
+        at: UnixMillis(r.try_get("at")?),
+        latency_ms: u64::try_from(r.try_get::<i64, _>("latency_ms")?).unwrap_or(0),
+        http_status: r.try_get::<Option<i64>, _>("http_status")?.and_then(|s| u16::try_from(s).ok()),
+        error: r.try_get("error")?,
+    })
+}
+
+async fn append_audit_in(conn: &mut SqliteConnection, e: &AuditEvent) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, kind, actor, client_id, user_id, session_id, delivery_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.at.0)
+    .bind(&e.kind)
+    .bind(&e.actor)
+    .bind(&e.client_id)
+    .bind(&e.user_id)
+    .bind(&e.session_id)
+    .bind(&e.delivery_id)
+    .bind(e.detail.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Discards the pending and leased deliveries of a client; returns how many.
+async fn discard_deliveries_in(conn: &mut SqliteConnection, client: &ClientId, at: UnixMillis) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries SET status = 'discarded', finished_at = ?, lease_until = NULL,
+           last_error = 'the client unsubscribed from back-channel logout'
+         WHERE client_id = ? AND status IN ('pending', 'leased')",
+    )
+    .bind(at.0)
+    .bind(client.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?
+    .rows_affected())
+}
+
+/// Audits a change of a client's logout URI (subscribe / change / unsubscribe) and discards its
+/// pending deliveries when it unsubscribes.
+async fn audit_uri_change(
+    conn: &mut SqliteConnection,
+    client: &ClientId,
+    old: Option<&str>,
+    new: Option<&str>,
+    actor: &str,
+    at: UnixMillis,
+) -> StoreResult<()> {
+    let k = match (old, new) {
+        (None, Some(_)) => kind::BACKCHANNEL_SUBSCRIBED,
+        (Some(_), None) => kind::BACKCHANNEL_UNSUBSCRIBED,
+        (Some(a), Some(b)) if a != b => kind::BACKCHANNEL_CHANGED,
+        _ => return Ok(()),
+    };
+    let e = AuditEvent::new(k, actor, at, json!({ "old": old, "new": new })).client(client.as_str());
+    append_audit_in(conn, &e).await?;
+    if new.is_none() {
+        let n = discard_deliveries_in(conn, client, at).await?;
+        if n > 0 {
+            let e =
+                AuditEvent::new(kind::DELIVERIES_DISCARDED, actor, at, json!({ "count": n })).client(client.as_str());
+            append_audit_in(conn, &e).await?;
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,7 +525,8 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl ClientStore for SqliteStore {
-    async fn create_client(&self, c: &Client) -> StoreResult<()> {
+    async fn create_client(&self, c: &Client, actor: &str) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO clients (id, name, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri,
                backchannel_logout_session_required, backchannel_logout_initiators, token_endpoint_auth_method,
@@ -392,10 +545,51 @@ impl ClientStore for SqliteStore {
         .bind(c.id_token_signed_response_alg.as_str())
         .bind(c.created_at.0)
         .bind(c.updated_at.0)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        let e =
+            AuditEvent::new(kind::CLIENT_CREATED, actor, c.created_at, json!({ "name": c.name })).client(c.id.as_str());
+        append_audit_in(&mut tx, &e).await?;
+        audit_uri_change(&mut tx, &c.id, None, c.backchannel_logout_uri.as_deref(), actor, c.created_at).await?;
+        tx.commit().await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn update_client(&self, c: &Client, actor: &str, at: UnixMillis) -> StoreResult<Option<Client>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let old = sqlx::query("SELECT * FROM clients WHERE id = ?")
+            .bind(c.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(old) = old.as_ref().map(client_from_row).transpose()? else { return Ok(None) };
+        sqlx::query(
+            "UPDATE clients SET name = ?, secret_hash = ?, redirect_uris = ?, post_logout_redirect_uris = ?,
+               backchannel_logout_uri = ?, backchannel_logout_session_required = ?, backchannel_logout_initiators = ?,
+               token_endpoint_auth_method = ?, id_token_signed_response_alg = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&c.name)
+        .bind(&c.secret_hash)
+        .bind(serde_json::to_string(&c.redirect_uris).map_err(json_err)?)
+        .bind(serde_json::to_string(&c.post_logout_redirect_uris).map_err(json_err)?)
+        .bind(&c.backchannel_logout_uri)
+        .bind(c.backchannel_logout_session_required)
+        .bind(serde_json::to_string(&c.backchannel_logout_initiators).map_err(json_err)?)
+        .bind(c.token_endpoint_auth_method.as_str())
+        .bind(c.id_token_signed_response_alg.as_str())
+        .bind(at.0)
+        .bind(c.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let e = AuditEvent::new(kind::CLIENT_UPDATED, actor, at, json!({})).client(c.id.as_str());
+        append_audit_in(&mut tx, &e).await?;
+        let (old_uri, new_uri) = (old.backchannel_logout_uri.as_deref(), c.backchannel_logout_uri.as_deref());
+        audit_uri_change(&mut tx, &c.id, old_uri, new_uri, actor, at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(old))
     }
 
     async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
@@ -412,8 +606,18 @@ impl ClientStore for SqliteStore {
         rows.iter().map(client_from_row).collect()
     }
 
-    async fn delete_client(&self, id: &ClientId) -> StoreResult<bool> {
+    async fn delete_client(&self, id: &ClientId, actor: &str, at: UnixMillis) -> StoreResult<bool> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let uri: Option<Option<String>> = sqlx::query_scalar("SELECT backchannel_logout_uri FROM clients WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(uri) = uri else { return Ok(false) };
+        audit_uri_change(&mut tx, id, uri.as_deref(), None, actor, at).await?;
+        discard_deliveries_in(&mut tx, id, at).await?;
+        let e = AuditEvent::new(kind::CLIENT_DELETED, actor, at, json!({})).client(id.as_str());
+        append_audit_in(&mut tx, &e).await?;
         for stmt in [
             "DELETE FROM auth_codes WHERE client_id = ?",
             "DELETE FROM access_tokens WHERE client_id = ?",
@@ -811,5 +1015,274 @@ impl Health for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(backend)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn claim_due(&self, c: &Claim<'_>) -> StoreResult<Vec<Delivery>> {
+        let until = c.now.plus(c.lease);
+        let exclude = serde_json::to_string(&c.exclude_clients.iter().map(ClientId::as_str).collect::<Vec<_>>())
+            .map_err(json_err)?;
+        // Both branches use a partial index; the window caps each client's share of the batch.
+        let rows = sqlx::query(
+            "UPDATE deliveries SET status = 'leased', lease_until = ?1, attempts = attempts + 1,
+               total_attempts = total_attempts + 1
+             WHERE id IN (
+               SELECT id FROM (
+                 SELECT id, due, ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due) AS rn FROM (
+                   SELECT id, client_id, next_attempt_at AS due FROM deliveries
+                     WHERE status = 'pending' AND next_attempt_at <= ?2
+                   UNION ALL
+                   SELECT id, client_id, lease_until AS due FROM deliveries
+                     WHERE status = 'leased' AND lease_until <= ?2)
+                 WHERE client_id NOT IN (SELECT value FROM json_each(?5)))
+               WHERE rn <= ?4 ORDER BY due LIMIT ?3)
+             RETURNING *",
+        )
+        .bind(until.0)
+        .bind(c.now.0)
+        .bind(i64::from(c.limit))
+        .bind(i64::from(c.per_client_limit.max(1)))
+        .bind(exclude)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        let mut out: Vec<Delivery> = rows.iter().map(delivery_from_row).collect::<StoreResult<_>>()?;
+        out.sort_by_key(|d| d.next_attempt_at);
+        Ok(out)
+    }
+
+    async fn record_attempt(&self, a: &Attempt, result: AttemptResult, reason: Option<&str>) -> StoreResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let row = sqlx::query("SELECT * FROM deliveries WHERE id = ?")
+            .bind(&a.delivery_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(false) };
+        let d = delivery_from_row(&row)?;
+        let total: i64 = row.try_get("total_attempts").map_err(backend)?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, latency_ms, http_status, error) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.delivery_id)
+        .bind(total)
+        .bind(a.at.0)
+        .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+        .bind(a.http_status.map(i64::from))
+        .bind(&a.error)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if d.status != DeliveryStatus::Leased {
+            // Discarded (client unsubscribed) or already finished by another worker: keep the record only.
+            tx.commit().await.map_err(backend)?;
+            return Ok(false);
+        }
+        let now = a.at.plus(Duration::from_millis(a.latency_ms));
+        let (status, next, audit_kind) = match result {
+            AttemptResult::Delivered => ("delivered", None, None),
+            AttemptResult::Rejected => ("rejected", None, Some(kind::DELIVERY_REJECTED)),
+            AttemptResult::Retry { at } => ("pending", Some(at), Some(kind::DELIVERY_ATTEMPT_FAILED)),
+            AttemptResult::Dead => ("dead", None, Some(kind::DELIVERY_DEAD)),
+        };
+        sqlx::query(
+            "UPDATE deliveries SET status = ?, lease_until = NULL, next_attempt_at = COALESCE(?, next_attempt_at),
+               finished_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END, last_error = COALESCE(?, last_error)
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(next.map(|t| t.0))
+        .bind(status)
+        .bind(now.0)
+        .bind(reason)
+        .bind(&a.delivery_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(k) = audit_kind {
+            let e = AuditEvent::new(
+                k,
+                "system",
+                now,
+                json!({
+                    "attempt": d.attempts,
+                    "http_status": a.http_status,
+                    "error": reason,
+                    "next_attempt_at": next.map(|t| t.0),
+                    "initiator": d.initiator.as_str(),
+                }),
+            )
+            .client(d.client_id.as_str())
+            .session(d.session_id.as_str())
+            .user(d.sub.as_str())
+            .delivery(d.id.as_str());
+            append_audit_in(&mut tx, &e).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn deliveries(&self, f: &DeliveryFilter) -> StoreResult<Vec<Delivery>> {
+        let rows = sqlx::query(
+            "SELECT * FROM deliveries
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR client_id = ?2) AND (?3 IS NULL OR session_id = ?3)
+             ORDER BY created_at DESC, id LIMIT ?4",
+        )
+        .bind(f.status.map(|s| s.as_str()))
+        .bind(f.client_id.as_ref().map(|c| c.as_str()))
+        .bind(f.session_id.as_ref().map(|s| s.as_str()))
+        .bind(i64::from(f.limit.unwrap_or(100).clamp(1, 1000)))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn delivery(&self, id: &str) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
+        let row = sqlx::query("SELECT * FROM deliveries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let attempts = sqlx::query("SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY number")
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(Some((delivery_from_row(&row)?, attempts)))
+    }
+
+    async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let row = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1, round_started_at = ?1,
+               finished_at = NULL
+             WHERE id = ?2 AND status = 'dead' RETURNING *",
+        )
+        .bind(at.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(false) };
+        let d = delivery_from_row(&row)?;
+        let e = AuditEvent::new(kind::DELIVERY_RETRIED, actor, at, json!({}))
+            .client(d.client_id.as_str())
+            .session(d.session_id.as_str())
+            .delivery(d.id.as_str());
+        append_audit_in(&mut tx, &e).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn release_leases(&self) -> StoreResult<u64> {
+        Ok(sqlx::query("UPDATE deliveries SET status = 'pending', lease_until = NULL WHERE status = 'leased'")
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?
+            .rows_affected())
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<UnixMillis>> {
+        let t: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM (SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status = 'pending'
+                                 UNION ALL SELECT MIN(lease_until) FROM deliveries WHERE status = 'leased')",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(t.map(UnixMillis))
+    }
+
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'leased')",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(QueueStats {
+            depth: u64::try_from(row.try_get::<i64, _>("depth").map_err(backend)?).unwrap_or(0),
+            oldest_created_at: opt_ms(row.try_get("oldest").map_err(backend)?),
+        })
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await.map_err(backend)?;
+        append_audit_in(&mut conn, event).await
+    }
+
+    async fn audit_events(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+        let (exact, prefix) = match &f.kind {
+            Some(k) if k.ends_with('.') => (None, Some(format!("{k}%"))),
+            Some(k) => (Some(k.clone()), None),
+            None => (None, None),
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log
+             WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR kind LIKE ?2) AND (?3 IS NULL OR client_id = ?3)
+               AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+             ORDER BY id DESC LIMIT ?6",
+        )
+        .bind(exact)
+        .bind(prefix)
+        .bind(&f.client_id)
+        .bind(f.since.map(|t| t.0))
+        .bind(f.until.map(|t| t.0))
+        .bind(i64::from(f.limit.unwrap_or(100).clamp(1, 1000)))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail").map_err(backend)?;
+                Ok(AuditEvent {
+                    id: r.try_get("id").map_err(backend)?,
+                    at: UnixMillis(r.try_get("at").map_err(backend)?),
+                    kind: r.try_get("kind").map_err(backend)?,
+                    actor: r.try_get("actor").map_err(backend)?,
+                    client_id: r.try_get("client_id").map_err(backend)?,
+                    user_id: r.try_get("user_id").map_err(backend)?,
+                    session_id: r.try_get("session_id").map_err(backend)?,
+                    delivery_id: r.try_get("delivery_id").map_err(backend)?,
+                    detail: serde_json::from_str(&detail).map_err(json_err)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ApiTokenStore for SqliteStore {
+    async fn insert_api_token(&self, hash: &str, kind: ApiTokenKind, label: &str, at: UnixMillis) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_tokens (hash, kind, label, created_at) VALUES (?, ?, ?, ?)")
+            .bind(hash)
+            .bind(kind.as_str())
+            .bind(label)
+            .bind(at.0)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn api_token_exists(&self, hash: &str, kind: ApiTokenKind) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE hash = ? AND kind = ?")
+            .bind(hash)
+            .bind(kind.as_str())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
     }
 }

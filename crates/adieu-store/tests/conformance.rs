@@ -1,6 +1,7 @@
 //! The storage conformance suite: every backend must pass the same tests. Each test takes a fresh
 //! store from `backends()`; SQLite always runs.
 
+use adieu_core::audit::{AuditEvent, AuditFilter};
 use adieu_core::client::Client;
 use adieu_core::grant::{AccessToken, AuthCode, RefreshToken};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
@@ -44,6 +45,13 @@ conformance!(
     delete_user_ends_sessions_revokes_tokens_and_keeps_the_subject_on_sessions,
     purge_removes_only_expired_rows,
     clients_round_trip_with_their_logout_settings,
+    ending_a_session_writes_deliveries_only_for_subscribed_clients_with_a_uri,
+    claimed_deliveries_are_leased_and_expired_leases_are_claimable_again,
+    attempts_are_recorded_and_failures_audited,
+    removing_the_logout_uri_discards_pending_deliveries_and_is_audited,
+    dead_deliveries_can_be_retried,
+    claims_skip_excluded_clients_and_cap_each_clients_share,
+    audit_log_filters_by_kind_prefix_client_and_time,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -277,11 +285,11 @@ async fn clients_round_trip_with_their_logout_settings(s: Arc<dyn Store>) -> Sto
         created_at: T0,
         updated_at: T0,
     };
-    s.create_client(&c).await?;
+    s.create_client(&c, "test").await?;
     assert_eq!(s.client_by_id(&c.id).await?.unwrap(), c);
-    assert!(matches!(s.create_client(&c).await, Err(StoreError::Conflict(_))));
-    assert!(s.delete_client(&c.id).await?);
-    assert!(!s.delete_client(&c.id).await?);
+    assert!(matches!(s.create_client(&c, "test").await, Err(StoreError::Conflict(_))));
+    assert!(s.delete_client(&c.id, "test", T0).await?);
+    assert!(!s.delete_client(&c.id, "test", T0).await?);
     Ok(())
 }
 
@@ -294,4 +302,223 @@ async fn sqlite_migrations_are_idempotent() {
     drop(first);
     let again = SqliteStore::open(&url).await.unwrap();
     assert_eq!(again.migrate().await.unwrap(), 0);
+}
+
+fn client_with(id: &str, uri: Option<&str>, sub: adieu_core::initiator::InitiatorSubscription) -> Client {
+    Client {
+        id: ClientId::new(id),
+        name: id.into(),
+        secret_hash: Some("h".into()),
+        redirect_uris: vec![format!("https://{id}/cb")],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: uri.map(Into::into),
+        backchannel_logout_session_required: false,
+        backchannel_logout_initiators: sub,
+        token_endpoint_auth_method: adieu_core::client::TokenEndpointAuthMethod::ClientSecretBasic,
+        id_token_signed_response_alg: adieu_proto::SigningAlg::RS256,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// A session `s1` of alice in which clients `a` (subscribed, default), `b` (no URI) and
+/// `c` (subscribed to all initiators) participate.
+async fn three_participants(s: &Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::initiator::{InitiatorMode, InitiatorSubscription};
+    s.create_client(&client_with("a", Some("https://a/bc"), InitiatorSubscription::default()), "test").await?;
+    s.create_client(&client_with("b", None, InitiatorSubscription::default()), "test").await?;
+    let all = InitiatorSubscription { mode: InitiatorMode::All, selected_initiators: vec![] };
+    s.create_client(&client_with("c", Some("https://c/bc?x=1"), all), "test").await?;
+    s.create_session(&session("s1", "id-alice"), "cookie1").await?;
+    for c in ["a", "b", "c"] {
+        s.ensure_participation(&SessionId::new("s1"), &ClientId::new(c), &Sid::new(format!("sid-{c}")), T0).await?;
+    }
+    Ok(())
+}
+
+fn claim(now: UnixMillis) -> adieu_core::store::Claim<'static> {
+    adieu_core::store::Claim {
+        now,
+        lease: std::time::Duration::from_secs(60),
+        limit: 100,
+        per_client_limit: 100,
+        exclude_clients: &[],
+    }
+}
+
+async fn ending_a_session_writes_deliveries_only_for_subscribed_clients_with_a_uri(
+    s: Arc<dyn Store>,
+) -> StoreResult<()> {
+    three_participants(&s).await?;
+    // session-expired: `a` has the default subscription (rp-logout, idp-logout), `c` has all.
+    let ended = s.end_session(&SessionId::new("s1"), Initiator::SessionExpired, T0).await?.unwrap();
+    let clients: Vec<&str> = ended.deliveries.iter().map(|d| d.client_id.as_str()).collect();
+    assert_eq!(clients, vec!["c"]);
+    let d = &ended.deliveries[0];
+    assert_eq!((d.sub.as_str(), d.sid.as_str(), d.initiator), ("id-alice", "sid-c", Initiator::SessionExpired));
+    assert_eq!(d.status, adieu_core::delivery::DeliveryStatus::Pending);
+
+    s.create_session(&session("s2", "id-alice"), "cookie2").await?;
+    for c in ["a", "b", "c"] {
+        s.ensure_participation(&SessionId::new("s2"), &ClientId::new(c), &Sid::new(format!("sid2-{c}")), T0).await?;
+    }
+    let ended = s.end_session(&SessionId::new("s2"), Initiator::RpLogout, T0).await?.unwrap();
+    let mut clients: Vec<&str> = ended.deliveries.iter().map(|d| d.client_id.as_str()).collect();
+    clients.sort();
+    assert_eq!(clients, vec!["a", "c"], "rp-logout reaches every subscribed client with a URI");
+    let logged = s.audit_events(&AuditFilter { kind: Some("session.ended".into()), ..Default::default() }).await?;
+    assert_eq!(logged.len(), 2);
+    assert_eq!(logged[0].detail["initiator"], "rp-logout");
+    Ok(())
+}
+
+async fn claimed_deliveries_are_leased_and_expired_leases_are_claimable_again(s: Arc<dyn Store>) -> StoreResult<()> {
+    three_participants(&s).await?;
+    s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?;
+    let first = s.claim_due(&claim(T0)).await?;
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|d| d.status == adieu_core::delivery::DeliveryStatus::Leased && d.attempts == 1));
+    assert!(s.claim_due(&claim(T0)).await?.is_empty(), "leased deliveries are not claimed twice");
+    // The worker died: after the lease, another claim takes them (at-least-once).
+    let later = UnixMillis(T0.0 + 61_000);
+    let again = s.claim_due(&claim(later)).await?;
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|d| d.attempts == 2));
+    assert_eq!(s.release_leases().await?, 2);
+    assert_eq!(s.queue_stats().await?.depth, 2);
+    Ok(())
+}
+
+async fn attempts_are_recorded_and_failures_audited(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::delivery::{Attempt, DeliveryStatus};
+    use adieu_core::store::AttemptResult;
+    three_participants(&s).await?;
+    s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?;
+    let batch = s.claim_due(&claim(T0)).await?;
+    let (a, c) = (&batch[0], &batch[1]);
+    let attempt = |d: &adieu_core::delivery::Delivery, status: Option<u16>| Attempt {
+        delivery_id: d.id.clone(),
+        number: 0,
+        at: T0,
+        latency_ms: 12,
+        http_status: status,
+        error: None,
+    };
+    assert!(s.record_attempt(&attempt(a, Some(200)), AttemptResult::Delivered, None).await?);
+    let retry_at = UnixMillis(T0.0 + 1000);
+    assert!(s.record_attempt(&attempt(c, Some(503)), AttemptResult::Retry { at: retry_at }, Some("HTTP 503")).await?);
+    let (da, attempts) = s.delivery(&a.id).await?.unwrap();
+    assert_eq!(da.status, DeliveryStatus::Delivered);
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].http_status, Some(200));
+    let (dc, _) = s.delivery(&c.id).await?.unwrap();
+    assert_eq!(
+        (dc.status, dc.next_attempt_at, dc.last_error.as_deref()),
+        (DeliveryStatus::Pending, retry_at, Some("HTTP 503"))
+    );
+    assert_eq!(s.next_due().await?, Some(retry_at));
+    assert!(s.claim_due(&claim(T0)).await?.is_empty(), "not due before its time");
+    let second = s.claim_due(&claim(retry_at)).await?;
+    assert_eq!(second.len(), 1);
+    assert!(s.record_attempt(&attempt(&second[0], None), AttemptResult::Dead, Some("timed out")).await?);
+    let (dc, attempts) = s.delivery(&c.id).await?.unwrap();
+    assert_eq!(dc.status, DeliveryStatus::Dead);
+    assert_eq!(attempts.iter().map(|a| a.number).collect::<Vec<_>>(), vec![1, 2]);
+    let failures = s.audit_events(&AuditFilter { kind: Some("delivery.".into()), ..Default::default() }).await?;
+    let kinds: Vec<&str> = failures.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["delivery.dead", "delivery.attempt_failed"]);
+    // A record for a delivery that is no longer leased changes nothing.
+    assert!(!s.record_attempt(&attempt(a, Some(200)), AttemptResult::Delivered, None).await?);
+    Ok(())
+}
+
+async fn removing_the_logout_uri_discards_pending_deliveries_and_is_audited(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::delivery::DeliveryStatus;
+    three_participants(&s).await?;
+    let ended = s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?.unwrap();
+    let mut a = s.client_by_id(&ClientId::new("a")).await?.unwrap();
+    a.backchannel_logout_uri = Some("https://a/new-bc".into());
+    s.update_client(&a, "admin-api", T0).await?;
+    a.backchannel_logout_uri = None;
+    let old = s.update_client(&a, "admin-api", T0).await?.unwrap();
+    assert_eq!(old.backchannel_logout_uri.as_deref(), Some("https://a/new-bc"));
+    let da = ended.deliveries.iter().find(|d| d.client_id.as_str() == "a").unwrap();
+    assert_eq!(s.delivery(&da.id).await?.unwrap().0.status, DeliveryStatus::Discarded);
+    let dc = ended.deliveries.iter().find(|d| d.client_id.as_str() == "c").unwrap();
+    assert_eq!(s.delivery(&dc.id).await?.unwrap().0.status, DeliveryStatus::Pending, "other clients are untouched");
+    let log = s.audit_events(&AuditFilter { client_id: Some("a".into()), ..Default::default() }).await?;
+    let kinds: Vec<&str> = log.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "delivery.discarded",
+            "backchannel.unsubscribed",
+            "client.updated",
+            "backchannel.changed",
+            "client.updated",
+            "backchannel.subscribed",
+            "client.created"
+        ]
+    );
+    let changed = log.iter().find(|e| e.kind == "backchannel.changed").unwrap();
+    assert_eq!(
+        (changed.detail["old"].as_str(), changed.detail["new"].as_str()),
+        (Some("https://a/bc"), Some("https://a/new-bc"))
+    );
+    assert_eq!(changed.actor, "admin-api");
+    Ok(())
+}
+
+async fn dead_deliveries_can_be_retried(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::delivery::{Attempt, DeliveryStatus};
+    use adieu_core::store::AttemptResult;
+    three_participants(&s).await?;
+    s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?;
+    let d = s.claim_due(&claim(T0)).await?.remove(0);
+    assert!(!s.retry_dead(&d.id, "admin-api", T0).await?, "only dead deliveries can be retried");
+    let a =
+        Attempt { delivery_id: d.id.clone(), number: 0, at: T0, latency_ms: 1, http_status: Some(404), error: None };
+    s.record_attempt(&a, AttemptResult::Dead, Some("HTTP 404")).await?;
+    let later = UnixMillis(T0.0 + 5000);
+    assert!(s.retry_dead(&d.id, "admin-api", later).await?);
+    let (d2, _) = s.delivery(&d.id).await?.unwrap();
+    assert_eq!((d2.status, d2.attempts, d2.round_started_at), (DeliveryStatus::Pending, 0, later));
+    Ok(())
+}
+
+async fn claims_skip_excluded_clients_and_cap_each_clients_share(s: Arc<dyn Store>) -> StoreResult<()> {
+    three_participants(&s).await?;
+    for i in 0..5 {
+        let id = format!("sx{i}");
+        s.create_session(&session(&id, "id-alice"), &format!("ck{i}")).await?;
+        for c in ["a", "c"] {
+            s.ensure_participation(&SessionId::new(id.clone()), &ClientId::new(c), &Sid::new(format!("{id}-{c}")), T0)
+                .await?;
+        }
+        s.end_session(&SessionId::new(id), Initiator::RpLogout, T0).await?;
+    }
+    let exclude = [ClientId::new("a")];
+    let c = adieu_core::store::Claim { exclude_clients: &exclude, per_client_limit: 3, ..claim(T0) };
+    let batch = s.claim_due(&c).await?;
+    assert_eq!(batch.len(), 3);
+    assert!(batch.iter().all(|d| d.client_id.as_str() == "c"));
+    Ok(())
+}
+
+async fn audit_log_filters_by_kind_prefix_client_and_time(s: Arc<dyn Store>) -> StoreResult<()> {
+    for (i, k) in ["x.one", "x.two", "y.one"].iter().enumerate() {
+        let e = AuditEvent::new(k, "test", UnixMillis(T0.0 + i as i64), serde_json::json!({ "i": i }))
+            .client(if i == 2 { "other" } else { "a" });
+        s.append_audit(&e).await?;
+    }
+    let all = s.audit_events(&AuditFilter::default()).await?;
+    assert_eq!(all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), vec!["y.one", "x.two", "x.one"]);
+    assert_eq!(s.audit_events(&AuditFilter { kind: Some("x.".into()), ..Default::default() }).await?.len(), 2);
+    assert_eq!(s.audit_events(&AuditFilter { kind: Some("x.one".into()), ..Default::default() }).await?.len(), 1);
+    assert_eq!(s.audit_events(&AuditFilter { client_id: Some("other".into()), ..Default::default() }).await?.len(), 1);
+    let window =
+        AuditFilter { since: Some(UnixMillis(T0.0 + 1)), until: Some(UnixMillis(T0.0 + 2)), ..Default::default() };
+    assert_eq!(s.audit_events(&window).await?[0].kind, "x.two");
+    assert_eq!(s.audit_events(&AuditFilter { limit: Some(1), ..Default::default() }).await?.len(), 1);
+    Ok(())
 }

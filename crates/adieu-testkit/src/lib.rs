@@ -86,7 +86,7 @@ impl TestOp {
     /// Registers a client through the same validation as the CLI; returns it and its secret.
     pub async fn add_client(&self, reg: ClientRegistration) -> anyhow::Result<(Client, Option<String>)> {
         let policy = UriPolicy { development: true, own_host: "127.0.0.1".into() };
-        Ok(register(self.state.store.as_ref(), reg, &policy, self.clock.now()).await?)
+        Ok(register(self.state.store.as_ref(), reg, &policy, self.clock.now(), "test").await?)
     }
 
     /// Registers a confidential client `id` with `redirect_uri` and a post-logout URI `{redirect_uri}/bye`.

@@ -262,7 +262,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 own_host: settings.issuer.host_str().unwrap_or_default().to_owned(),
             };
             let (client, secret) =
-                register(store.as_ref(), reg, &policy, SystemClock.now()).await.map_err(|e| match e {
+                register(store.as_ref(), reg, &policy, SystemClock.now(), "cli").await.map_err(|e| match e {
                     RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),
                     RegisterError::Store(adieu_core::StoreError::Conflict(_)) => {
                         anyhow::anyhow!("that client_id is taken")
@@ -288,7 +288,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
             print_client(&c);
         }
         ClientCmd::Delete { client_id } => {
-            if !store.delete_client(&ClientId::new(client_id.clone())).await? {
+            if !store.delete_client(&ClientId::new(client_id.clone()), "cli", SystemClock.now()).await? {
                 bail!("no client {client_id:?}");
             }
             println!("deleted client {client_id}");

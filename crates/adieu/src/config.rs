@@ -2,7 +2,7 @@
 //! variables (nested keys with `__`, e.g. `ADIEU_SESSION__IDLE_TIMEOUT_SECS=3600`).
 
 use adieu_server::Settings;
-use adieu_server::settings::{LoginSettings, SessionSettings, TokenSettings};
+use adieu_server::settings::{DeliverySettings, LoginSettings, SessionSettings, TokenSettings};
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -27,6 +27,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// Sign-in attempt limits.
     pub login: LoginSettings,
+    /// Back-channel logout delivery.
+    pub delivery: DeliverySettings,
 }
 
 impl Default for Config {
@@ -38,11 +40,12 @@ impl Default for Config {
             session: SessionSettings::default(),
             tokens: TokenSettings::default(),
             login: LoginSettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
 
-const TOP_LEVEL: [&str; 6] = ["listen", "issuer", "database_url", "session", "tokens", "login"];
+const TOP_LEVEL: [&str; 7] = ["listen", "issuer", "database_url", "session", "tokens", "login", "delivery"];
 
 impl Config {
     /// Loads the layers. Environment variables that are not configuration keys (such as
@@ -68,8 +71,13 @@ impl Config {
             Some(i) => i.clone(),
             None => Url::parse(&format!("http://{}", self.listen)).context("cannot derive an issuer from listen")?,
         };
-        let s =
-            Settings { issuer, session: self.session.clone(), tokens: self.tokens.clone(), login: self.login.clone() };
+        let s = Settings {
+            issuer,
+            session: self.session.clone(),
+            tokens: self.tokens.clone(),
+            login: self.login.clone(),
+            delivery: self.delivery.clone(),
+        };
         s.validate()?;
         Ok(s)
     }
