@@ -5,6 +5,9 @@
 //! - [`Browser`]: a cookie-keeping HTTP client that does not follow redirects, with helpers to
 //!   sign in through the real login form and run the code flow.
 //! - [`pkce_pair`]: a PKCE verifier and its S256 challenge.
+//! - [`receiver`]: a recording back-channel logout receiver with scripted answers.
+
+pub mod receiver;
 
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
 use adieu_core::id::UserId;
@@ -51,6 +54,7 @@ impl TestOp {
         let clock = ManualClock::starting_now();
         let state = AppState::new(store, settings, Arc::new(clock.clone())).await?;
         let issuer = state.issuer.to_string();
+        adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?);
         let app = adieu_server::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -87,6 +91,34 @@ impl TestOp {
     pub async fn add_client(&self, reg: ClientRegistration) -> anyhow::Result<(Client, Option<String>)> {
         let policy = UriPolicy { development: true, own_host: "127.0.0.1".into() };
         Ok(register(self.state.store.as_ref(), reg, &policy, self.clock.now(), "test").await?)
+    }
+
+    /// Wakes the delivery worker (after moving the clock).
+    pub fn wake_workers(&self) {
+        self.state.delivery.wake();
+    }
+
+    /// Registers a confidential client `id` with a back-channel logout URI.
+    pub async fn add_bc_client(
+        &self,
+        id: &str,
+        redirect_uri: &str,
+        backchannel_logout_uri: &str,
+        initiators: adieu_core::initiator::InitiatorSubscription,
+    ) -> anyhow::Result<TestClient> {
+        let (client, secret) = self
+            .add_client(ClientRegistration {
+                client_id: Some(id.to_owned()),
+                name: format!("App {id}"),
+                redirect_uris: vec![redirect_uri.to_owned()],
+                post_logout_redirect_uris: vec![format!("{redirect_uri}/bye")],
+                backchannel_logout_uri: Some(backchannel_logout_uri.to_owned()),
+                backchannel_logout_session_required: true,
+                backchannel_logout_initiators: initiators,
+                ..Default::default()
+            })
+            .await?;
+        Ok(TestClient { id: client.id.to_string(), secret, redirect_uri: redirect_uri.to_owned() })
     }
 
     /// Registers a confidential client `id` with `redirect_uri` and a post-logout URI `{redirect_uri}/bye`.

@@ -20,6 +20,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let state = AppState::new(store.clone(), settings, Arc::new(SystemClock)).await?;
+    // One process owns this database (SQLite): leases left by a previous run are released at once.
+    let released = store.release_leases().await?;
+    if released > 0 {
+        tracing::info!(released, "resuming deliveries that were in flight when the last run stopped");
+    }
+    let worker = adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?);
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, issuer = %state.issuer, database = %config.database_url, "adieu is listening");
@@ -41,6 +47,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = adieu_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     purger.abort();
+    worker.abort();
     tracing::info!("adieu stopped");
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! - `binary`: the real `adieu` executable (zero-config serve, CLI on a live database, signals).
 
 mod authorize_rules;
+mod backchannel;
 mod binary;
 mod end_session_rules;
 mod flow;
