@@ -4,9 +4,11 @@
 //! - [`error`]: OAuth 2.0 / OpenID Connect error codes and the JSON error body.
 //! - [`token`]: the token endpoint response and ID token claims.
 //! - [`alg`]: the JWS algorithms adieu signs with.
+//! - [`client`]: client metadata for registration and the management API.
 //! - [`logout`]: the logout token claims and the back-channel logout event URI (BC-LT-*).
 
 pub mod alg;
+pub mod client;
 pub mod discovery;
 pub mod error;
 pub mod logout;

@@ -52,7 +52,7 @@ pub fn metadata(state: &AppState) -> ProviderMetadata {
         authorization_response_iss_parameter_supported: true,
         backchannel_logout_supported: true,
         backchannel_logout_session_supported: true,
-        registration_endpoint: None,
+        registration_endpoint: Some(state.url("/register")),
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`userinfo`]: claims for a bearer access token.
 //! - [`end_session`]: RP-Initiated Logout 1.0 (RPI-01..10).
 //! - [`logout`]: the one function that ends a session, whatever the initiator.
+//! - [`register`]: dynamic client registration (RFC 7591) with an initial access token.
+//! - [`api`]: the management API (`/api/v1`: clients, deliveries, audit log).
 //! - [`home`]: the provider's own start page.
 //! - [`health`]: `/healthz` and `/readyz`; [`metrics`]: `/metrics`.
 //! - [`delivery`]: back-channel logout delivery (workers, outbound policy, logout tokens).
@@ -18,6 +20,7 @@
 //! [`browser`] (cookies, CSRF), [`ratelimit`], [`pages`] (templates), [`error`], [`registration`]
 //! (validation of client metadata).
 
+pub mod api;
 pub mod authorize;
 pub mod browser;
 pub mod crypto;
@@ -35,6 +38,7 @@ pub mod metrics;
 pub mod pages;
 pub mod password;
 pub mod ratelimit;
+pub mod register;
 pub mod registration;
 pub mod settings;
 pub mod token;
@@ -149,7 +153,9 @@ pub fn router(state: AppState) -> Router {
         .merge(end_session::routes())
         .merge(home::routes())
         .merge(health::routes())
-        .merge(metrics::routes());
+        .merge(metrics::routes())
+        .merge(register::routes())
+        .merge(api::routes());
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };
     app.with_state(state)

@@ -317,3 +317,180 @@ mod tests {
         assert!(validate(&reg, &prod()).is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Metadata on the wire (dynamic registration and the management API) ⇄ domain.
+
+use adieu_core::initiator::{Initiator, InitiatorMode};
+use adieu_proto::client::{ClientMetadataRequest, ClientMetadataResponse, InitiatorsMetadata};
+
+fn parse_initiators(m: &InitiatorsMetadata) -> Result<InitiatorSubscription, RegistrationError> {
+    let mode = match m.mode.as_str() {
+        "custom" => InitiatorMode::Custom,
+        "all" => InitiatorMode::All,
+        other => return Err(bad_meta(format!("backchannel_logout_initiators.mode {other:?} must be custom or all"))),
+    };
+    let mut selected = Vec::new();
+    for name in &m.selected_initiators {
+        let i: Initiator =
+            name.parse().map_err(|e: adieu_core::initiator::UnknownInitiator| bad_meta(e.to_string()))?;
+        if !selected.contains(&i) {
+            selected.push(i);
+        }
+    }
+    Ok(InitiatorSubscription { mode, selected_initiators: selected })
+}
+
+fn check_grant_and_response_types(req: &ClientMetadataRequest) -> Result<(), RegistrationError> {
+    if let Some(g) = &req.grant_types {
+        if let Some(bad) = g.iter().find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token")) {
+            return Err(bad_meta(format!("grant_type {bad:?} is not supported")));
+        }
+    }
+    if let Some(r) = &req.response_types {
+        if r.iter().any(|r| r != "code") {
+            return Err(bad_meta("only response_types [\"code\"] is supported"));
+        }
+    }
+    Ok(())
+}
+
+/// A new client's registration from wire metadata. `allow_client_id`: whether the caller may
+/// choose the id (the management API may; dynamic registration may not).
+pub fn registration_from_metadata(
+    req: ClientMetadataRequest,
+    allow_client_id: bool,
+) -> Result<ClientRegistration, RegistrationError> {
+    check_grant_and_response_types(&req)?;
+    let token_endpoint_auth_method = match &req.token_endpoint_auth_method {
+        Some(m) => m.parse().map_err(bad_meta)?,
+        None => TokenEndpointAuthMethod::ClientSecretBasic,
+    };
+    let id_token_signed_response_alg = match &req.id_token_signed_response_alg {
+        Some(a) => a.parse().map_err(|e: adieu_proto::alg::UnsupportedAlg| bad_meta(e.to_string()))?,
+        None => SigningAlg::RS256,
+    };
+    Ok(ClientRegistration {
+        client_id: if allow_client_id { req.client_id } else { None },
+        name: req.client_name.unwrap_or_else(|| "Unnamed application".into()),
+        redirect_uris: req.redirect_uris.unwrap_or_default(),
+        post_logout_redirect_uris: req.post_logout_redirect_uris.unwrap_or_default(),
+        backchannel_logout_uri: req.backchannel_logout_uri.flatten(),
+        backchannel_logout_session_required: req.backchannel_logout_session_required.unwrap_or(false),
+        backchannel_logout_initiators: match &req.backchannel_logout_initiators {
+            Some(m) => parse_initiators(m)?,
+            None => InitiatorSubscription::default(),
+        },
+        token_endpoint_auth_method,
+        id_token_signed_response_alg,
+    })
+}
+
+/// Applies an update (members present in `req` replace the client's; `backchannel_logout_uri: null`
+/// removes the URI) and validates the result. The id, secret and auth method stay.
+pub fn apply_update(
+    client: &Client,
+    req: ClientMetadataRequest,
+    policy: &UriPolicy,
+) -> Result<Client, RegistrationError> {
+    check_grant_and_response_types(&req)?;
+    if req.token_endpoint_auth_method.as_deref().is_some_and(|m| m != client.token_endpoint_auth_method.as_str()) {
+        return Err(bad_meta("token_endpoint_auth_method cannot be changed; register a new client"));
+    }
+    let mut c = client.clone();
+    if let Some(n) = req.client_name {
+        c.name = n.trim().to_owned();
+    }
+    if let Some(r) = req.redirect_uris {
+        c.redirect_uris = r;
+    }
+    if let Some(r) = req.post_logout_redirect_uris {
+        c.post_logout_redirect_uris = r;
+    }
+    if let Some(u) = req.backchannel_logout_uri {
+        c.backchannel_logout_uri = u;
+        if c.backchannel_logout_uri.is_none() && req.backchannel_logout_session_required.is_none() {
+            c.backchannel_logout_session_required = false;
+        }
+    }
+    if let Some(b) = req.backchannel_logout_session_required {
+        c.backchannel_logout_session_required = b;
+    }
+    if let Some(m) = &req.backchannel_logout_initiators {
+        c.backchannel_logout_initiators = parse_initiators(m)?;
+    }
+    if let Some(a) = &req.id_token_signed_response_alg {
+        c.id_token_signed_response_alg =
+            a.parse().map_err(|e: adieu_proto::alg::UnsupportedAlg| bad_meta(e.to_string()))?;
+    }
+    let check = ClientRegistration {
+        client_id: None,
+        name: c.name.clone(),
+        redirect_uris: c.redirect_uris.clone(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        backchannel_logout_session_required: c.backchannel_logout_session_required,
+        backchannel_logout_initiators: c.backchannel_logout_initiators.clone(),
+        token_endpoint_auth_method: c.token_endpoint_auth_method,
+        id_token_signed_response_alg: c.id_token_signed_response_alg,
+    };
+    validate(&check, policy)?;
+    Ok(c)
+}
+
+/// Validates and stores an update of client `id`; returns the new version, `None` if unknown.
+pub async fn update(
+    store: &dyn ClientStore,
+    id: &ClientId,
+    req: ClientMetadataRequest,
+    policy: &UriPolicy,
+    now: UnixMillis,
+    actor: &str,
+) -> Result<Option<Client>, RegisterError> {
+    let Some(current) = store.client_by_id(id).await? else { return Ok(None) };
+    let mut updated = apply_update(&current, req, policy)?;
+    updated.updated_at = now;
+    if store.update_client(&updated, actor, now).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(updated))
+}
+
+/// The wire form of a client; `secret` only when it was just created.
+pub fn metadata_response(c: &Client, secret: Option<String>) -> ClientMetadataResponse {
+    let sub = &c.backchannel_logout_initiators;
+    let selected = match sub.mode {
+        InitiatorMode::All => Vec::new(),
+        InitiatorMode::Custom => {
+            let mut v: Vec<String> = vec!["rp-logout".into(), "idp-logout".into()];
+            for i in &sub.selected_initiators {
+                if !v.iter().any(|x| x == i.as_str()) {
+                    v.push(i.as_str().to_owned());
+                }
+            }
+            v
+        }
+    };
+    ClientMetadataResponse {
+        client_id: c.id.to_string(),
+        client_secret_expires_at: secret.as_ref().map(|_| 0),
+        client_secret: secret,
+        client_id_issued_at: c.created_at.as_secs(),
+        client_name: c.name.clone(),
+        redirect_uris: c.redirect_uris.clone(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        backchannel_logout_session_required: c.backchannel_logout_session_required,
+        backchannel_logout_initiators: InitiatorsMetadata {
+            mode: match sub.mode {
+                InitiatorMode::All => "all".into(),
+                InitiatorMode::Custom => "custom".into(),
+            },
+            selected_initiators: selected,
+        },
+        token_endpoint_auth_method: c.token_endpoint_auth_method.as_str().to_owned(),
+        id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        response_types: vec!["code".into()],
+    }
+}

@@ -20,6 +20,23 @@ pub struct Settings {
     pub login: LoginSettings,
     /// Back-channel logout delivery.
     pub delivery: DeliverySettings,
+    /// A management API bearer token from configuration (`ADIEU_ADMIN_TOKEN`), besides those
+    /// created with `adieu admin-token create`. At least 32 characters.
+    pub admin_token: Option<Secret>,
+    /// An initial access token for dynamic client registration from configuration
+    /// (`ADIEU_REGISTRATION_TOKEN`), besides those created with the CLI. At least 32 characters.
+    pub registration_token: Option<Secret>,
+}
+
+/// A secret setting: never printed.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Back-channel logout delivery.
@@ -138,6 +155,8 @@ impl Default for Settings {
             tokens: TokenSettings::default(),
             login: LoginSettings::default(),
             delivery: DeliverySettings::default(),
+            admin_token: None,
+            registration_token: None,
         }
     }
 }
@@ -185,6 +204,9 @@ pub enum SettingsError {
     /// A lifetime or limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// A configured bearer token that is too short to be a secret.
+    #[error("{0} must be at least 32 characters (use `adieu admin-token create` to make one)")]
+    WeakToken(&'static str),
     /// An allow-list entry that is not a CIDR.
     #[error("delivery.allow_private_cidrs: {0:?} is not a CIDR (e.g. 10.0.0.0/8)")]
     Cidr(String),
@@ -229,6 +251,11 @@ impl Settings {
             }
         }
         self.delivery.allow_cidrs()?;
+        for (name, t) in [("admin_token", &self.admin_token), ("registration_token", &self.registration_token)] {
+            if t.as_ref().is_some_and(|t| t.0.len() < 32) {
+                return Err(SettingsError::WeakToken(name));
+            }
+        }
         Ok(())
     }
 

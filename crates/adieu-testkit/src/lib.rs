@@ -94,6 +94,8 @@ impl TestOp {
     }
 
     /// Wakes the delivery worker (after moving the clock).
+    ///
+    /// See also [`ManualClockExt::now_ms`] for reading the clock without importing the trait.
     pub fn wake_workers(&self) {
         self.state.delivery.wake();
     }
@@ -142,6 +144,18 @@ impl Drop for TestOp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Reads a [`ManualClock`] without importing [`Clock`].
+pub trait ManualClockExt {
+    /// The clock's current time.
+    fn now_ms(&self) -> adieu_core::UnixMillis;
+}
+
+impl ManualClockExt for ManualClock {
+    fn now_ms(&self) -> adieu_core::UnixMillis {
+        self.now()
     }
 }
 

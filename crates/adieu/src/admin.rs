@@ -81,6 +81,8 @@ pub enum ClientCmd {
         /// The client id.
         client_id: String,
     },
+    /// Change a client's metadata (only the options given change).
+    Update(ClientUpdate),
     /// Delete a client and its tokens.
     Delete {
         /// The client id.
@@ -122,6 +124,47 @@ pub struct ClientAdd {
     /// ID token algorithm: RS256 (default), ES256 or EdDSA.
     #[arg(long, default_value = "RS256")]
     id_token_signed_response_alg: String,
+}
+
+/// Options of `adieu client update`.
+#[derive(Debug, Args)]
+pub struct ClientUpdate {
+    /// The client id.
+    client_id: String,
+    /// New display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Replace the redirect URIs (repeat for several).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Replace the post-logout redirect URIs (repeat for several).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Set the back-channel logout URI.
+    #[arg(long, conflicts_with = "no_backchannel_logout_uri")]
+    backchannel_logout_uri: Option<String>,
+    /// Remove the back-channel logout URI (unsubscribes; pending deliveries are discarded).
+    #[arg(long)]
+    no_backchannel_logout_uri: bool,
+    /// true or false.
+    #[arg(long)]
+    backchannel_logout_session_required: Option<bool>,
+    /// `all`, or a comma-separated list added to rp-logout and idp-logout.
+    #[arg(long)]
+    backchannel_logout_initiators: Option<String>,
+    /// RS256, ES256 or EdDSA.
+    #[arg(long)]
+    id_token_signed_response_alg: Option<String>,
+}
+
+fn initiators_metadata(s: &str) -> adieu_proto::client::InitiatorsMetadata {
+    match s.trim() {
+        "all" => adieu_proto::client::InitiatorsMetadata { mode: "all".into(), selected_initiators: vec![] },
+        list => adieu_proto::client::InitiatorsMetadata {
+            mode: "custom".into(),
+            selected_initiators: list.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect(),
+        },
+    }
 }
 
 fn parse_initiators(s: Option<&str>) -> anyhow::Result<InitiatorSubscription> {
@@ -279,6 +322,36 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
             for c in store.list_clients().await? {
                 println!("{}\t{}\t{}", c.id, c.name, c.backchannel_logout_uri.as_deref().unwrap_or("-"));
             }
+        }
+        ClientCmd::Update(u) => {
+            let req = adieu_proto::client::ClientMetadataRequest {
+                client_name: u.name,
+                redirect_uris: (!u.redirect_uris.is_empty()).then_some(u.redirect_uris),
+                post_logout_redirect_uris: (!u.post_logout_redirect_uris.is_empty())
+                    .then_some(u.post_logout_redirect_uris),
+                backchannel_logout_uri: if u.no_backchannel_logout_uri {
+                    Some(None)
+                } else {
+                    u.backchannel_logout_uri.map(Some)
+                },
+                backchannel_logout_session_required: u.backchannel_logout_session_required,
+                backchannel_logout_initiators: u.backchannel_logout_initiators.as_deref().map(initiators_metadata),
+                id_token_signed_response_alg: u.id_token_signed_response_alg,
+                ..Default::default()
+            };
+            let policy = UriPolicy {
+                development: settings.is_development(),
+                own_host: settings.issuer.host_str().unwrap_or_default().to_owned(),
+            };
+            let id = ClientId::new(u.client_id.clone());
+            let c = adieu_server::registration::update(store.as_ref(), &id, req, &policy, SystemClock.now(), "cli")
+                .await
+                .map_err(|e| match e {
+                    RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),
+                    RegisterError::Store(e) => e.into(),
+                })?
+                .with_context(|| format!("no client {:?}", u.client_id))?;
+            print_client(&c);
         }
         ClientCmd::Show { client_id } => {
             let c = store

@@ -2,7 +2,7 @@
 //! variables (nested keys with `__`, e.g. `ADIEU_SESSION__IDLE_TIMEOUT_SECS=3600`).
 
 use adieu_server::Settings;
-use adieu_server::settings::{DeliverySettings, LoginSettings, SessionSettings, TokenSettings};
+use adieu_server::settings::{DeliverySettings, LoginSettings, Secret, SessionSettings, TokenSettings};
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -29,6 +29,10 @@ pub struct Config {
     pub login: LoginSettings,
     /// Back-channel logout delivery.
     pub delivery: DeliverySettings,
+    /// Management API bearer token (`ADIEU_ADMIN_TOKEN`), at least 32 characters.
+    pub admin_token: Option<Secret>,
+    /// Initial access token for dynamic registration (`ADIEU_REGISTRATION_TOKEN`), at least 32 characters.
+    pub registration_token: Option<Secret>,
 }
 
 impl Default for Config {
@@ -41,11 +45,14 @@ impl Default for Config {
             tokens: TokenSettings::default(),
             login: LoginSettings::default(),
             delivery: DeliverySettings::default(),
+            admin_token: None,
+            registration_token: None,
         }
     }
 }
 
-const TOP_LEVEL: [&str; 7] = ["listen", "issuer", "database_url", "session", "tokens", "login", "delivery"];
+const TOP_LEVEL: [&str; 9] =
+    ["listen", "issuer", "database_url", "session", "tokens", "login", "delivery", "admin_token", "registration_token"];
 
 impl Config {
     /// Loads the layers. Environment variables that are not configuration keys (such as
@@ -77,6 +84,8 @@ impl Config {
             tokens: self.tokens.clone(),
             login: self.login.clone(),
             delivery: self.delivery.clone(),
+            admin_token: self.admin_token.clone(),
+            registration_token: self.registration_token.clone(),
         };
         s.validate()?;
         Ok(s)

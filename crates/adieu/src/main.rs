@@ -4,9 +4,11 @@
 //! - [`store`]: the one place that chooses a storage backend.
 //! - [`serve`]: the provider with graceful shutdown.
 //! - [`admin`]: user and client administration on the same database.
+//! - [`ops`]: deliveries, the audit log, API tokens.
 
 mod admin;
 mod config;
+mod ops;
 mod serve;
 mod store;
 
@@ -37,6 +39,27 @@ enum Command {
     /// Manage clients (applications).
     #[command(subcommand)]
     Client(admin::ClientCmd),
+    /// Inspect and retry back-channel logout deliveries.
+    #[command(subcommand)]
+    Deliveries(ops::DeliveriesCmd),
+    /// Read the audit log (JSON lines, newest first).
+    Logs {
+        /// Event type, exact or a prefix ending in "." (e.g. delivery.).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only events at or after this Unix time in milliseconds.
+        #[arg(long)]
+        since: Option<i64>,
+        /// At most this many (default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Create bearer tokens for the management API and dynamic registration.
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(ops::TokenCmd),
 }
 
 fn main() -> ExitCode {
@@ -77,5 +100,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => admin::user(&config, cmd).await,
         Command::Client(cmd) => admin::client(&config, cmd).await,
+        Command::Deliveries(cmd) => ops::deliveries(&config, cmd).await,
+        Command::Logs { kind, client, since, limit } => ops::logs(&config, kind, client, since, limit).await,
+        Command::AdminToken(cmd) => ops::token(&config, cmd).await,
     }
 }

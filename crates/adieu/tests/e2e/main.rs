@@ -5,6 +5,7 @@
 //!   named after it.
 //! - `binary`: the real `adieu` executable (zero-config serve, CLI on a live database, signals).
 
+mod api;
 mod authorize_rules;
 mod backchannel;
 mod binary;

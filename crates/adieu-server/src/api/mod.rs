@@ -1,0 +1,95 @@
+//! The management API under `/api/v1` (JSON, admin bearer token).
+//!
+//! - [`clients`]: create, read, update, delete clients (the same validation as the CLI and
+//!   dynamic registration; logout URI changes are audited and unsubscribing discards deliveries).
+//! - [`deliveries`]: list and inspect deliveries with every attempt; retry dead ones.
+//! - [`logs`]: the audit log.
+//!
+//! Authentication: `Authorization: Bearer <token>` where the token is the configured
+//! `admin_token` or one created with `adieu admin-token create` (stored as a hash).
+
+pub mod clients;
+pub mod deliveries;
+pub mod logs;
+
+use crate::AppState;
+use crate::crypto::{constant_time_eq, hash_secret};
+use crate::error::OAuthError;
+use adieu_core::store::ApiTokenKind;
+use adieu_proto::ErrorCode;
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// Routes of the management API.
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(clients::routes()).merge(deliveries::routes()).merge(logs::routes())
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let t = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?.trim();
+    (!t.is_empty() && t.len() <= 256).then_some(t)
+}
+
+/// An unauthenticated or unauthorised API call.
+pub fn unauthorized() -> OAuthError {
+    OAuthError {
+        status: StatusCode::UNAUTHORIZED,
+        code: ErrorCode::InvalidToken,
+        description: "a valid bearer token is required".into(),
+        www_authenticate: Some("Bearer realm=\"adieu\"".into()),
+    }
+}
+
+/// Whether `token` is valid for `kind` (the admin token is valid for registration too).
+pub async fn token_valid(state: &AppState, token: &str, kind: ApiTokenKind) -> Result<bool, OAuthError> {
+    let hash = hash_secret(token);
+    let configured = match kind {
+        ApiTokenKind::Admin => vec![&state.settings.admin_token],
+        ApiTokenKind::Registration => vec![&state.settings.registration_token, &state.settings.admin_token],
+    };
+    for c in configured.into_iter().flatten() {
+        if constant_time_eq(&hash_secret(&c.0), &hash) {
+            return Ok(true);
+        }
+    }
+    if state.store.api_token_exists(&hash, kind).await? {
+        return Ok(true);
+    }
+    if kind == ApiTokenKind::Registration {
+        return Ok(state.store.api_token_exists(&hash, ApiTokenKind::Admin).await?);
+    }
+    Ok(false)
+}
+
+/// Proof that the request carries an admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = OAuthError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(unauthorized)?;
+        if token_valid(state, token, ApiTokenKind::Admin).await? { Ok(Admin) } else { Err(unauthorized()) }
+    }
+}
+
+/// Parses a query string into `T`, answering `invalid_request` on bad input.
+pub fn parse_query<T: DeserializeOwned>(raw: Option<String>) -> Result<T, OAuthError> {
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| OAuthError::invalid_request(format!("invalid query: {e}")))
+}
+
+/// A 404 in the API's error format.
+pub fn not_found(what: &str) -> OAuthError {
+    OAuthError {
+        status: StatusCode::NOT_FOUND,
+        code: ErrorCode::InvalidRequest,
+        description: format!("no such {what}"),
+        www_authenticate: None,
+    }
+}
