@@ -93,6 +93,11 @@ async fn handle(
 impl Receiver {
     /// Starts a receiver that answers `default` unless scripted otherwise.
     pub async fn start(default: Behavior) -> Receiver {
+        Self::start_at(0, default).await
+    }
+
+    /// Starts a receiver on a chosen loopback port (0 = any).
+    pub async fn start_at(port: u16, default: Behavior) -> Receiver {
         let inner = Arc::new(Inner {
             script: Mutex::default(),
             default: Mutex::new(default),
@@ -100,7 +105,7 @@ impl Receiver {
             arrived: Notify::new(),
         });
         let app = Router::new().route("/backchannel", post(handle)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind receiver");
         let port = listener.local_addr().expect("local addr").port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {

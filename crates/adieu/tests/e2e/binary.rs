@@ -1,11 +1,12 @@
 //! The real `adieu` executable: zero-configuration start, signals, and the admin CLI working on
 //! the database of a running server.
 
+use adieu_testkit::receiver::{Behavior, Receiver};
 use adieu_testkit::{Browser, query_param};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_adieu");
@@ -25,13 +26,19 @@ fn free_port() -> u16 {
 }
 
 async fn serve(dir: &Path, port: u16) -> Child {
+    serve_with(dir, port, &[]).await
+}
+
+async fn serve_with(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     let child = command(dir)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("ADIEU_LISTEN", format!("127.0.0.1:{port}"))
         // Not configuration: must be ignored, not rejected as an unknown key.
         .env("ADIEU_TEST_POSTGRES_URL", "postgres://ignored")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        // A file, not a pipe: nobody drains a pipe while the test runs, and a full one blocks the server.
+        .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
         .spawn()
         .unwrap();
     let health = format!("http://127.0.0.1:{port}/healthz");
@@ -86,8 +93,7 @@ async fn serve_with_zero_configuration_and_graceful_sigterm() {
     sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("stops on SIGTERM").unwrap();
     assert!(status.success(), "{status}");
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+    let err = std::fs::read_to_string(dir.path().join(format!("serve-{port}.log"))).unwrap();
     assert!(err.contains("DEVELOPMENT PROFILE"), "{err}");
 
     // Keys survive a restart (kept in the database).
@@ -213,8 +219,147 @@ async fn cli_manages_users_and_clients_of_a_running_server() {
     let loc = browser.authorize_at(&base, &silent, "alice", "unused").await.unwrap();
     assert_eq!(query_param(&loc, "error").as_deref(), Some("login_required"));
 
+    // An admin token made by the CLI opens the management API of the running server.
+    let (ok, token, err) = run(dir.path(), &["admin-token", "create", "--label", "ops"], None).await;
+    assert!(ok, "{err}");
+    let token = token.trim();
+    let res =
+        reqwest::Client::new().get(format!("{base}/api/v1/clients/app-a")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Removing the logout URI with the CLI unsubscribes, and the audit log says so.
+    let (ok, out, err) = run(dir.path(), &["client", "update", "app-a", "--no-backchannel-logout-uri"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("backchannel_logout_uri: -"), "{out}");
+    let (ok, out, _) = run(dir.path(), &["logs", "--client", "app-a", "--type", "backchannel."], None).await;
+    assert!(ok);
+    let kinds: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["backchannel.unsubscribed", "backchannel.subscribed"]);
+    let (ok, _, err) = run(dir.path(), &["deliveries", "retry", "no-such-delivery"], None).await;
+    assert!(!ok && err.contains("not dead"), "{err}");
+
     let (ok, out, _) = run(dir.path(), &["user", "delete", "alice"], None).await;
     assert!(ok && out.contains("deleted user alice"));
     let (ok, out, _) = run(dir.path(), &["user", "list"], None).await;
     assert!(ok && !out.contains("alice"));
+}
+
+/// Signs a fresh browser in to `client_id` on a running server and logs it out through the
+/// confirmation form (RP-initiated logout without a hint): one committed logout.
+async fn sign_in_and_log_out(base: &str, client_id: &str, redirect_uri: &str, password: &str) {
+    let browser = Browser::new();
+    let params =
+        [("client_id", client_id), ("redirect_uri", redirect_uri), ("response_type", "code"), ("scope", "openid")];
+    let loc = browser.authorize_at(base, &params, "alice", password).await.unwrap();
+    assert!(query_param(&loc, "code").is_some(), "{loc}");
+    let page = browser.http.get(format!("{base}/logout")).send().await.unwrap().text().await.unwrap();
+    let csrf = adieu_testkit::hidden_field(&page, "csrf").expect("confirmation form");
+    let res = browser
+        .http
+        .post(format!("{base}/logout/confirm"))
+        .form(&[("csrf", csrf.as_str()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+fn count_lines(out: &str, status: &str) -> usize {
+    out.lines().filter(|l| l.split('\t').nth(1) == Some(status)).count()
+}
+
+/// Proves crash safety with the real binary: logouts are committed while the receiver is down,
+/// the server is killed with SIGKILL, restarted, the receiver comes up, and every logout is
+/// delivered. N logouts in, N distinct deliveries out, none lost.
+#[tokio::test]
+async fn crash_safety_sigkill_then_restart_delivers_every_committed_logout() {
+    const N: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver_port = free_port();
+    let bc_uri = format!("http://127.0.0.1:{receiver_port}/backchannel?tenant=t1");
+    let (ok, _, err) = run(dir.path(), &["user", "add", "alice", "--password", "crash test pw"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "--name",
+            "Crash",
+            "--client-id",
+            "crash",
+            "--redirect-uri",
+            "http://127.0.0.1:9900/cb",
+            "--backchannel-logout-uri",
+            &bc_uri,
+            "--id-token-signed-response-alg",
+            "ES256",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+
+    let port = free_port();
+    let mut server = serve_with(
+        dir.path(),
+        port,
+        &[
+            ("ADIEU_DELIVERY__INITIAL_BACKOFF_MS", "200"),
+            ("ADIEU_DELIVERY__MAX_BACKOFF_SECS", "1"),
+            ("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0"),
+        ],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..N {
+        sign_in_and_log_out(&base, "crash", "http://127.0.0.1:9900/cb", "crash test pw").await;
+    }
+    // Every logout is committed and has failed at least once against the dead receiver.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = run(dir.path(), &["deliveries", "list", "--limit", "1000"], None).await;
+        let failing = out.lines().skip(1).filter(|l| l.contains("connection failed")).count();
+        if failing == N {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "deliveries did not all fail once: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill().await.unwrap(); // SIGKILL: no graceful shutdown, leases left behind.
+    let _ = server.wait().await;
+
+    let receiver = Receiver::start_at(receiver_port, Behavior::Status(200)).await;
+    let port = free_port();
+    let _server = serve_with(
+        dir.path(),
+        port,
+        &[("ADIEU_DELIVERY__INITIAL_BACKOFF_MS", "200"), ("ADIEU_DELIVERY__MAX_BACKOFF_SECS", "1")],
+    )
+    .await;
+    let got = receiver.wait_for(N, Duration::from_secs(60)).await;
+    assert!(got.len() >= N, "only {} of {N} logouts arrived", got.len());
+    let sids: std::collections::HashSet<String> =
+        got.iter().map(|r| crate::support::peek_claims(r.logout_token())["sid"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        sids.len(),
+        N,
+        "every committed logout arrives: N in, N distinct out (duplicates: {})",
+        got.len() - sids.len()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = run(dir.path(), &["deliveries", "list", "--limit", "1000"], None).await;
+        if count_lines(&out, "delivered") == N {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not all recorded as delivered: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, out, _) = run(dir.path(), &["logs", "--type", "session.ended"], None).await;
+    assert!(ok);
+    assert_eq!(out.lines().count(), N);
 }
