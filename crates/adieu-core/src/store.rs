@@ -213,6 +213,17 @@ pub enum AttemptResult {
     Dead,
 }
 
+/// An attempt with its result, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The attempt.
+    pub attempt: Attempt,
+    /// What it led to.
+    pub result: AttemptResult,
+    /// Why it failed, if it did.
+    pub reason: Option<String>,
+}
+
 /// Queue figures for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
@@ -228,10 +239,21 @@ pub trait DeliveryStore: Send + Sync {
     /// Leases deliveries that are due (pending and `next_attempt_at <= now`, or leased with an
     /// expired lease), oldest first, until `now + lease`, counting an attempt for each.
     async fn claim_due(&self, claim: &Claim<'_>) -> StoreResult<Vec<Delivery>>;
-    /// Records an attempt and its result in one transaction (failures are audited too). Ignored
-    /// (returns false) if the delivery is no longer leased, e.g. it was discarded meanwhile.
-    async fn record_attempt(&self, attempt: &Attempt, result: AttemptResult, reason: Option<&str>)
-    -> StoreResult<bool>;
+    /// Records attempts and their results, all in one transaction (failures are audited too).
+    /// For each: false if the delivery was no longer leased (e.g. discarded meanwhile), in which
+    /// case only the attempt is kept.
+    async fn record_attempts(&self, batch: &[Recorded]) -> StoreResult<Vec<bool>>;
+
+    /// [`DeliveryStore::record_attempts`] for one attempt.
+    async fn record_attempt(
+        &self,
+        attempt: &Attempt,
+        result: AttemptResult,
+        reason: Option<&str>,
+    ) -> StoreResult<bool> {
+        let r = Recorded { attempt: attempt.clone(), result, reason: reason.map(str::to_owned) };
+        Ok(self.record_attempts(std::slice::from_ref(&r)).await?.first().copied().unwrap_or(false))
+    }
     /// Deliveries matching `filter`, newest first.
     async fn deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<Delivery>>;
     /// One delivery with its attempts.

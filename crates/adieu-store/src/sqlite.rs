@@ -16,8 +16,8 @@ use adieu_core::initiator::InitiatorSubscription;
 use adieu_core::session::{EndedSession, Participation, Session};
 use adieu_core::store::{
     ApiTokenKind, ApiTokenStore, AttemptResult, AuditStore, Claim, ClientStore, CodeRedemption, DeliveryFilter,
-    DeliveryStore, GrantStore, Health, KeyStore, QueueStats, RefreshUse, SessionStore, StoreError, StoreResult,
-    StoredSigningKey, UserStore,
+    DeliveryStore, GrantStore, Health, KeyStore, QueueStats, Recorded, RefreshUse, SessionStore, StoreError,
+    StoreResult, StoredSigningKey, UserStore,
 };
 use adieu_core::time::UnixMillis;
 use adieu_core::user::User;
@@ -1018,6 +1018,80 @@ impl Health for SqliteStore {
     }
 }
 
+/// Records one attempt inside the caller's transaction.
+async fn record_attempt_in(
+    conn: &mut SqliteConnection,
+    a: &Attempt,
+    result: AttemptResult,
+    reason: Option<&str>,
+) -> StoreResult<bool> {
+    let row = sqlx::query("SELECT * FROM deliveries WHERE id = ?")
+        .bind(&a.delivery_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let Some(row) = row else { return Ok(false) };
+    let d = delivery_from_row(&row)?;
+    let total: i64 = row.try_get("total_attempts").map_err(backend)?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, latency_ms, http_status, error) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&a.delivery_id)
+    .bind(total)
+    .bind(a.at.0)
+    .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+    .bind(a.http_status.map(i64::from))
+    .bind(&a.error)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if d.status != DeliveryStatus::Leased {
+        // Discarded (client unsubscribed) or already finished by another worker: keep the record only.
+        return Ok(false);
+    }
+    let now = a.at.plus(Duration::from_millis(a.latency_ms));
+    let (status, next, audit_kind) = match result {
+        AttemptResult::Delivered => ("delivered", None, None),
+        AttemptResult::Rejected => ("rejected", None, Some(kind::DELIVERY_REJECTED)),
+        AttemptResult::Retry { at } => ("pending", Some(at), Some(kind::DELIVERY_ATTEMPT_FAILED)),
+        AttemptResult::Dead => ("dead", None, Some(kind::DELIVERY_DEAD)),
+    };
+    sqlx::query(
+        "UPDATE deliveries SET status = ?, lease_until = NULL, next_attempt_at = COALESCE(?, next_attempt_at),
+           finished_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END, last_error = COALESCE(?, last_error)
+         WHERE id = ?",
+    )
+    .bind(status)
+    .bind(next.map(|t| t.0))
+    .bind(status)
+    .bind(now.0)
+    .bind(reason)
+    .bind(&a.delivery_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if let Some(k) = audit_kind {
+        let e = AuditEvent::new(
+            k,
+            "system",
+            now,
+            json!({
+                "attempt": d.attempts,
+                "http_status": a.http_status,
+                "error": reason,
+                "next_attempt_at": next.map(|t| t.0),
+                "initiator": d.initiator.as_str(),
+            }),
+        )
+        .client(d.client_id.as_str())
+        .session(d.session_id.as_str())
+        .user(d.sub.as_str())
+        .delivery(d.id.as_str());
+        append_audit_in(conn, &e).await?;
+    }
+    Ok(true)
+}
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn claim_due(&self, c: &Claim<'_>) -> StoreResult<Vec<Delivery>> {
@@ -1053,75 +1127,14 @@ impl DeliveryStore for SqliteStore {
         Ok(out)
     }
 
-    async fn record_attempt(&self, a: &Attempt, result: AttemptResult, reason: Option<&str>) -> StoreResult<bool> {
+    async fn record_attempts(&self, batch: &[Recorded]) -> StoreResult<Vec<bool>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let row = sqlx::query("SELECT * FROM deliveries WHERE id = ?")
-            .bind(&a.delivery_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let Some(row) = row else { return Ok(false) };
-        let d = delivery_from_row(&row)?;
-        let total: i64 = row.try_get("total_attempts").map_err(backend)?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, latency_ms, http_status, error) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.delivery_id)
-        .bind(total)
-        .bind(a.at.0)
-        .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
-        .bind(a.http_status.map(i64::from))
-        .bind(&a.error)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if d.status != DeliveryStatus::Leased {
-            // Discarded (client unsubscribed) or already finished by another worker: keep the record only.
-            tx.commit().await.map_err(backend)?;
-            return Ok(false);
-        }
-        let now = a.at.plus(Duration::from_millis(a.latency_ms));
-        let (status, next, audit_kind) = match result {
-            AttemptResult::Delivered => ("delivered", None, None),
-            AttemptResult::Rejected => ("rejected", None, Some(kind::DELIVERY_REJECTED)),
-            AttemptResult::Retry { at } => ("pending", Some(at), Some(kind::DELIVERY_ATTEMPT_FAILED)),
-            AttemptResult::Dead => ("dead", None, Some(kind::DELIVERY_DEAD)),
-        };
-        sqlx::query(
-            "UPDATE deliveries SET status = ?, lease_until = NULL, next_attempt_at = COALESCE(?, next_attempt_at),
-               finished_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END, last_error = COALESCE(?, last_error)
-             WHERE id = ?",
-        )
-        .bind(status)
-        .bind(next.map(|t| t.0))
-        .bind(status)
-        .bind(now.0)
-        .bind(reason)
-        .bind(&a.delivery_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if let Some(k) = audit_kind {
-            let e = AuditEvent::new(
-                k,
-                "system",
-                now,
-                json!({
-                    "attempt": d.attempts,
-                    "http_status": a.http_status,
-                    "error": reason,
-                    "next_attempt_at": next.map(|t| t.0),
-                    "initiator": d.initiator.as_str(),
-                }),
-            )
-            .client(d.client_id.as_str())
-            .session(d.session_id.as_str())
-            .user(d.sub.as_str())
-            .delivery(d.id.as_str());
-            append_audit_in(&mut tx, &e).await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for r in batch {
+            out.push(record_attempt_in(&mut tx, &r.attempt, r.result.clone(), r.reason.as_deref()).await?);
         }
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn deliveries(&self, f: &DeliveryFilter) -> StoreResult<Vec<Delivery>> {

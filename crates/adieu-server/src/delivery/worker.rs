@@ -5,18 +5,23 @@
 //! batch, then runs each attempt as its own task. A slow or dead application therefore occupies at
 //! most its host's slots and never delays the others. Attempts of one delivery are never concurrent
 //! (the lease), and a delivery whose worker died is taken again when its lease ends.
+//!
+//! Results go to one recorder task that writes them in batches (one transaction for up to 512
+//! attempts); a slot stays taken until its result is committed, so in-flight work is bounded.
+//! Client metadata is cached for one second, so a changed logout URI applies within a second.
 
 use super::outbound::Outbound;
 use super::{AttemptEvent, Outcome};
 use crate::AppState;
+use adieu_core::client::Client;
 use adieu_core::delivery::{Attempt, Delivery, Next, Response, RetryPolicy};
 use adieu_core::id::ClientId;
-use adieu_core::store::{AttemptResult, Claim};
+use adieu_core::store::{AttemptResult, Claim, Recorded};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 /// The worker's state.
@@ -30,11 +35,29 @@ pub struct Worker {
     global: Arc<Semaphore>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     client_hosts: Mutex<HashMap<ClientId, String>>,
+    clients: Mutex<HashMap<ClientId, (Option<Client>, Instant)>>,
+    results: mpsc::UnboundedSender<Finished>,
 }
+
+/// A finished attempt on its way to the recorder, holding its slot.
+#[derive(Debug)]
+struct Finished {
+    delivery: Delivery,
+    recorded: Recorded,
+    label: &'static str,
+    outcome: Outcome,
+    latency: Duration,
+    _slot: OwnedSemaphorePermit,
+}
+
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
+const RECORD_BATCH: usize = 512;
 
 /// Starts the worker for `state`, sending through `outbound`. It runs until the runtime stops.
 pub fn spawn(state: AppState, outbound: Outbound) -> JoinHandle<()> {
     let d = &state.settings.delivery;
+    let (results, rx) = mpsc::unbounded_channel();
+    tokio::spawn(record(state.clone(), rx));
     let worker = Arc::new(Worker {
         policy: d.retry_policy(),
         lease: Duration::from_secs(d.lease_secs),
@@ -42,6 +65,8 @@ pub fn spawn(state: AppState, outbound: Outbound) -> JoinHandle<()> {
         global: Arc::new(Semaphore::new(d.global_concurrency)),
         hosts: Mutex::default(),
         client_hosts: Mutex::default(),
+        clients: Mutex::default(),
+        results,
         outbound,
         state,
     });
@@ -113,8 +138,11 @@ impl Worker {
                 _ => MAX_IDLE,
             };
             if wait.is_zero() {
-                // Due now but not claimable (host saturated): give running attempts a moment.
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Due now but not claimable (its host is saturated): wait until a slot frees up.
+                tokio::select! {
+                    () = self.state.delivery.wake.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
                 continue;
             }
             tokio::select! {
@@ -139,9 +167,20 @@ impl Worker {
         clients.iter().filter(|(_, h)| full.contains(h)).map(|(c, _)| c.clone()).collect()
     }
 
-    async fn attempt(self: Arc<Self>, d: Delivery, _global: OwnedSemaphorePermit) {
+    async fn client(&self, id: &ClientId) -> Result<Option<Client>, adieu_core::StoreError> {
+        if let Some((c, at)) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            if at.elapsed() < CLIENT_CACHE_TTL {
+                return Ok(c.clone());
+            }
+        }
+        let c = self.state.store.client_by_id(id).await?;
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (c.clone(), Instant::now()));
+        Ok(c)
+    }
+
+    async fn attempt(self: Arc<Self>, d: Delivery, slot: OwnedSemaphorePermit) {
         let state = &self.state;
-        let client = match state.store.client_by_id(&d.client_id).await {
+        let client = match self.client(&d.client_id).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(delivery = %d.id, error = %e, "cannot load the client; the lease will expire and the delivery be retried");
@@ -154,12 +193,12 @@ impl Worker {
                 recoverable: false,
                 reason: "the client no longer has a back-channel logout URI".into(),
             };
-            self.finish(&d, state.clock.now(), Duration::ZERO, response).await;
+            self.finish(d, state.clock.now(), Duration::ZERO, response, slot);
             return;
         };
         let host = url::Url::parse(&uri).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
         self.client_hosts.lock().unwrap_or_else(|p| p.into_inner()).insert(d.client_id.clone(), host.clone());
-        let Ok(_host_permit) = self.host_semaphore(&host).acquire_owned().await else { return };
+        let Ok(host_permit) = self.host_semaphore(&host).acquire_owned().await else { return };
         let at = state.clock.now();
         let started = Instant::now();
         let response = match super::token::mint(state, &client, &d) {
@@ -169,12 +208,21 @@ impl Worker {
                 Response::Failed { recoverable: true, reason: "the provider could not sign the logout token".into() }
             }
         };
-        self.finish(&d, at, started.elapsed(), response).await;
+        let latency = started.elapsed();
+        drop(host_permit);
+        self.finish(d, at, latency, response, slot);
     }
 
-    async fn finish(&self, d: &Delivery, at: adieu_core::UnixMillis, latency: Duration, response: Response) {
-        let state = &self.state;
-        let next = self.policy.next(&response, d.attempts, d.round_started_at, state.clock.now(), jitter());
+    /// Decides what follows the attempt and hands it to the recorder.
+    fn finish(
+        &self,
+        d: Delivery,
+        at: adieu_core::UnixMillis,
+        latency: Duration,
+        response: Response,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let next = self.policy.next(&response, d.attempts, d.round_started_at, self.state.clock.now(), jitter());
         let (http_status, error) = match &response {
             Response::Status { code, .. } => (Some(*code), None),
             Response::Failed { reason, .. } => (None, Some(reason.clone())),
@@ -198,25 +246,57 @@ impl Worker {
             http_status,
             error,
         };
-        match state.store.record_attempt(&attempt, result, reason.as_deref()).await {
-            Ok(true) => {}
-            Ok(false) => tracing::info!(delivery = %d.id, "delivery was discarded or finished elsewhere meanwhile"),
+        let recorded = Recorded { attempt, result, reason };
+        // If the recorder is gone the runtime is shutting down; the lease will expire.
+        let _ = self.results.send(Finished { delivery: d, recorded, label, outcome, latency, _slot: slot });
+    }
+}
+
+/// Writes finished attempts in batches, then reports them (metrics, logs, the logout page).
+async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
+    let mut batch: Vec<Finished> = Vec::with_capacity(RECORD_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<Recorded> = batch.iter().map(|f| f.recorded.clone()).collect();
+        let stored = match state.store.record_attempts(&records).await {
+            Ok(s) => s,
             Err(e) => {
-                tracing::warn!(delivery = %d.id, error = %e, "recording the attempt failed; the lease will expire")
+                tracing::warn!(error = %e, attempts = batch.len(), "recording attempts failed; their leases will expire and they will be retried");
+                batch.clear();
+                continue;
             }
-        }
-        state.delivery.metrics.attempt(label, d.client_id.as_str(), latency);
-        match &outcome {
-            Outcome::Delivered => tracing::debug!(delivery = %d.id, client = %d.client_id, "logout delivered"),
-            _ => {
-                tracing::warn!(delivery = %d.id, client = %d.client_id, attempt = d.attempts, reason = reason.as_deref().unwrap_or(""), "logout delivery {label}")
+        };
+        for (f, ok) in batch.drain(..).zip(stored) {
+            let d = &f.delivery;
+            if !ok {
+                tracing::info!(delivery = %d.id, "delivery was discarded or finished elsewhere meanwhile");
             }
+            state.delivery.metrics.attempt(f.label, d.client_id.as_str(), f.latency);
+            match &f.outcome {
+                Outcome::Delivered => tracing::debug!(delivery = %d.id, client = %d.client_id, "logout delivered"),
+                _ => tracing::warn!(
+                    delivery = %d.id,
+                    client = %d.client_id,
+                    attempt = d.attempts,
+                    reason = f.recorded.reason.as_deref().unwrap_or(""),
+                    "logout delivery {}",
+                    f.label
+                ),
+            }
+            let _ = state.delivery.events.send(AttemptEvent {
+                delivery_id: d.id.clone(),
+                session_id: d.session_id.clone(),
+                client_id: d.client_id.clone(),
+                outcome: f.outcome,
+            });
         }
-        let _ = state.delivery.events.send(AttemptEvent {
-            delivery_id: d.id.clone(),
-            session_id: d.session_id.clone(),
-            client_id: d.client_id.clone(),
-            outcome,
-        });
+        // Slots were freed: let the claiming loop look again (saturated hosts may have room now).
+        state.delivery.wake();
     }
 }
