@@ -222,102 +222,6 @@ pub async fn register(
     Ok((client, secret))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn prod() -> UriPolicy {
-        UriPolicy { development: false, own_host: "id.example.com".into() }
-    }
-    fn dev() -> UriPolicy {
-        UriPolicy { development: true, own_host: "127.0.0.1".into() }
-    }
-
-    #[test]
-    fn bc_reg_01_backchannel_logout_uri_must_be_absolute() {
-        let e = check_backchannel_logout_uri("/logout", true, &prod()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
-    }
-
-    #[test]
-    fn bc_reg_02_query_is_allowed() {
-        check_backchannel_logout_uri("https://rp.example.com/bc?tenant=a", true, &prod()).unwrap();
-    }
-
-    #[test]
-    fn bc_reg_03_fragment_is_refused() {
-        assert!(check_backchannel_logout_uri("https://rp.example.com/bc#x", true, &prod()).is_err());
-        assert!(check_backchannel_logout_uri("https://rp.example.com/bc#", true, &prod()).is_err());
-    }
-
-    #[test]
-    fn bc_reg_04_http_only_in_development_and_for_confidential_clients() {
-        assert!(check_backchannel_logout_uri("http://rp.example.com/bc", true, &prod()).is_err());
-        check_backchannel_logout_uri("http://127.0.0.1:9000/bc", true, &dev()).unwrap();
-        assert!(check_backchannel_logout_uri("http://127.0.0.1:9000/bc", false, &dev()).is_err());
-        assert!(check_backchannel_logout_uri("ftp://rp.example.com/bc", true, &prod()).is_err());
-    }
-
-    #[test]
-    fn backchannel_literal_ip_must_be_public_outside_development() {
-        for u in [
-            "https://127.0.0.1/bc",
-            "https://10.0.0.5/bc",
-            "https://169.254.169.254/bc",
-            "https://[::1]/bc",
-            "https://[fd00::1]/bc",
-            "https://[::ffff:192.168.0.1]/bc",
-            "https://100.64.1.1/bc",
-            "https://localhost/bc",
-        ] {
-            assert!(check_backchannel_logout_uri(u, true, &prod()).is_err(), "{u}");
-        }
-        check_backchannel_logout_uri("https://8.8.8.8/bc", true, &prod()).unwrap();
-    }
-
-    #[test]
-    fn backchannel_uri_may_not_target_the_provider_itself() {
-        assert!(check_backchannel_logout_uri("https://id.example.com/bc", true, &prod()).is_err());
-        assert!(check_backchannel_logout_uri("https://ID.EXAMPLE.COM/bc", true, &prod()).is_err());
-    }
-
-    #[test]
-    fn backchannel_uri_with_credentials_is_refused() {
-        assert!(check_backchannel_logout_uri("https://u:p@rp.example.com/bc", true, &prod()).is_err());
-    }
-
-    #[test]
-    fn redirect_uris_need_https_or_loopback_http() {
-        check_redirect_uri("https://rp.example.com/cb").unwrap();
-        check_redirect_uri("http://127.0.0.1:3000/cb").unwrap();
-        check_redirect_uri("http://localhost/cb").unwrap();
-        check_redirect_uri("com.example.app:/cb").unwrap();
-        assert_eq!(check_redirect_uri("http://rp.example.com/cb").unwrap_err().code, ErrorCode::InvalidRedirectUri);
-        assert!(check_redirect_uri("https://rp.example.com/cb#frag").is_err());
-        assert!(check_redirect_uri("relative/cb").is_err());
-        assert!(check_redirect_uri("javascript:alert(1)").is_err());
-    }
-
-    #[test]
-    fn rpi_08_post_logout_redirect_uris_need_https_outside_development() {
-        assert!(check_post_logout_redirect_uri("http://rp.example.com/bye", &prod()).is_err());
-        check_post_logout_redirect_uri("http://rp.example.com/bye", &dev()).unwrap();
-        check_post_logout_redirect_uri("https://rp.example.com/bye?x=1", &prod()).unwrap();
-        assert!(check_post_logout_redirect_uri("https://rp.example.com/bye#x", &prod()).is_err());
-    }
-
-    #[test]
-    fn session_required_without_a_logout_uri_is_refused() {
-        let reg = ClientRegistration {
-            name: "A".into(),
-            redirect_uris: vec!["https://a.example.com/cb".into()],
-            backchannel_logout_session_required: true,
-            ..Default::default()
-        };
-        assert!(validate(&reg, &prod()).is_err());
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Metadata on the wire (dynamic registration and the management API) ⇄ domain.
 
@@ -342,15 +246,15 @@ fn parse_initiators(m: &InitiatorsMetadata) -> Result<InitiatorSubscription, Reg
 }
 
 fn check_grant_and_response_types(req: &ClientMetadataRequest) -> Result<(), RegistrationError> {
-    if let Some(g) = &req.grant_types {
-        if let Some(bad) = g.iter().find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token")) {
-            return Err(bad_meta(format!("grant_type {bad:?} is not supported")));
-        }
+    if let Some(g) = &req.grant_types
+        && let Some(bad) = g.iter().find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+    {
+        return Err(bad_meta(format!("grant_type {bad:?} is not supported")));
     }
-    if let Some(r) = &req.response_types {
-        if r.iter().any(|r| r != "code") {
-            return Err(bad_meta("only response_types [\"code\"] is supported"));
-        }
+    if let Some(r) = &req.response_types
+        && r.iter().any(|r| r != "code")
+    {
+        return Err(bad_meta("only response_types [\"code\"] is supported"));
     }
     Ok(())
 }
@@ -492,5 +396,101 @@ pub fn metadata_response(c: &Client, secret: Option<String>) -> ClientMetadataRe
         id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         response_types: vec!["code".into()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prod() -> UriPolicy {
+        UriPolicy { development: false, own_host: "id.example.com".into() }
+    }
+    fn dev() -> UriPolicy {
+        UriPolicy { development: true, own_host: "127.0.0.1".into() }
+    }
+
+    #[test]
+    fn bc_reg_01_backchannel_logout_uri_must_be_absolute() {
+        let e = check_backchannel_logout_uri("/logout", true, &prod()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
+    }
+
+    #[test]
+    fn bc_reg_02_query_is_allowed() {
+        check_backchannel_logout_uri("https://rp.example.com/bc?tenant=a", true, &prod()).unwrap();
+    }
+
+    #[test]
+    fn bc_reg_03_fragment_is_refused() {
+        assert!(check_backchannel_logout_uri("https://rp.example.com/bc#x", true, &prod()).is_err());
+        assert!(check_backchannel_logout_uri("https://rp.example.com/bc#", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn bc_reg_04_http_only_in_development_and_for_confidential_clients() {
+        assert!(check_backchannel_logout_uri("http://rp.example.com/bc", true, &prod()).is_err());
+        check_backchannel_logout_uri("http://127.0.0.1:9000/bc", true, &dev()).unwrap();
+        assert!(check_backchannel_logout_uri("http://127.0.0.1:9000/bc", false, &dev()).is_err());
+        assert!(check_backchannel_logout_uri("ftp://rp.example.com/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn backchannel_literal_ip_must_be_public_outside_development() {
+        for u in [
+            "https://127.0.0.1/bc",
+            "https://10.0.0.5/bc",
+            "https://169.254.169.254/bc",
+            "https://[::1]/bc",
+            "https://[fd00::1]/bc",
+            "https://[::ffff:192.168.0.1]/bc",
+            "https://100.64.1.1/bc",
+            "https://localhost/bc",
+        ] {
+            assert!(check_backchannel_logout_uri(u, true, &prod()).is_err(), "{u}");
+        }
+        check_backchannel_logout_uri("https://8.8.8.8/bc", true, &prod()).unwrap();
+    }
+
+    #[test]
+    fn backchannel_uri_may_not_target_the_provider_itself() {
+        assert!(check_backchannel_logout_uri("https://id.example.com/bc", true, &prod()).is_err());
+        assert!(check_backchannel_logout_uri("https://ID.EXAMPLE.COM/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn backchannel_uri_with_credentials_is_refused() {
+        assert!(check_backchannel_logout_uri("https://u:p@rp.example.com/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn redirect_uris_need_https_or_loopback_http() {
+        check_redirect_uri("https://rp.example.com/cb").unwrap();
+        check_redirect_uri("http://127.0.0.1:3000/cb").unwrap();
+        check_redirect_uri("http://localhost/cb").unwrap();
+        check_redirect_uri("com.example.app:/cb").unwrap();
+        assert_eq!(check_redirect_uri("http://rp.example.com/cb").unwrap_err().code, ErrorCode::InvalidRedirectUri);
+        assert!(check_redirect_uri("https://rp.example.com/cb#frag").is_err());
+        assert!(check_redirect_uri("relative/cb").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn rpi_08_post_logout_redirect_uris_need_https_outside_development() {
+        assert!(check_post_logout_redirect_uri("http://rp.example.com/bye", &prod()).is_err());
+        check_post_logout_redirect_uri("http://rp.example.com/bye", &dev()).unwrap();
+        check_post_logout_redirect_uri("https://rp.example.com/bye?x=1", &prod()).unwrap();
+        assert!(check_post_logout_redirect_uri("https://rp.example.com/bye#x", &prod()).is_err());
+    }
+
+    #[test]
+    fn session_required_without_a_logout_uri_is_refused() {
+        let reg = ClientRegistration {
+            name: "A".into(),
+            redirect_uris: vec!["https://a.example.com/cb".into()],
+            backchannel_logout_session_required: true,
+            ..Default::default()
+        };
+        assert!(validate(&reg, &prod()).is_err());
     }
 }

@@ -168,10 +168,10 @@ impl Worker {
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, adieu_core::StoreError> {
-        if let Some((c, at)) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            if at.elapsed() < CLIENT_CACHE_TTL {
-                return Ok(c.clone());
-            }
+        if let Some((c, at)) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(id)
+            && at.elapsed() < CLIENT_CACHE_TTL
+        {
+            return Ok(c.clone());
         }
         let c = self.state.store.client_by_id(id).await?;
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (c.clone(), Instant::now()));
