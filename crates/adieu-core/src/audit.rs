@@ -41,7 +41,7 @@ pub struct AuditEvent {
     pub at: UnixMillis,
     /// What (see [`kind`]).
     pub kind: String,
-    /// Who: `admin-api`, `cli`, `registration`, `system`, `user:{sub}`.
+    /// Who: `admin-api`, `cli`, `registration` or `system`.
     pub actor: String,
     /// The client concerned.
     #[serde(skip_serializing_if = "Option::is_none")]

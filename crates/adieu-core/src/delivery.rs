@@ -7,7 +7,7 @@
 //!   Leased ──400 (BC-SEND-06: final)──────► Rejected
 //!   Leased ──connect error/timeout/5xx/429► Pending { now + backoff }   while attempts and deadline allow
 //!          └─────────────────────────────► Dead { reason }             otherwise
-//!   Leased ──3xx/other 4xx────────────────► Dead { reason }             (not recoverable; redirects never followed)
+//!   Leased ──any other status─────────────► Dead { reason }             (3xx, other 4xx, 1xx/2xx≠200/204; redirects never followed)
 //!   Leased ──lease expires (worker died)──► claimable again (at-least-once)
 //!   Pending ──client unsubscribes─────────► Discarded
 //!   Dead ──operator retry─────────────────► Pending { now }             (a new round of attempts)
@@ -99,7 +99,8 @@ pub struct Delivery {
     pub initiator: Initiator,
     /// Current status.
     pub status: DeliveryStatus,
-    /// Attempts made in the current round.
+    /// Attempts made in the current round (`attempt_count` on the wire; `attempts` there lists them).
+    #[serde(rename = "attempt_count")]
     pub attempts: u32,
     /// When the next attempt is due (pending).
     pub next_attempt_at: UnixMillis,
@@ -139,7 +140,7 @@ pub enum Response {
     Status {
         /// The status.
         code: u16,
-        /// `Retry-After`, for 429 and 503.
+        /// `Retry-After` in seconds (honoured for 429 and 5xx; the HTTP-date form is ignored).
         retry_after: Option<Duration>,
     },
     /// No answer: connection refused, TLS failure, timeout, address refused by policy, …

@@ -64,7 +64,8 @@ pub trait ClientStore: Send + Sync {
     async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>>;
     /// All clients, ordered by id.
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
-    /// Removes a client, its tokens and its pending deliveries (audited); false if there is no such client.
+    /// Removes a client and its tokens, marks its pending deliveries `discarded` (audited); false if
+    /// there is no such client.
     async fn delete_client(&self, id: &ClientId, actor: &str, at: UnixMillis) -> StoreResult<bool>;
 }
 
@@ -262,7 +263,8 @@ pub trait DeliveryStore: Send + Sync {
     async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool>;
     /// Makes every leased delivery claimable again (single-node start-up: no other worker holds them).
     async fn release_leases(&self) -> StoreResult<u64>;
-    /// The earliest `next_attempt_at` of pending deliveries, to know how long to sleep.
+    /// The earliest time something becomes claimable (a pending delivery's `next_attempt_at` or a
+    /// leased one's `lease_until`), to know how long to sleep.
     async fn next_due(&self) -> StoreResult<Option<UnixMillis>>;
     /// Queue depth and age.
     async fn queue_stats(&self) -> StoreResult<QueueStats>;

@@ -1,7 +1,8 @@
 //! The one function that ends an OP session, whatever ended it.
 //!
-//! Every initiator (RP-initiated logout here; password change, expiry, revocation, account
-//! deletion, upstream logout elsewhere) calls [`end_session`] with its [`Initiator`]. The store ends
+//! Every initiator in the server (RP-initiated logout here; expiry, revocation, upstream logout
+//! later) calls [`end_session`] with its [`Initiator`]; the admin CLI, a separate process, calls the
+//! same store operation and the server's worker finds those deliveries on its next poll. The store ends
 //! the session, revokes its non-offline tokens and writes one delivery per subscribed application in
 //! one transaction (the outbox), so a committed logout is never lost; then the workers are woken.
 //! [`end_session_and_wait`] also waits, within a budget, for the first attempts (the logout page).

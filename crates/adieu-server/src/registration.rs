@@ -52,6 +52,20 @@ pub struct UriPolicy {
     pub development: bool,
     /// The provider's own host, never a logout target.
     pub own_host: String,
+    /// Private ranges an operator allows (`delivery.allow_private_cidrs`).
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+}
+
+impl UriPolicy {
+    /// The policy of a provider with these settings.
+    pub fn for_settings(settings: &crate::Settings) -> UriPolicy {
+        UriPolicy {
+            development: settings.is_development(),
+            own_host: settings.issuer.host_str().unwrap_or_default().to_owned(),
+            // Invariant: validated in Settings::validate.
+            allow_cidrs: settings.delivery.allow_cidrs().unwrap_or_default(),
+        }
+    }
 }
 
 /// A metadata value that cannot be registered, with the Registration §3.3 error code.
@@ -146,6 +160,7 @@ pub fn check_backchannel_logout_uri(
         Host::Domain(_) => None,
     };
     if let (Some(ip), false) = (ip, policy.development)
+        && !policy.allow_cidrs.iter().any(|n| n.contains(&ip))
         && let Some(range) = forbidden_range(ip)
     {
         return Err(bad_meta(format!("backchannel_logout_uri points at a {range} address")));
@@ -404,10 +419,10 @@ mod tests {
     use super::*;
 
     fn prod() -> UriPolicy {
-        UriPolicy { development: false, own_host: "id.example.com".into() }
+        UriPolicy { development: false, own_host: "id.example.com".into(), allow_cidrs: vec![] }
     }
     fn dev() -> UriPolicy {
-        UriPolicy { development: true, own_host: "127.0.0.1".into() }
+        UriPolicy { development: true, own_host: "127.0.0.1".into(), allow_cidrs: vec![] }
     }
 
     #[test]
@@ -450,6 +465,13 @@ mod tests {
             assert!(check_backchannel_logout_uri(u, true, &prod()).is_err(), "{u}");
         }
         check_backchannel_logout_uri("https://8.8.8.8/bc", true, &prod()).unwrap();
+    }
+
+    #[test]
+    fn operator_allow_list_admits_private_literal_ips() {
+        let p = UriPolicy { allow_cidrs: vec!["10.1.0.0/16".parse().unwrap()], ..prod() };
+        check_backchannel_logout_uri("https://10.1.2.3/bc", true, &p).unwrap();
+        assert!(check_backchannel_logout_uri("https://10.2.0.1/bc", true, &p).is_err());
     }
 
     #[test]

@@ -43,13 +43,15 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliverySettings {
-    /// Attempts per delivery, the first included (default 12). `1` never retries.
+    /// Attempts per round of a delivery, the first included (default 12). `1` never retries. An
+    /// operator's retry of a dead delivery starts a new round.
     pub max_attempts: u32,
     /// Delay before the first retry, milliseconds (default 1000); doubles each time, with jitter.
     pub initial_backoff_ms: u64,
     /// Longest delay between attempts, seconds (default 600).
     pub max_backoff_secs: u64,
-    /// No attempt starts later than this after the logout, seconds (default 86400).
+    /// No attempt starts later than this after the round began (the logout, or an operator's
+    /// retry), seconds (default 86400).
     pub deadline_secs: u64,
     /// TCP/TLS connect timeout, milliseconds (default 2000).
     pub connect_timeout_ms: u64,

@@ -89,7 +89,7 @@ impl TestOp {
 
     /// Registers a client through the same validation as the CLI; returns it and its secret.
     pub async fn add_client(&self, reg: ClientRegistration) -> anyhow::Result<(Client, Option<String>)> {
-        let policy = UriPolicy { development: true, own_host: "127.0.0.1".into() };
+        let policy = UriPolicy::for_settings(&self.state.settings);
         Ok(register(self.state.store.as_ref(), reg, &policy, self.clock.now(), "test").await?)
     }
 

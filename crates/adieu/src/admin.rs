@@ -300,10 +300,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 token_endpoint_auth_method: method,
                 id_token_signed_response_alg: alg,
             };
-            let policy = UriPolicy {
-                development: settings.is_development(),
-                own_host: settings.issuer.host_str().unwrap_or_default().to_owned(),
-            };
+            let policy = UriPolicy::for_settings(&settings);
             let (client, secret) =
                 register(store.as_ref(), reg, &policy, SystemClock.now(), "cli").await.map_err(|e| match e {
                     RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),
@@ -339,10 +336,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 id_token_signed_response_alg: u.id_token_signed_response_alg,
                 ..Default::default()
             };
-            let policy = UriPolicy {
-                development: settings.is_development(),
-                own_host: settings.issuer.host_str().unwrap_or_default().to_owned(),
-            };
+            let policy = UriPolicy::for_settings(&settings);
             let id = ClientId::new(u.client_id.clone());
             let c = adieu_server::registration::update(store.as_ref(), &id, req, &policy, SystemClock.now(), "cli")
                 .await

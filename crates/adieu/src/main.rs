@@ -1,4 +1,5 @@
-//! The `adieu` binary: `serve`, `migrate`, and the admin commands (`user`, `client`).
+//! The `adieu` binary: `serve`, `migrate`, and the admin commands (`user`, `client`,
+//! `deliveries`, `logs`, `admin-token`).
 //!
 //! - [`config`]: configuration layers (defaults, TOML file, `ADIEU_…` environment).
 //! - [`store`]: the one place that chooses a storage backend.

@@ -26,10 +26,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The URI policy of this provider.
 pub fn uri_policy(state: &AppState) -> UriPolicy {
-    UriPolicy {
-        development: state.settings.is_development(),
-        own_host: state.settings.issuer.host_str().unwrap_or_default().to_owned(),
-    }
+    UriPolicy::for_settings(&state.settings)
 }
 
 /// Maps a registration failure to its protocol error.
@@ -61,7 +58,10 @@ async fn create(_: Admin, State(state): State<AppState>, body: Bytes) -> Result<
     let (client, secret) = register(state.store.as_ref(), reg, &uri_policy(&state), state.clock.now(), "admin-api")
         .await
         .map_err(register_error)?;
-    Ok((StatusCode::CREATED, Json(metadata_response(&client, secret))).into_response())
+    let mut res = (StatusCode::CREATED, Json(metadata_response(&client, secret))).into_response();
+    // The answer carries the client secret.
+    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 async fn read(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {

@@ -1,6 +1,6 @@
 //! Delivery metrics in the Prometheus text format: deliveries by outcome and client, an attempt
-//! latency histogram; queue depth and the age of the oldest pending delivery are read from the
-//! store at scrape time.
+//! latency histogram; queue depth and the age of the oldest unfinished (pending or leased)
+//! delivery are read from the store at scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

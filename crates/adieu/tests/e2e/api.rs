@@ -234,6 +234,7 @@ async fn deliveries_are_inspected_and_retried_through_the_api_and_counted_in_met
     };
     assert_eq!(dead["initiator"], "rp-logout");
     assert_eq!(dead["attempts"][0]["http_status"], 404);
+    assert_eq!(dead["attempt_count"], 1);
     assert!(dead["attempts"][0]["latency_ms"].is_u64());
     let id = dead["id"].as_str().unwrap();
 
