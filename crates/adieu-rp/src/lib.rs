@@ -1,0 +1,24 @@
+//! `adieu-rp`: OpenID Connect Back-Channel Logout for relying parties, correct by construction.
+//!
+//! Works with any OpenID Provider (adieu, Keycloak, Auth0, node-oidc-provider, …).
+//!
+//! - [`verify`]: turn a raw `logout_token` into a [`verify::VerifiedLogoutToken`] or a precise
+//!   [`verify::LogoutTokenError`], in the order of BCL §2.6 (BC-RP-01..07).
+//!
+//! jsonwebtoken chooses its crypto backend at run time; call [`install_crypto`] once at start-up
+//! (the other entry points of this crate do it for you).
+
+pub mod verify;
+
+#[cfg(test)]
+mod testing;
+
+/// Installs the aws-lc-rs backend of `jsonwebtoken` if no backend is installed yet. Idempotent.
+///
+/// ```
+/// adieu_rp::install_crypto();
+/// adieu_rp::install_crypto();
+/// ```
+pub fn install_crypto() {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}

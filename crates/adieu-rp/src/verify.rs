@@ -1,0 +1,1036 @@
+//! Logout token verification, in the order of Back-Channel Logout 1.0 §2.6 (BC-RP-01..07) with
+//! the errata set 1 `exp` rule and RFC 8725's hardening.
+//!
+//! [`verify`] is a pure function: raw token, the issuer's keys, the [`VerificationPolicy`] and the
+//! current time in, a [`VerifiedLogoutToken`] or a precise [`LogoutTokenError`] out. The `alg`
+//! allow-list comes from the policy (the client's registered algorithm), never from the token;
+//! `none` and symmetric algorithms cannot be allowed, so key confusion is impossible. Keys come
+//! only from the set passed in (the issuer's `jwks_uri`); `jku`, `x5u`, `jwk` and `x5c` headers are
+//! never followed.
+
+use adieu_proto::logout::BACKCHANNEL_LOGOUT_EVENT;
+use base64_engine::decode_b64;
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Longest token accepted (bytes); anything larger is refused before parsing.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// How the `typ` header is treated (BC-RP-13, BC-SEC-04).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TypPolicy {
+    /// Accept a missing `typ` (as the OpenID conformance suite sends), `logout+jwt`,
+    /// `application/logout+jwt` and the ambiguous `JWT`; refuse any other type. The default.
+    #[default]
+    Lenient,
+    /// Require `logout+jwt` or `application/logout+jwt`.
+    Strict,
+}
+
+/// How a missing `exp` is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpPolicy {
+    /// `exp` is required (Back-Channel Logout errata set 1). The default.
+    #[default]
+    Required,
+    /// Compatibility with providers that omit `exp` (written before errata 1): a token without it
+    /// is accepted only while `iat` is at most `max_age` old.
+    AllowMissing {
+        /// Oldest acceptable `iat` when `exp` is missing.
+        max_age: Duration,
+    },
+}
+
+/// What a logout token must satisfy for one client of one issuer.
+///
+/// ```
+/// use adieu_rp::verify::VerificationPolicy;
+/// use jsonwebtoken::Algorithm;
+///
+/// let policy = VerificationPolicy::new("https://op.example.com", "my-client")
+///     .with_algorithms(&[Algorithm::ES256])
+///     .unwrap();
+/// assert_eq!(policy.allowed_algorithms(), &[Algorithm::ES256]);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerificationPolicy {
+    issuer: String,
+    client_id: String,
+    algorithms: Vec<Algorithm>,
+    trusted_audiences: Vec<String>,
+    leeway: Duration,
+    typ: TypPolicy,
+    exp: ExpPolicy,
+}
+
+/// A policy that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Only asymmetric algorithms can verify logout tokens with the issuer's public keys.
+    #[error(
+        "algorithm {0:?} cannot be allowed: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) verify logout tokens"
+    )]
+    SymmetricAlgorithm(Algorithm),
+    /// The list was empty.
+    #[error("at least one algorithm must be allowed")]
+    NoAlgorithm,
+}
+
+impl VerificationPolicy {
+    /// A policy for `client_id` at `issuer`: RS256 only (the OpenID default when no
+    /// `id_token_signed_response_alg` was registered), 60 s leeway, lenient `typ`, `exp` required.
+    ///
+    /// ```
+    /// let p = adieu_rp::verify::VerificationPolicy::new("https://op.example.com", "c1");
+    /// assert_eq!(p.issuer(), "https://op.example.com");
+    /// ```
+    pub fn new(issuer: impl Into<String>, client_id: impl Into<String>) -> Self {
+        VerificationPolicy {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            algorithms: vec![Algorithm::RS256],
+            trusted_audiences: Vec::new(),
+            leeway: Duration::from_secs(60),
+            typ: TypPolicy::Lenient,
+            exp: ExpPolicy::Required,
+        }
+    }
+
+    /// Allows exactly these algorithms (the client's registered `id_token_signed_response_alg`).
+    /// Symmetric algorithms are refused (RFC 8725 §3.1, key confusion).
+    ///
+    /// ```
+    /// use adieu_rp::verify::VerificationPolicy;
+    /// use jsonwebtoken::Algorithm;
+    /// assert!(VerificationPolicy::new("https://op", "c").with_algorithms(&[Algorithm::HS256]).is_err());
+    /// ```
+    pub fn with_algorithms(mut self, algs: &[Algorithm]) -> Result<Self, PolicyError> {
+        if algs.is_empty() {
+            return Err(PolicyError::NoAlgorithm);
+        }
+        if let Some(a) = algs.iter().find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
+            return Err(PolicyError::SymmetricAlgorithm(*a));
+        }
+        self.algorithms = algs.to_vec();
+        Ok(self)
+    }
+
+    /// Also accepts these audiences next to the client id (CORE-02: others are untrusted).
+    ///
+    /// ```
+    /// let p = adieu_rp::verify::VerificationPolicy::new("https://op", "c").trust_audience("api");
+    /// # let _ = p;
+    /// ```
+    pub fn trust_audience(mut self, aud: impl Into<String>) -> Self {
+        self.trusted_audiences.push(aud.into());
+        self
+    }
+
+    /// Clock skew tolerated for `iat` and `exp` (default 60 s).
+    ///
+    /// ```
+    /// let p = adieu_rp::verify::VerificationPolicy::new("https://op", "c").leeway(std::time::Duration::from_secs(5));
+    /// # let _ = p;
+    /// ```
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires `typ: logout+jwt` (BC-SEC-04; breaks providers that do not type their tokens).
+    ///
+    /// ```
+    /// let p = adieu_rp::verify::VerificationPolicy::new("https://op", "c").strict_typ();
+    /// # let _ = p;
+    /// ```
+    pub fn strict_typ(mut self) -> Self {
+        self.typ = TypPolicy::Strict;
+        self
+    }
+
+    /// Compatibility switch for providers that omit `exp`: accept such tokens while `iat` is at
+    /// most `max_age` old. Tokens that carry `exp` are still checked against it.
+    ///
+    /// ```
+    /// let p = adieu_rp::verify::VerificationPolicy::new("https://op", "c")
+    ///     .allow_missing_exp(std::time::Duration::from_secs(120));
+    /// # let _ = p;
+    /// ```
+    pub fn allow_missing_exp(mut self, max_age: Duration) -> Self {
+        self.exp = ExpPolicy::AllowMissing { max_age };
+        self
+    }
+
+    /// The expected issuer.
+    ///
+    /// ```
+    /// assert_eq!(adieu_rp::verify::VerificationPolicy::new("https://op", "c").issuer(), "https://op");
+    /// ```
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The client id the tokens must be for.
+    ///
+    /// ```
+    /// assert_eq!(adieu_rp::verify::VerificationPolicy::new("https://op", "c").client_id(), "c");
+    /// ```
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The allowed algorithms.
+    ///
+    /// ```
+    /// use jsonwebtoken::Algorithm;
+    /// assert_eq!(adieu_rp::verify::VerificationPolicy::new("https://op", "c").allowed_algorithms(), &[Algorithm::RS256]);
+    /// ```
+    pub fn allowed_algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+}
+
+/// Whom a logout token names (BC-LT-01): a session, a user, or both. Never neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogoutSubject {
+    /// Only `sid`: that session.
+    Sid(String),
+    /// Only `sub`: every session of that user at this issuer.
+    Sub(String),
+    /// Both: the session `sid` of user `sub`.
+    Both {
+        /// The user.
+        sub: String,
+        /// The session.
+        sid: String,
+    },
+}
+
+impl LogoutSubject {
+    /// The `sid`, if present.
+    ///
+    /// ```
+    /// use adieu_rp::verify::LogoutSubject;
+    /// assert_eq!(LogoutSubject::Sid("s".into()).sid(), Some("s"));
+    /// assert_eq!(LogoutSubject::Sub("u".into()).sid(), None);
+    /// ```
+    pub fn sid(&self) -> Option<&str> {
+        match self {
+            LogoutSubject::Sid(s) | LogoutSubject::Both { sid: s, .. } => Some(s),
+            LogoutSubject::Sub(_) => None,
+        }
+    }
+
+    /// The `sub`, if present.
+    ///
+    /// ```
+    /// use adieu_rp::verify::LogoutSubject;
+    /// assert_eq!(LogoutSubject::Both { sub: "u".into(), sid: "s".into() }.sub(), Some("u"));
+    /// ```
+    pub fn sub(&self) -> Option<&str> {
+        match self {
+            LogoutSubject::Sub(s) | LogoutSubject::Both { sub: s, .. } => Some(s),
+            LogoutSubject::Sid(_) => None,
+        }
+    }
+}
+
+/// A logout token that passed every check. Only [`verify`] makes one.
+///
+/// ```
+/// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+/// let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+/// assert_eq!(t.issuer(), "https://op.example.com");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedLogoutToken {
+    issuer: String,
+    audiences: Vec<String>,
+    issued_at: i64,
+    expires_at: Option<i64>,
+    jti: String,
+    subject: LogoutSubject,
+    claims: Map<String, Value>,
+}
+
+impl VerifiedLogoutToken {
+    /// `iss`.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert_eq!(t.issuer(), "https://op.example.com");
+    /// ```
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// `aud`, as a list.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert_eq!(t.audiences(), ["my-client".to_owned()]);
+    /// ```
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+    /// `iat`, seconds since the epoch.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert_eq!(t.issued_at(), now);
+    /// ```
+    pub fn issued_at(&self) -> i64 {
+        self.issued_at
+    }
+    /// `exp`, seconds since the epoch (absent only under [`ExpPolicy::AllowMissing`]).
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert_eq!(t.expires_at(), Some(now + 120));
+    /// ```
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+    /// `jti`.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert_eq!(t.jti(), "jti-1");
+    /// ```
+    pub fn jti(&self) -> &str {
+        &self.jti
+    }
+    /// Whom the token logs out.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert_eq!(t.subject().sid(), Some("sid-1"));
+    /// ```
+    pub fn subject(&self) -> &LogoutSubject {
+        &self.subject
+    }
+    /// Every claim, including ones this crate does not interpret (BC-LT-02).
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert!(t.claims().contains_key("events"));
+    /// ```
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+}
+
+/// Why a logout token was refused. Each variant names the rule it enforces.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogoutTokenError {
+    /// Not a compact JWS: wrong number of parts, bad base64url or JSON, or too long.
+    #[error("the logout token is malformed")]
+    Malformed,
+    /// BC-RP-01: an encrypted (JWE) token; this client did not negotiate encryption.
+    #[error("encrypted logout tokens are not accepted")]
+    Encrypted,
+    /// RFC 7515 §4.1.11: a `crit` header names an extension this verifier does not implement.
+    #[error("the logout token uses a critical header extension that is not supported")]
+    UnsupportedCritical,
+    /// BC-RP-13: `typ` is present and is not a logout token type (`at+jwt`, `secevent+jwt`, …).
+    #[error("the token type {0:?} is not a logout token")]
+    WrongType(String),
+    /// BC-RP-13 strict mode: `typ` is missing or ambiguous.
+    #[error("the logout token is not explicitly typed logout+jwt")]
+    UntypedToken,
+    /// BC-RP-03: `alg` is `none`, unknown, or not the client's registered algorithm.
+    #[error("the signing algorithm {0:?} is not allowed for this client")]
+    AlgorithmNotAllowed(String),
+    /// BC-RP-02: no key of the issuer has this `kid` (after a refresh of the key set).
+    #[error("no key of the issuer matches the token's key id")]
+    UnknownKey(Option<String>),
+    /// RFC 8725 §3.1: the key is not for this algorithm (its `alg` or type differs).
+    #[error("the issuer's key does not match the token's algorithm")]
+    KeyMismatch,
+    /// BC-RP-02: the signature does not verify.
+    #[error("the logout token's signature is invalid")]
+    BadSignature,
+    /// BC-RP-04: `iss` is not the issuer.
+    #[error("the logout token was not issued by the expected issuer")]
+    WrongIssuer,
+    /// BC-RP-04: `aud` does not contain the client id.
+    #[error("the logout token is not addressed to this client")]
+    WrongAudience,
+    /// BC-RP-04 (CORE-02): `aud` contains an audience the client does not trust.
+    #[error("the logout token is also addressed to an untrusted audience")]
+    UntrustedAudience,
+    /// BC-RP-04: `iat` is missing or not a number.
+    #[error("the logout token has no valid iat")]
+    MissingIssuedAt,
+    /// BC-RP-04: `iat` is in the future beyond the leeway.
+    #[error("the logout token is issued in the future")]
+    IssuedInFuture,
+    /// BC-RP-04 (errata 1): `exp` is missing.
+    #[error("the logout token has no exp")]
+    MissingExpiry,
+    /// BC-RP-04: `exp` has passed (beyond the leeway).
+    #[error("the logout token has expired")]
+    Expired,
+    /// Compatibility mode: no `exp` and `iat` older than the maximum age.
+    #[error("the logout token is too old")]
+    TooOld,
+    /// `jti` is missing or empty (CORE-09).
+    #[error("the logout token has no jti")]
+    MissingJti,
+    /// BC-RP-05: neither `sub` nor `sid`.
+    #[error("the logout token names neither a subject nor a session")]
+    MissingSubjectAndSession,
+    /// BC-RP-06: no `events` claim with the back-channel logout member.
+    #[error("the logout token lacks the back-channel logout event")]
+    MissingEvent,
+    /// BC-RP-06: the back-channel logout event member is not a JSON object.
+    #[error("the back-channel logout event is not a JSON object")]
+    EventNotObject,
+    /// BC-RP-07: a `nonce` claim is present.
+    #[error("the logout token must not contain a nonce")]
+    NoncePresent,
+    /// BC-RP-08: this `jti` was already used for a successful logout.
+    #[error("the logout token was already used")]
+    Replayed,
+}
+
+impl LogoutTokenError {
+    /// A short, stable name for metrics and logs.
+    ///
+    /// ```
+    /// assert_eq!(adieu_rp::verify::LogoutTokenError::Expired.reason(), "expired");
+    /// ```
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LogoutTokenError::Malformed => "malformed",
+            LogoutTokenError::Encrypted => "encrypted",
+            LogoutTokenError::UnsupportedCritical => "unsupported_crit",
+            LogoutTokenError::WrongType(_) => "wrong_typ",
+            LogoutTokenError::UntypedToken => "untyped",
+            LogoutTokenError::AlgorithmNotAllowed(_) => "alg_not_allowed",
+            LogoutTokenError::UnknownKey(_) => "unknown_key",
+            LogoutTokenError::KeyMismatch => "key_mismatch",
+            LogoutTokenError::BadSignature => "bad_signature",
+            LogoutTokenError::WrongIssuer => "wrong_issuer",
+            LogoutTokenError::WrongAudience => "wrong_audience",
+            LogoutTokenError::UntrustedAudience => "untrusted_audience",
+            LogoutTokenError::MissingIssuedAt => "missing_iat",
+            LogoutTokenError::IssuedInFuture => "iat_in_future",
+            LogoutTokenError::MissingExpiry => "missing_exp",
+            LogoutTokenError::Expired => "expired",
+            LogoutTokenError::TooOld => "too_old",
+            LogoutTokenError::MissingJti => "missing_jti",
+            LogoutTokenError::MissingSubjectAndSession => "missing_sub_and_sid",
+            LogoutTokenError::MissingEvent => "missing_event",
+            LogoutTokenError::EventNotObject => "event_not_object",
+            LogoutTokenError::NoncePresent => "nonce_present",
+            LogoutTokenError::Replayed => "replayed",
+        }
+    }
+}
+
+/// A key set, a valid EdDSA logout token, its policy and the time, for documentation examples.
+#[doc(hidden)]
+pub fn sample_for_docs() -> (JwkSet, String, VerificationPolicy, i64) {
+    crate::install_crypto();
+    // A fixed Ed25519 key (PKCS#8 v1: a fixed prefix, then the 32-byte seed); for examples only.
+    let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    der.extend_from_slice(&[7u8; 32]);
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("fixed example key");
+    jwk.common.key_id = Some("doc-key".into());
+    let now = 1_800_000_000;
+    let claims = serde_json::json!({
+        "iss": "https://op.example.com", "aud": "my-client", "iat": now, "exp": now + 120, "jti": "jti-1",
+        "sub": "user-1", "sid": "sid-1", "events": {BACKCHANNEL_LOGOUT_EVENT: {}}
+    });
+    let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+    header.kid = Some("doc-key".into());
+    header.typ = Some("logout+jwt".into());
+    let token = jsonwebtoken::encode(&header, &claims, &key).expect("signing the example token");
+    let policy = VerificationPolicy::new("https://op.example.com", "my-client")
+        .with_algorithms(&[Algorithm::EdDSA])
+        .expect("asymmetric");
+    (JwkSet { keys: vec![jwk] }, token, policy, now)
+}
+
+mod base64_engine {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
+        URL_SAFE_NO_PAD.decode(s).ok()
+    }
+}
+
+fn parse_json_object(part: &str) -> Result<Map<String, Value>, LogoutTokenError> {
+    let bytes = decode_b64(part).ok_or(LogoutTokenError::Malformed)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(LogoutTokenError::Malformed),
+    }
+}
+
+fn is_symmetric(a: Algorithm) -> bool {
+    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// Checks `typ` (BC-RP-13): RFC 7515 §4.1.9 compares media types case-insensitively and allows
+/// the `application/` prefix to be omitted.
+fn check_typ(header: &Map<String, Value>, policy: TypPolicy) -> Result<(), LogoutTokenError> {
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.to_ascii_lowercase()),
+        Some(_) => return Err(LogoutTokenError::Malformed),
+    };
+    let typ = typ.as_deref().map(|t| t.strip_prefix("application/").unwrap_or(t));
+    match (typ, policy) {
+        (Some("logout+jwt"), _) => Ok(()),
+        (None | Some("jwt"), TypPolicy::Lenient) => Ok(()),
+        (None | Some("jwt"), TypPolicy::Strict) => Err(LogoutTokenError::UntypedToken),
+        (Some(other), _) => Err(LogoutTokenError::WrongType(other.to_owned())),
+    }
+}
+
+fn key_usable(k: &Jwk, alg: Algorithm) -> bool {
+    if matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return false;
+    }
+    // A key that names its algorithm is for that algorithm only (RFC 8725 §3.1).
+    match k.common.key_algorithm {
+        Some(ka) => format!("{ka:?}") == format!("{alg:?}"),
+        None => true,
+    }
+}
+
+/// Finds the key: by `kid`; without a `kid`, the single key usable for `alg` (CORE-08).
+fn select_key<'a>(keys: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<&'a Jwk, LogoutTokenError> {
+    match kid {
+        Some(kid) => {
+            let k = keys.find(kid).ok_or_else(|| LogoutTokenError::UnknownKey(Some(kid.to_owned())))?;
+            if key_usable(k, alg) { Ok(k) } else { Err(LogoutTokenError::KeyMismatch) }
+        }
+        None => {
+            let usable: Vec<&Jwk> = keys.keys.iter().filter(|k| key_usable(k, alg)).collect();
+            match usable.as_slice() {
+                [one] => Ok(one),
+                _ => Err(LogoutTokenError::UnknownKey(None)),
+            }
+        }
+    }
+}
+
+fn number(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)),
+        _ => None,
+    }
+}
+
+fn non_empty_string(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Verifies `raw` against `keys` (the issuer's JWKS) and `policy` at `now` (seconds since the
+/// epoch). See the module documentation for the order of checks.
+///
+/// ```
+/// use adieu_rp::verify::{verify, LogoutTokenError, VerificationPolicy};
+/// let keys = jsonwebtoken::jwk::JwkSet { keys: vec![] };
+/// let policy = VerificationPolicy::new("https://op.example.com", "c");
+/// assert_eq!(verify("not-a-jwt", &keys, &policy, 0), Err(LogoutTokenError::Malformed));
+/// ```
+pub fn verify(
+    raw: &str,
+    keys: &JwkSet,
+    policy: &VerificationPolicy,
+    now: i64,
+) -> Result<VerifiedLogoutToken, LogoutTokenError> {
+    // Shape. BC-RP-01: a JWE has five parts.
+    let raw = raw.trim();
+    if raw.is_empty() || raw.len() > MAX_TOKEN_LEN {
+        return Err(LogoutTokenError::Malformed);
+    }
+    let parts: Vec<&str> = raw.split('.').collect();
+    match parts.len() {
+        3 => {}
+        5 => return Err(LogoutTokenError::Encrypted),
+        _ => return Err(LogoutTokenError::Malformed),
+    }
+    let header = parse_json_object(parts[0])?;
+
+    // Header: crit (RFC 7515 §4.1.11), typ (BC-RP-13), alg allow-list (BC-RP-03).
+    if header.contains_key("crit") {
+        return Err(LogoutTokenError::UnsupportedCritical);
+    }
+    check_typ(&header, policy.typ)?;
+    let alg_name = match header.get("alg") {
+        Some(Value::String(a)) => a.as_str(),
+        _ => return Err(LogoutTokenError::Malformed),
+    };
+    let alg: Algorithm = alg_name.parse().map_err(|_| LogoutTokenError::AlgorithmNotAllowed(alg_name.to_owned()))?;
+    if is_symmetric(alg) || !policy.algorithms.contains(&alg) {
+        return Err(LogoutTokenError::AlgorithmNotAllowed(alg_name.to_owned()));
+    }
+
+    // Signature with the issuer's key (BC-RP-02). jku/x5u/jwk/x5c are deliberately not read.
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.as_str()),
+        Some(_) => return Err(LogoutTokenError::Malformed),
+    };
+    let jwk = select_key(keys, kid, alg)?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| LogoutTokenError::KeyMismatch)?;
+    let mut validation = Validation::new(alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let claims = match jsonwebtoken::decode::<Map<String, Value>>(raw, &key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            use jsonwebtoken::errors::ErrorKind;
+            return Err(match e.kind() {
+                ErrorKind::InvalidSignature => LogoutTokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidKeyFormat
+                | ErrorKind::InvalidEcdsaKey
+                | ErrorKind::InvalidRsaKey(_) => LogoutTokenError::KeyMismatch,
+                _ => LogoutTokenError::Malformed,
+            });
+        }
+    };
+
+    check_claims(claims, policy, now)
+}
+
+/// BC-RP-04..07 on signed claims.
+fn check_claims(
+    claims: Map<String, Value>,
+    policy: &VerificationPolicy,
+    now: i64,
+) -> Result<VerifiedLogoutToken, LogoutTokenError> {
+    let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
+    // BC-RP-04: iss exact (CORE-01).
+    if claims.get("iss").and_then(Value::as_str) != Some(policy.issuer.as_str()) {
+        return Err(LogoutTokenError::WrongIssuer);
+    }
+    // BC-RP-04: aud contains the client; others must be trusted (CORE-02).
+    let audiences: Vec<String> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(v)) => v
+            .iter()
+            .map(|a| a.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or(LogoutTokenError::WrongAudience)?,
+        _ => return Err(LogoutTokenError::WrongAudience),
+    };
+    if !audiences.iter().any(|a| *a == policy.client_id) {
+        return Err(LogoutTokenError::WrongAudience);
+    }
+    if audiences.iter().any(|a| *a != policy.client_id && !policy.trusted_audiences.contains(a)) {
+        return Err(LogoutTokenError::UntrustedAudience);
+    }
+    // BC-RP-04: iat, exp.
+    let iat = number(claims.get("iat")).ok_or(LogoutTokenError::MissingIssuedAt)?;
+    if iat > now.saturating_add(leeway) {
+        return Err(LogoutTokenError::IssuedInFuture);
+    }
+    let exp = match claims.get("exp") {
+        None => None,
+        Some(v) => Some(number(Some(v)).ok_or(LogoutTokenError::Malformed)?),
+    };
+    match (exp, policy.exp) {
+        (Some(exp), _) if now > exp.saturating_add(leeway) => return Err(LogoutTokenError::Expired),
+        (Some(_), _) => {}
+        (None, ExpPolicy::Required) => return Err(LogoutTokenError::MissingExpiry),
+        (None, ExpPolicy::AllowMissing { max_age }) => {
+            let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            if now > iat.saturating_add(max_age).saturating_add(leeway) {
+                return Err(LogoutTokenError::TooOld);
+            }
+        }
+    }
+    let jti = non_empty_string(claims.get("jti")).ok_or(LogoutTokenError::MissingJti)?;
+    // BC-RP-05.
+    let subject = match (non_empty_string(claims.get("sub")), non_empty_string(claims.get("sid"))) {
+        (Some(sub), Some(sid)) => LogoutSubject::Both { sub, sid },
+        (Some(sub), None) => LogoutSubject::Sub(sub),
+        (None, Some(sid)) => LogoutSubject::Sid(sid),
+        (None, None) => return Err(LogoutTokenError::MissingSubjectAndSession),
+    };
+    // BC-RP-06.
+    match claims.get("events").and_then(Value::as_object).and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT)) {
+        None => return Err(LogoutTokenError::MissingEvent),
+        Some(Value::Object(_)) => {}
+        Some(_) => return Err(LogoutTokenError::EventNotObject),
+    }
+    // BC-RP-07.
+    if claims.contains_key("nonce") {
+        return Err(LogoutTokenError::NoncePresent);
+    }
+    Ok(VerifiedLogoutToken {
+        issuer: policy.issuer.clone(),
+        audiences,
+        issued_at: iat,
+        expires_at: exp,
+        jti,
+        subject,
+        claims,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{AUD, ISS, NOW, TestKey, claims, set};
+    use serde_json::json;
+
+    fn install() {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    }
+
+    fn policy() -> VerificationPolicy {
+        VerificationPolicy::new(ISS, AUD)
+    }
+
+    fn rs() -> (TestKey, JwkSet) {
+        install();
+        let k = TestKey::rsa("k1");
+        let s = set(&[&k]);
+        (k, s)
+    }
+
+    fn with(mut c: Value, k: &str, v: Value) -> Value {
+        c[k] = v;
+        c
+    }
+
+    fn without(mut c: Value, k: &str) -> Value {
+        c.as_object_mut().unwrap().remove(k);
+        c
+    }
+
+    // --- The OpenID conformance suite's back-channel RP plan (SPEC.md §6.2) -------------------
+
+    /// Conformance "valid logout token" (no typ header): accepted.
+    #[test]
+    fn conformance_valid_token_without_typ_is_accepted() {
+        let (k, keys) = rs();
+        let t = verify(&k.sign("RS256", json!({}), &claims()), &keys, &policy(), NOW).unwrap();
+        assert_eq!(t.subject(), &LogoutSubject::Both { sub: "user-1".into(), sid: "sid-1".into() });
+        assert_eq!((t.issuer(), t.jti(), t.issued_at(), t.expires_at()), (ISS, "jti-1", NOW, Some(NOW + 120)));
+    }
+
+    /// Conformance "alg none" (BC-RP-03).
+    #[test]
+    fn bc_rp_03_alg_none_is_rejected() {
+        let (_, keys) = rs();
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#);
+        let p = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims().to_string());
+        use base64::Engine;
+        assert_eq!(
+            verify(&format!("{h}.{p}."), &keys, &policy(), NOW),
+            Err(LogoutTokenError::AlgorithmNotAllowed("none".into()))
+        );
+    }
+
+    /// Conformance "no event" (BC-RP-06).
+    #[test]
+    fn bc_rp_06_missing_event_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &without(claims(), "events"));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingEvent));
+    }
+
+    /// Conformance "with nonce" (BC-RP-07).
+    #[test]
+    fn bc_rp_07_nonce_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &with(claims(), "nonce", json!("n")));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::NoncePresent));
+    }
+
+    /// Conformance "wrong alg": a valid signature with a published key, but not the registered alg.
+    #[test]
+    fn bc_rp_03_wrong_alg_with_a_published_key_is_rejected() {
+        install();
+        let (rsa, ec) = (TestKey::rsa("rsa"), TestKey::ec("ec"));
+        let keys = set(&[&rsa, &ec]);
+        let t = ec.sign("ES256", json!({}), &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::AlgorithmNotAllowed("ES256".into())));
+        let es_policy = policy().with_algorithms(&[Algorithm::ES256]).unwrap();
+        verify(&t, &keys, &es_policy, NOW).unwrap();
+    }
+
+    /// Conformance "wrong aud" (BC-RP-04).
+    #[test]
+    fn bc_rp_04_wrong_audience_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &with(claims(), "aud", json!("someone-else")));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::WrongAudience));
+    }
+
+    /// Conformance "wrong event": a different event URI (BC-RP-06).
+    #[test]
+    fn bc_rp_06_wrong_event_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign(
+            "RS256",
+            json!({}),
+            &with(
+                claims(),
+                "events",
+                json!({"https://schemas.openid.net/secevent/caep/event-type/session-revoked": {}}),
+            ),
+        );
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingEvent));
+    }
+
+    /// Conformance "wrong iss" (BC-RP-04).
+    #[test]
+    fn bc_rp_04_wrong_issuer_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &with(claims(), "iss", json!("https://op.example.com/")));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::WrongIssuer));
+    }
+
+    // --- Beyond the conformance suite --------------------------------------------------------
+
+    #[test]
+    fn bc_rp_02_bad_signature_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &claims());
+        let forged = k.sign("RS256", json!({}), &with(claims(), "sub", json!("admin")));
+        let spliced = format!("{}.{}", &forged[..forged.rfind('.').unwrap()], &t[t.rfind('.').unwrap() + 1..]);
+        assert_eq!(verify(&spliced, &keys, &policy(), NOW), Err(LogoutTokenError::BadSignature));
+    }
+
+    #[test]
+    fn bc_rp_02_a_key_not_published_by_the_issuer_is_unknown() {
+        let (_, keys) = rs();
+        let stranger = TestKey::rsa("k1-stranger");
+        let t = stranger.sign("RS256", json!({}), &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::UnknownKey(Some("k1-stranger".into()))));
+        // Same kid as a published key, different key: the signature fails.
+        let imposter = TestKey::rsa("k1");
+        assert_eq!(
+            verify(&imposter.sign("RS256", json!({}), &claims()), &keys, &policy(), NOW),
+            Err(LogoutTokenError::BadSignature)
+        );
+    }
+
+    /// RFC 8725 §3.1 key confusion: an HS256 token MAC'ed with the issuer's public key.
+    #[test]
+    fn bc_rp_03_hs256_key_confusion_is_impossible() {
+        let (k, keys) = rs();
+        let secret = serde_json::to_vec(&k.jwk(None)).unwrap();
+        let header = jsonwebtoken::Header { kid: Some("k1".into()), ..jsonwebtoken::Header::new(Algorithm::HS256) };
+        let t = jsonwebtoken::encode(&header, &claims(), &jsonwebtoken::EncodingKey::from_secret(&secret)).unwrap();
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::AlgorithmNotAllowed("HS256".into())));
+        assert_eq!(
+            policy().with_algorithms(&[Algorithm::HS256]),
+            Err(PolicyError::SymmetricAlgorithm(Algorithm::HS256))
+        );
+    }
+
+    /// RFC 8725 §3.1: a key whose JWK names another algorithm is not used.
+    #[test]
+    fn a_key_published_for_another_algorithm_is_not_used() {
+        install();
+        let k = TestKey::rsa("k1");
+        let keys = jsonwebtoken::jwk::JwkSet { keys: vec![k.jwk(Some("PS256"))] };
+        let t = k.sign("RS256", json!({}), &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::KeyMismatch));
+    }
+
+    #[test]
+    fn every_asymmetric_algorithm_verifies() {
+        install();
+        let (rsa, ec, ed) = (TestKey::rsa("rsa"), TestKey::ec("ec"), TestKey::ed("ed"));
+        let keys = set(&[&rsa, &ec, &ed]);
+        for (k, alg, a) in [
+            (&rsa, "RS256", Algorithm::RS256),
+            (&rsa, "PS256", Algorithm::PS256),
+            (&ec, "ES256", Algorithm::ES256),
+            (&ed, "EdDSA", Algorithm::EdDSA),
+        ] {
+            let p = policy().with_algorithms(&[a]).unwrap();
+            verify(&k.sign(alg, json!({}), &claims()), &keys, &p, NOW).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        }
+    }
+
+    #[test]
+    fn bc_rp_04_audience_array_containing_the_client_is_accepted_and_untrusted_extras_are_not() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &with(claims(), "aud", json!([AUD])));
+        verify(&t, &keys, &policy(), NOW).unwrap();
+        let t = k.sign("RS256", json!({}), &with(claims(), "aud", json!([AUD, "other-api"])));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::UntrustedAudience));
+        verify(&t, &keys, &policy().trust_audience("other-api"), NOW).unwrap();
+        let t = k.sign("RS256", json!({}), &with(claims(), "aud", json!(42)));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::WrongAudience));
+    }
+
+    #[test]
+    fn bc_rp_04_iat_in_the_future_beyond_the_leeway_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &with(claims(), "iat", json!(NOW + 61)));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::IssuedInFuture));
+        let t = k.sign("RS256", json!({}), &with(claims(), "iat", json!(NOW + 60)));
+        verify(&t, &keys, &policy(), NOW).unwrap();
+        let t = k.sign("RS256", json!({}), &without(claims(), "iat"));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingIssuedAt));
+    }
+
+    #[test]
+    fn bc_rp_04_expired_token_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &claims());
+        verify(&t, &keys, &policy(), NOW + 180).unwrap();
+        assert_eq!(verify(&t, &keys, &policy(), NOW + 181), Err(LogoutTokenError::Expired));
+    }
+
+    /// Errata 1: `exp` is required, unless the documented compatibility switch is on.
+    #[test]
+    fn errata1_missing_exp_is_rejected_by_default_and_bounded_by_max_age_in_compatibility_mode() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &without(claims(), "exp"));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingExpiry));
+        let compat = policy().allow_missing_exp(Duration::from_secs(120));
+        verify(&t, &keys, &compat, NOW + 100).unwrap();
+        assert_eq!(verify(&t, &keys, &compat, NOW + 181), Err(LogoutTokenError::TooOld));
+    }
+
+    #[test]
+    fn bc_rp_05_sub_or_sid_is_required() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &without(without(claims(), "sub"), "sid"));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingSubjectAndSession));
+        let t = k.sign("RS256", json!({}), &with(with(claims(), "sub", json!("")), "sid", json!("")));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingSubjectAndSession));
+        let t = k.sign("RS256", json!({}), &without(claims(), "sub"));
+        assert_eq!(verify(&t, &keys, &policy(), NOW).unwrap().subject(), &LogoutSubject::Sid("sid-1".into()));
+        let t = k.sign("RS256", json!({}), &without(claims(), "sid"));
+        assert_eq!(verify(&t, &keys, &policy(), NOW).unwrap().subject(), &LogoutSubject::Sub("user-1".into()));
+    }
+
+    #[test]
+    fn bc_rp_06_event_value_must_be_an_object() {
+        let (k, keys) = rs();
+        let t = k.sign(
+            "RS256",
+            json!({}),
+            &with(claims(), "events", json!({"http://schemas.openid.net/event/backchannel-logout": true})),
+        );
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::EventNotObject));
+    }
+
+    #[test]
+    fn jti_is_required() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &without(claims(), "jti"));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingJti));
+    }
+
+    /// BC-RP-13: logout types accepted case-insensitively; other types refused; strict mode.
+    #[test]
+    fn bc_rp_13_typ_is_checked() {
+        let (k, keys) = rs();
+        for typ in ["logout+jwt", "application/logout+jwt", "LOGOUT+JWT", "Application/Logout+JWT"] {
+            let t = k.sign("RS256", json!({"typ": typ}), &claims());
+            verify(&t, &keys, &policy(), NOW).unwrap_or_else(|e| panic!("{typ}: {e}"));
+            verify(&t, &keys, &policy().strict_typ(), NOW).unwrap();
+        }
+        for typ in ["at+jwt", "secevent+jwt", "application/at+jwt", "id_token"] {
+            let t = k.sign("RS256", json!({"typ": typ}), &claims());
+            assert!(matches!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::WrongType(_))), "{typ}");
+        }
+        let jwt = k.sign("RS256", json!({"typ": "JWT"}), &claims());
+        verify(&jwt, &keys, &policy(), NOW).unwrap();
+        assert_eq!(verify(&jwt, &keys, &policy().strict_typ(), NOW), Err(LogoutTokenError::UntypedToken));
+        let none = k.sign("RS256", json!({}), &claims());
+        assert_eq!(verify(&none, &keys, &policy().strict_typ(), NOW), Err(LogoutTokenError::UntypedToken));
+    }
+
+    #[test]
+    fn unknown_crit_header_is_rejected() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({"crit": ["exp-ext"], "exp-ext": 1}), &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::UnsupportedCritical));
+    }
+
+    /// BC-LT-02: claims that are not understood are ignored.
+    #[test]
+    fn unknown_claims_are_ignored() {
+        let (k, keys) = rs();
+        let t = k.sign("RS256", json!({}), &with(claims(), "ignored_claim", json!({"x": [1, 2]})));
+        let v = verify(&t, &keys, &policy(), NOW).unwrap();
+        assert!(v.claims().contains_key("ignored_claim"));
+    }
+
+    /// CORE-07 / RFC 8725 §3.10: keys named in the token are never used.
+    #[test]
+    fn embedded_and_remote_key_headers_are_never_followed() {
+        let (k, keys) = rs();
+        let attacker = TestKey::rsa("attacker");
+        let evil =
+            json!({"jwk": attacker.jwk(None), "jku": "https://evil.example/jwks", "x5u": "https://evil.example/cert"});
+        let t = attacker.sign("RS256", with(evil.clone(), "kid", json!("k1")), &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::BadSignature));
+        // The same headers on a token signed by the issuer do not matter.
+        let t = k.sign("RS256", evil, &claims());
+        verify(&t, &keys, &policy(), NOW).unwrap();
+    }
+
+    /// BC-RP-01: encrypted tokens are refused (no encryption was negotiated).
+    #[test]
+    fn bc_rp_01_encrypted_token_is_rejected() {
+        let (_, keys) = rs();
+        assert_eq!(verify("a.b.c.d.e", &keys, &policy(), NOW), Err(LogoutTokenError::Encrypted));
+    }
+
+    /// CORE-08: without a `kid`, only a key set with a single usable key can be used.
+    #[test]
+    fn a_token_without_kid_uses_the_single_matching_key_only() {
+        install();
+        let (k, other) = (TestKey::rsa("k1"), TestKey::rsa("k2"));
+        let t = k.sign("RS256", json!({"kid": false}), &claims());
+        verify(&t, &set(&[&k]), &policy(), NOW).unwrap();
+        assert_eq!(verify(&t, &set(&[&k, &other]), &policy(), NOW), Err(LogoutTokenError::UnknownKey(None)));
+        let t = k.sign("RS256", json!({"kid": null}), &claims());
+        assert_eq!(verify(&t, &set(&[&k]), &policy(), NOW), Err(LogoutTokenError::Malformed));
+    }
+
+    #[test]
+    fn malformed_inputs_are_rejected_without_panicking() {
+        let (k, keys) = rs();
+        let good = k.sign("RS256", json!({}), &claims());
+        for bad in [
+            String::new(),
+            "a".into(),
+            "a.b".into(),
+            "a.b.c".into(),
+            "....".into(),
+            "%%%.%%%.%%%".into(),
+            format!("{}.e30.", "e30"),
+            "W10.W10.W10".into(),
+            "x".repeat(MAX_TOKEN_LEN + 1),
+            good.replace('.', ".."),
+        ] {
+            assert!(verify(&bad, &keys, &policy(), NOW).is_err(), "{bad:.40}");
+        }
+    }
+}
