@@ -4,10 +4,14 @@
 //!
 //! - [`verify`]: turn a raw `logout_token` into a [`verify::VerifiedLogoutToken`] or a precise
 //!   [`verify::LogoutTokenError`], in the order of BCL §2.6 (BC-RP-01..07).
+//! - [`keys`]: the issuer's JWK Set, cached, refetched on an unknown `kid` (rate limited).
+//! - [`replay`]: `jti` replay protection (BC-RP-08), recorded only after a successful logout.
 //!
 //! jsonwebtoken chooses its crypto backend at run time; call [`install_crypto`] once at start-up
 //! (the other entry points of this crate do it for you).
 
+pub mod keys;
+pub mod replay;
 pub mod verify;
 
 #[cfg(test)]
