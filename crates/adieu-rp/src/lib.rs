@@ -6,12 +6,17 @@
 //!   [`verify::LogoutTokenError`], in the order of BCL §2.6 (BC-RP-01..07).
 //! - [`keys`]: the issuer's JWK Set, cached, refetched on an unknown `kid` (rate limited).
 //! - [`replay`]: `jti` replay protection (BC-RP-08), recorded only after a successful logout.
+//! - [`verifier`]: policy + cached keys + replay cache; retries once after a key refresh.
+//! - [`discovery`] (feature `http`): provider discovery and fetching the JWK Set.
 //!
 //! jsonwebtoken chooses its crypto backend at run time; call [`install_crypto`] once at start-up
 //! (the other entry points of this crate do it for you).
 
+#[cfg(feature = "http")]
+pub mod discovery;
 pub mod keys;
 pub mod replay;
+pub mod verifier;
 pub mod verify;
 
 #[cfg(test)]

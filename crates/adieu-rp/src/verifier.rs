@@ -1,0 +1,130 @@
+//! [`LogoutVerifier`]: a policy, the issuer's cached keys and an optional replay cache, together.
+//! On an unknown `kid` it refreshes the keys (rate limited) and tries once more (key rotation).
+
+use crate::keys::{KeyCache, KeyFetchError};
+use crate::replay::ReplayCache;
+use crate::verify::{LogoutTokenError, VerificationPolicy, VerifiedLogoutToken, verify};
+use std::sync::Arc;
+
+/// Verifies logout tokens of one client at one issuer.
+///
+/// ```
+/// use adieu_rp::keys::{KeyCache, StaticJwks};
+/// use adieu_rp::verifier::LogoutVerifier;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+/// let verifier = LogoutVerifier::new(policy, KeyCache::new(std::sync::Arc::new(StaticJwks(keys))));
+/// let verified = verifier.verify(&token, now).await.unwrap();
+/// assert_eq!(verified.subject().sub(), Some("user-1"));
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct LogoutVerifier {
+    policy: VerificationPolicy,
+    keys: KeyCache,
+    replay: Option<Arc<dyn ReplayCache>>,
+}
+
+/// Verification failed: the token is invalid, or the keys could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyFailure {
+    /// The token is invalid (answer 400).
+    #[error(transparent)]
+    Invalid(#[from] LogoutTokenError),
+    /// The issuer's keys are unavailable (answer 400 too: the provider retries later).
+    #[error(transparent)]
+    Keys(#[from] KeyFetchError),
+    /// The replay cache failed.
+    #[error("replay cache unavailable: {0}")]
+    Replay(String),
+}
+
+impl LogoutVerifier {
+    /// A verifier without replay protection.
+    ///
+    /// ```
+    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier, verify::VerificationPolicy};
+    /// let v = LogoutVerifier::new(
+    ///     VerificationPolicy::new("https://op.example.com", "c"),
+    ///     KeyCache::new(std::sync::Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: vec![] }))),
+    /// );
+    /// # let _ = v;
+    /// ```
+    pub fn new(policy: VerificationPolicy, keys: KeyCache) -> Self {
+        crate::install_crypto();
+        LogoutVerifier { policy, keys, replay: None }
+    }
+
+    /// Adds `jti` replay protection (BC-RP-08).
+    ///
+    /// ```
+    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier, verify::VerificationPolicy};
+    /// # let v = LogoutVerifier::new(VerificationPolicy::new("https://op", "c"), KeyCache::new(std::sync::Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: vec![] }))));
+    /// let v = v.with_replay_cache(std::sync::Arc::new(adieu_rp::replay::MemoryReplayCache::default()));
+    /// # let _ = v;
+    /// ```
+    pub fn with_replay_cache(mut self, cache: Arc<dyn ReplayCache>) -> Self {
+        self.replay = Some(cache);
+        self
+    }
+
+    /// The policy.
+    ///
+    /// ```
+    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier, verify::VerificationPolicy};
+    /// # let v = LogoutVerifier::new(VerificationPolicy::new("https://op", "c"), KeyCache::new(std::sync::Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: vec![] }))));
+    /// assert_eq!(v.policy().client_id(), "c");
+    /// ```
+    pub fn policy(&self) -> &VerificationPolicy {
+        &self.policy
+    }
+
+    /// Verifies `raw` at `now` (seconds since the epoch), refreshing the keys once on an unknown
+    /// `kid`, and refusing a `jti` already used for a successful logout.
+    ///
+    /// ```
+    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let v = LogoutVerifier::new(policy, KeyCache::new(std::sync::Arc::new(StaticJwks(keys))));
+    /// assert!(v.verify(&token, now).await.is_ok());
+    /// assert!(v.verify(&token, now + 3600).await.is_err(), "expired");
+    /// # });
+    /// ```
+    pub async fn verify(&self, raw: &str, now: i64) -> Result<VerifiedLogoutToken, VerifyFailure> {
+        let keys = self.keys.current().await?;
+        let verified = match verify(raw, &keys, &self.policy, now) {
+            Err(LogoutTokenError::UnknownKey(_)) => {
+                let keys = self.keys.refresh().await?;
+                verify(raw, &keys, &self.policy, now)?
+            }
+            other => other?,
+        };
+        if let Some(replay) = &self.replay {
+            if replay.seen(verified.issuer(), verified.jti(), now).await.map_err(|e| VerifyFailure::Replay(e.0))? {
+                return Err(LogoutTokenError::Replayed.into());
+            }
+        }
+        Ok(verified)
+    }
+
+    /// Records that the logout of `token` succeeded, so its `jti` is refused from now on.
+    ///
+    /// ```
+    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let v = LogoutVerifier::new(policy, KeyCache::new(std::sync::Arc::new(StaticJwks(keys))))
+    /// #     .with_replay_cache(std::sync::Arc::new(adieu_rp::replay::MemoryReplayCache::default()));
+    /// let t = v.verify(&token, now).await.unwrap();
+    /// v.logout_succeeded(&t, now).await.unwrap();
+    /// assert!(v.verify(&token, now).await.is_err(), "replayed");
+    /// # });
+    /// ```
+    pub async fn logout_succeeded(&self, token: &VerifiedLogoutToken, now: i64) -> Result<(), VerifyFailure> {
+        let Some(replay) = &self.replay else { return Ok(()) };
+        let leeway = 300;
+        let until = token.expires_at().unwrap_or(token.issued_at() + 600).saturating_add(leeway);
+        replay.remember(token.issuer(), token.jti(), until, now).await.map_err(|e| VerifyFailure::Replay(e.0))
+    }
+}
