@@ -137,10 +137,10 @@ impl KeyCache {
         let _one_at_a_time = self.refreshing.lock().await;
         {
             let c = self.cached.read().await;
-            if let Some(at) = c.fetched_at {
-                if at.elapsed() < self.min_refresh_interval {
-                    return Ok(c.set.clone());
-                }
+            if let Some(at) = c.fetched_at
+                && at.elapsed() < self.min_refresh_interval
+            {
+                return Ok(c.set.clone());
             }
         }
         let fetched = self.source.fetch().await;

@@ -7,13 +7,18 @@
 //! - [`keys`]: the issuer's JWK Set, cached, refetched on an unknown `kid` (rate limited).
 //! - [`replay`]: `jti` replay protection (BC-RP-08), recorded only after a successful logout.
 //! - [`verifier`]: policy + cached keys + replay cache; retries once after a key refresh.
+//! - [`index`]: which application sessions a token ends, and ending them (eagerly or lazily).
 //! - [`discovery`] (feature `http`): provider discovery and fetching the JWK Set.
+//! - [`axum`] (feature `axum`): the back-channel logout endpoint and a verified-token extractor.
 //!
 //! jsonwebtoken chooses its crypto backend at run time; call [`install_crypto`] once at start-up
 //! (the other entry points of this crate do it for you).
 
+#[cfg(feature = "axum")]
+pub mod axum;
 #[cfg(feature = "http")]
 pub mod discovery;
+pub mod index;
 pub mod keys;
 pub mod replay;
 pub mod verifier;

@@ -100,10 +100,10 @@ impl LogoutVerifier {
             }
             other => other?,
         };
-        if let Some(replay) = &self.replay {
-            if replay.seen(verified.issuer(), verified.jti(), now).await.map_err(|e| VerifyFailure::Replay(e.0))? {
-                return Err(LogoutTokenError::Replayed.into());
-            }
+        if let Some(replay) = &self.replay
+            && replay.seen(verified.issuer(), verified.jti(), now).await.map_err(|e| VerifyFailure::Replay(e.0))?
+        {
+            return Err(LogoutTokenError::Replayed.into());
         }
         Ok(verified)
     }

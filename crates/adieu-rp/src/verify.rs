@@ -637,7 +637,7 @@ fn check_claims(
             .ok_or(LogoutTokenError::WrongAudience)?,
         _ => return Err(LogoutTokenError::WrongAudience),
     };
-    if !audiences.iter().any(|a| *a == policy.client_id) {
+    if !audiences.contains(&policy.client_id) {
         return Err(LogoutTokenError::WrongAudience);
     }
     if audiences.iter().any(|a| *a != policy.client_id && !policy.trusted_audiences.contains(a)) {

@@ -1,0 +1,252 @@
+//! Finding the application sessions a logout token ends (BC-RP-14, BC-SEC-06), and ending them.
+//!
+//! At login the application records `(iss, sub, sid, its own session id, created-at)` in a
+//! [`SessionIndex`]. A verified token then names sessions by `sid`, or all of a user's sessions
+//! when only `sub` is given — except sessions created after the token's `iat`, so a late logout
+//! cannot end a newer session (RFC 8417 §4.4). Two ways to end them: eagerly, with a
+//! [`SessionEnder`] that deletes them from the application's session store, or lazily, with
+//! [`LogoutMarkers`] that a request checks (for cookie-only sessions).
+
+use crate::verify::{LogoutSubject, VerifiedLogoutToken};
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+/// What the application records when a user signs in.
+///
+/// ```
+/// let login = adieu_rp::index::LoginRecord {
+///     issuer: "https://op.example.com".into(),
+///     sub: "user-1".into(),
+///     sid: Some("sid-1".into()),
+///     session_id: "app-session-42".into(),
+///     created_at: 1_800_000_000,
+/// };
+/// # let _ = login;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRecord {
+    /// The ID token's `iss`.
+    pub issuer: String,
+    /// The ID token's `sub`.
+    pub sub: String,
+    /// The ID token's `sid`, if the provider sends one (BC-SID-04).
+    pub sid: Option<String>,
+    /// The application's own session id.
+    pub session_id: String,
+    /// When the application session was created, seconds since the epoch.
+    pub created_at: i64,
+}
+
+/// The index or the session store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("session index: {0}")]
+pub struct IndexError(pub String);
+
+/// Maps provider sessions and users to application sessions.
+///
+/// ```
+/// use adieu_rp::index::{LoginRecord, MemorySessionIndex, SessionIndex};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let index = MemorySessionIndex::default();
+/// index.record(LoginRecord { issuer: "https://op.example.com".into(), sub: "user-1".into(),
+///     sid: Some("sid-1".into()), session_id: "s42".into(), created_at: 0 }).await.unwrap();
+/// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+/// let token = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+/// assert_eq!(index.sessions_to_end(&token).await.unwrap(), vec!["s42".to_owned()]);
+/// # });
+/// ```
+#[async_trait]
+pub trait SessionIndex: Send + Sync + std::fmt::Debug {
+    /// Records a login.
+    async fn record(&self, login: LoginRecord) -> Result<(), IndexError>;
+    /// The application sessions `token` ends.
+    async fn sessions_to_end(&self, token: &VerifiedLogoutToken) -> Result<Vec<String>, IndexError>;
+    /// Forgets ended sessions (also call it when the user signs out locally).
+    async fn forget(&self, session_ids: &[String]) -> Result<(), IndexError>;
+}
+
+/// Ends application sessions.
+///
+/// ```
+/// use adieu_rp::index::{LogoutMarkers, SessionEnder};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let markers = LogoutMarkers::default();
+/// markers.end_sessions(&["s42".to_owned()]).await.unwrap();
+/// assert!(markers.is_logged_out("s42"));
+/// # });
+/// ```
+#[async_trait]
+pub trait SessionEnder: Send + Sync + std::fmt::Debug {
+    /// Ends these sessions. Ending an unknown or already-ended session succeeds (BC-RP-14).
+    async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError>;
+}
+
+/// Decides which recorded logins a token names.
+///
+/// ```
+/// # use adieu_rp::index::{matches, LoginRecord};
+/// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+/// let token = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+/// let login = LoginRecord { issuer: "https://op.example.com".into(), sub: "user-1".into(),
+///     sid: Some("sid-1".into()), session_id: "s".into(), created_at: 0 };
+/// assert!(matches(&login, &token));
+/// ```
+pub fn matches(login: &LoginRecord, token: &VerifiedLogoutToken) -> bool {
+    if login.issuer != token.issuer() {
+        return false;
+    }
+    match token.subject() {
+        // BC-RP-11 (and BC-RP-10 when both are present): the session of that sid.
+        LogoutSubject::Sid(sid) => login.sid.as_deref() == Some(sid.as_str()),
+        LogoutSubject::Both { sub, sid } => login.sid.as_deref() == Some(sid.as_str()) && login.sub == *sub,
+        // BC-LT-01: all the user's sessions — but not ones created after the token (BC-SEC-06).
+        LogoutSubject::Sub(sub) => login.sub == *sub && login.created_at <= token.issued_at(),
+    }
+}
+
+/// An in-memory index for a single process (tests, development, single-instance apps).
+///
+/// ```
+/// let index = adieu_rp::index::MemorySessionIndex::default();
+/// # let _ = index;
+/// ```
+#[derive(Debug, Default)]
+pub struct MemorySessionIndex {
+    logins: Mutex<HashMap<String, LoginRecord>>,
+}
+
+#[async_trait]
+impl SessionIndex for MemorySessionIndex {
+    async fn record(&self, login: LoginRecord) -> Result<(), IndexError> {
+        self.logins.lock().unwrap_or_else(|p| p.into_inner()).insert(login.session_id.clone(), login);
+        Ok(())
+    }
+
+    async fn sessions_to_end(&self, token: &VerifiedLogoutToken) -> Result<Vec<String>, IndexError> {
+        let logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<String> =
+            logins.values().filter(|l| matches(l, token)).map(|l| l.session_id.clone()).collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn forget(&self, session_ids: &[String]) -> Result<(), IndexError> {
+        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        for id in session_ids {
+            logins.remove(id);
+        }
+        Ok(())
+    }
+}
+
+/// Lazy ending: remembers logged-out session ids; the application checks [`LogoutMarkers::is_logged_out`]
+/// on each request (for sessions that live only in a cookie and cannot be deleted server-side).
+///
+/// ```
+/// let markers = adieu_rp::index::LogoutMarkers::default();
+/// assert!(!markers.is_logged_out("s1"));
+/// ```
+#[derive(Debug, Default)]
+pub struct LogoutMarkers {
+    ended: Mutex<HashSet<String>>,
+}
+
+impl LogoutMarkers {
+    /// Whether `session_id` was ended by a back-channel logout.
+    ///
+    /// ```
+    /// # let markers = adieu_rp::index::LogoutMarkers::default();
+    /// if markers.is_logged_out("s1") { /* clear the cookie, show the sign-in page */ }
+    /// ```
+    pub fn is_logged_out(&self, session_id: &str) -> bool {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).contains(session_id)
+    }
+}
+
+#[async_trait]
+impl SessionEnder for LogoutMarkers {
+    async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).extend(session_ids.iter().cloned());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{AUD, ISS, NOW, TestKey, claims, set};
+    use crate::verify::{VerificationPolicy, verify};
+    use serde_json::json;
+
+    fn token(sub: Option<&str>, sid: Option<&str>, iat: i64) -> VerifiedLogoutToken {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let k = TestKey::ec("k");
+        let mut c = claims();
+        c["iat"] = json!(iat);
+        c["exp"] = json!(iat + 120);
+        let o = c.as_object_mut().unwrap();
+        o.remove("sub");
+        o.remove("sid");
+        if let Some(s) = sub {
+            o.insert("sub".into(), json!(s));
+        }
+        if let Some(s) = sid {
+            o.insert("sid".into(), json!(s));
+        }
+        let p = VerificationPolicy::new(ISS, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
+        verify(&k.sign("ES256", json!({}), &c), &set(&[&k]), &p, iat).unwrap()
+    }
+
+    fn login(sub: &str, sid: &str, session: &str, created: i64) -> LoginRecord {
+        LoginRecord {
+            issuer: ISS.into(),
+            sub: sub.into(),
+            sid: Some(sid.into()),
+            session_id: session.into(),
+            created_at: created,
+        }
+    }
+
+    async fn index() -> MemorySessionIndex {
+        let i = MemorySessionIndex::default();
+        i.record(login("alice", "sid-a1", "app-1", NOW - 100)).await.unwrap();
+        i.record(login("alice", "sid-a2", "app-2", NOW - 50)).await.unwrap();
+        i.record(login("alice", "sid-a3", "app-3", NOW + 10)).await.unwrap();
+        i.record(login("bob", "sid-b1", "app-4", NOW - 100)).await.unwrap();
+        i.record(LoginRecord { issuer: "https://other-op".into(), ..login("alice", "sid-a1", "app-5", NOW - 100) })
+            .await
+            .unwrap();
+        i
+    }
+
+    #[tokio::test]
+    async fn bc_rp_14_sid_ends_exactly_that_session() {
+        let i = index().await;
+        assert_eq!(i.sessions_to_end(&token(None, Some("sid-a1"), NOW)).await.unwrap(), ["app-1"]);
+        assert_eq!(i.sessions_to_end(&token(Some("alice"), Some("sid-a2"), NOW)).await.unwrap(), ["app-2"]);
+        assert!(
+            i.sessions_to_end(&token(Some("bob"), Some("sid-a2"), NOW)).await.unwrap().is_empty(),
+            "sub must match too"
+        );
+        assert!(
+            i.sessions_to_end(&token(None, Some("unknown"), NOW)).await.unwrap().is_empty(),
+            "unknown sid: nothing, not an error"
+        );
+    }
+
+    /// BC-LT-01 + BC-SEC-06: `sub` alone ends every session of the user at this issuer that
+    /// existed when the token was issued.
+    #[tokio::test]
+    async fn bc_sec_06_sub_only_ends_the_users_older_sessions_only() {
+        let i = index().await;
+        assert_eq!(i.sessions_to_end(&token(Some("alice"), None, NOW)).await.unwrap(), ["app-1", "app-2"]);
+    }
+
+    #[tokio::test]
+    async fn forgotten_sessions_are_not_found_again() {
+        let i = index().await;
+        i.forget(&["app-1".into()]).await.unwrap();
+        assert!(i.sessions_to_end(&token(None, Some("sid-a1"), NOW)).await.unwrap().is_empty());
+    }
+}
