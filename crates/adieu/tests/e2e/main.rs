@@ -12,5 +12,6 @@ mod binary;
 mod end_session_rules;
 mod flow;
 mod login_rules;
+mod sdk;
 mod support;
 mod token_rules;
