@@ -484,3 +484,112 @@ mod tests {
         assert!(body.contains("already used"), "{body}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! No input makes the verifier or the endpoint panic or answer anything but a client error.
+
+    use super::*;
+    use crate::index::{LogoutMarkers, MemorySessionIndex};
+    use crate::keys::{KeyCache, StaticJwks};
+    use crate::testing::{AUD, ISS, TestKey, set};
+    use crate::verify::{VerificationPolicy, verify};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use proptest::prelude::*;
+    use tower::ServiceExt;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            ".{0,20}".prop_map(serde_json::Value::String),
+            prop_oneof![
+                Just("none"),
+                Just("RS256"),
+                Just("ES256"),
+                Just("HS256"),
+                Just("logout+jwt"),
+                Just(ISS),
+                Just(AUD)
+            ]
+            .prop_map(|s| serde_json::Value::String(s.into())),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("alg".to_owned()),
+                        Just("typ".to_owned()),
+                        Just("kid".to_owned()),
+                        Just("crit".to_owned()),
+                        Just("iss".to_owned()),
+                        Just("aud".to_owned()),
+                        Just("iat".to_owned()),
+                        Just("exp".to_owned()),
+                        Just("sub".to_owned()),
+                        Just("sid".to_owned()),
+                        Just("events".to_owned()),
+                        Just("nonce".to_owned()),
+                        Just("jti".to_owned()),
+                        ".{0,8}"
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics the verifier.
+        #[test]
+        fn verify_never_panics_on_arbitrary_text(raw in ".{0,400}") {
+            crate::install_crypto();
+            let keys = jsonwebtoken::jwk::JwkSet { keys: vec![] };
+            let _ = verify(&raw, &keys, &VerificationPolicy::new(ISS, AUD), 1_800_000_000);
+        }
+
+        /// Structured but arbitrary headers, claims and signatures never panic and never pass.
+        #[test]
+        fn arbitrary_jws_shapes_are_refused(header in json_value(), claims in json_value(), sig in prop::collection::vec(any::<u8>(), 0..300)) {
+            crate::install_crypto();
+            let key = TestKey::ec("k1");
+            let raw = format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()), B64.encode(sig));
+            let policy = VerificationPolicy::new(ISS, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
+            prop_assert!(verify(&raw, &set(&[&key]), &policy, 1_800_000_000).is_err());
+        }
+
+        /// Arbitrary bodies and content types get 400, 413 or 415 from the endpoint — never a panic, never 200 or 5xx.
+        #[test]
+        fn the_endpoint_answers_arbitrary_requests_with_client_errors(
+            body in prop::collection::vec(any::<u8>(), 0..2048),
+            ct in prop_oneof![Just("application/x-www-form-urlencoded"), Just("application/json"), Just("text/plain"), Just("")],
+            prefix in prop_oneof![Just(""), Just("logout_token="), Just("logout_token=a.b.c&logout_token=")],
+        ) {
+            crate::install_crypto();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let status = rt.block_on(async {
+                let key = TestKey::ec("k1");
+                let policy = VerificationPolicy::new(ISS, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
+                let verifier = LogoutVerifier::new(policy, KeyCache::new(Arc::new(StaticJwks(set(&[&key])))));
+                let endpoint = BackchannelLogout::new(Arc::new(verifier), Arc::new(MemorySessionIndex::default()), Arc::new(LogoutMarkers::default()));
+                let app: axum::Router = axum::Router::new().route("/bc", endpoint.method_router());
+                let mut full = prefix.as_bytes().to_vec();
+                full.extend_from_slice(&body);
+                let mut req = axum::http::Request::post("/bc");
+                if !ct.is_empty() {
+                    req = req.header("content-type", ct);
+                }
+                app.oneshot(req.body(Body::from(full)).unwrap()).await.unwrap().status().as_u16()
+            });
+            prop_assert!(matches!(status, 400 | 413 | 415), "status {}", status);
+        }
+    }
+}
