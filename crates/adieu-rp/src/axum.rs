@@ -64,12 +64,16 @@ impl IntoResponse for LogoutRejection {
             }
             LogoutRejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, error_body("the request body is too large")),
             LogoutRejection::Invalid(why) => (StatusCode::BAD_REQUEST, error_body(&why)),
-            LogoutRejection::Unavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, error_body("the logout could not be completed; try again later"))
-            }
+            LogoutRejection::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"error": "temporarily_unavailable", "error_description": "the logout could not be completed now; try again later"}).to_string(),
+            ),
         };
         let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         res
     }
 }
@@ -89,7 +93,20 @@ async fn logout_token_of(req: Request, limit: usize) -> Result<String, LogoutRej
     if !is_form {
         return Err(LogoutRejection::UnsupportedMediaType);
     }
-    let body: Bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| LogoutRejection::TooLarge)?;
+    let body: Bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+        // An exceeded limit is a length-limit error somewhere in the chain; anything else is a broken request.
+        let mut cur: Option<&dyn std::error::Error> = Some(&e);
+        let mut too_large = false;
+        while let Some(c) = cur {
+            too_large |= c.to_string().contains("length limit");
+            cur = c.source();
+        }
+        if too_large {
+            LogoutRejection::TooLarge
+        } else {
+            LogoutRejection::Invalid("the request body could not be read".into())
+        }
+    })?;
     let mut token = None;
     for (k, v) in url::form_urlencoded::parse(&body) {
         if k == "logout_token" {
@@ -102,8 +119,12 @@ async fn logout_token_of(req: Request, limit: usize) -> Result<String, LogoutRej
     token.filter(|t| !t.is_empty()).ok_or_else(|| LogoutRejection::Invalid("logout_token is missing".into()))
 }
 
-fn invalid(e: &VerifyFailure) -> LogoutRejection {
-    LogoutRejection::Invalid(e.to_string())
+fn rejection(e: &VerifyFailure) -> LogoutRejection {
+    match e {
+        VerifyFailure::Invalid(e) => LogoutRejection::Invalid(e.to_string()),
+        // Internal detail (URLs, store errors) stays in the logs.
+        _ => LogoutRejection::Unavailable,
+    }
 }
 
 /// An extractor for applications that end sessions themselves: a verified logout token.
@@ -120,9 +141,10 @@ fn invalid(e: &VerifyFailure) -> LogoutRejection {
 ///     fn from_ref(app: &App) -> Self { app.verifier.clone() }
 /// }
 ///
-/// async fn logout(VerifiedLogout(token): VerifiedLogout) -> &'static str {
+/// async fn logout(VerifiedLogout(token): VerifiedLogout) -> ([(&'static str, &'static str); 1], &'static str) {
 ///     println!("end sessions of {:?}", token.subject());
-///     ""
+///     // BC-RESP-04; and call `LogoutVerifier::logout_succeeded` once the sessions are ended.
+///     ([("cache-control", "no-store")], "")
 /// }
 /// let _router: Router<App> = Router::new().route("/backchannel-logout", post(logout));
 /// ```
@@ -138,7 +160,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Arc::<LogoutVerifier>::from_ref(state);
         let raw = logout_token_of(req, DEFAULT_BODY_LIMIT).await?;
-        let token = verifier.verify(&raw, now()).await.map_err(|e| invalid(&e))?;
+        let token = verifier.verify(&raw, now()).await.map_err(|e| rejection(&e))?;
         Ok(VerifiedLogout(token))
     }
 }
@@ -284,8 +306,11 @@ impl BackchannelLogout {
     /// # });
     /// ```
     pub async fn handle(&self, req: axum::http::Request<Body>) -> Response {
-        let span = tracing::info_span!("backchannel_logout");
-        let _enter = span.enter();
+        use tracing::Instrument;
+        self.handle_inner(req).instrument(tracing::info_span!("backchannel_logout")).await
+    }
+
+    async fn handle_inner(&self, req: axum::http::Request<Body>) -> Response {
         let raw = match logout_token_of(req, self.body_limit).await {
             Ok(t) => t,
             Err(r) => {
@@ -306,9 +331,9 @@ impl BackchannelLogout {
                     VerifyFailure::Keys(_) => "keys_unavailable",
                     VerifyFailure::Replay(_) => "replay_cache_unavailable",
                 };
-                tracing::info!(reason, "logout token refused");
+                tracing::info!(reason, error = %e, "logout token refused");
                 self.stats.reject(reason);
-                return invalid(&e).into_response();
+                return rejection(&e).into_response();
             }
         };
         self.stats.verified.fetch_add(1, Ordering::Relaxed);
@@ -316,11 +341,13 @@ impl BackchannelLogout {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "looking up sessions failed");
+                self.stats.reject("session_store_unavailable");
                 return LogoutRejection::Unavailable.into_response();
             }
         };
         if let Err(e) = self.ender.end_sessions(&sessions).await {
             tracing::error!(error = %e, "ending sessions failed");
+            self.stats.reject("session_store_unavailable");
             return LogoutRejection::Unavailable.into_response();
         }
         if let Err(e) = self.index.forget(&sessions).await {
@@ -470,6 +497,67 @@ mod tests {
         let res = r.app.clone().oneshot(axum::http::Request::get("/bc").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(res.status(), 405);
         assert_eq!(res.headers().get("allow").unwrap(), "POST");
+    }
+
+    /// Key fetch failures are temporary: 503 with `Retry-After`, so a provider that retries
+    /// (adieu does) tries again instead of treating the logout as refused.
+    #[tokio::test]
+    async fn keys_unavailable_is_503_with_retry_after_and_no_internal_detail() {
+        #[derive(Debug)]
+        struct Down;
+        #[async_trait::async_trait]
+        impl crate::keys::JwksSource for Down {
+            async fn fetch(&self) -> Result<jsonwebtoken::jwk::JwkSet, crate::keys::KeyFetchError> {
+                Err(crate::keys::KeyFetchError("connect to https://op.internal:8443/jwks refused".into()))
+            }
+        }
+        crate::install_crypto();
+        let key = TestKey::ec("k1");
+        let policy = VerificationPolicy::new(ISS, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
+        let verifier = LogoutVerifier::new(policy, KeyCache::new(Arc::new(Down)));
+        let endpoint = BackchannelLogout::new(
+            Arc::new(verifier),
+            Arc::new(MemorySessionIndex::default()),
+            Arc::new(LogoutMarkers::default()),
+        );
+        let app: Router = Router::new().route("/bc", endpoint.method_router());
+        let req = axum::http::Request::post("/bc")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form(&token(&key, |_| {}))))
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers().get("retry-after").unwrap(), "5");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("op.internal"), "internal detail stays in the logs");
+    }
+
+    /// BC-RP-08 + compatibility mode: a token without `exp` stays refused as a replay for as long
+    /// as it would be accepted (its maximum age plus leeway).
+    #[tokio::test]
+    async fn replay_window_follows_the_policy() {
+        crate::install_crypto();
+        let key = TestKey::ec("k1");
+        let policy = VerificationPolicy::new(ISS, AUD)
+            .with_algorithms(&[jsonwebtoken::Algorithm::ES256])
+            .unwrap()
+            .allow_missing_exp(std::time::Duration::from_secs(3600));
+        let verifier = LogoutVerifier::new(policy, KeyCache::new(Arc::new(StaticJwks(set(&[&key])))))
+            .with_replay_cache(Arc::new(MemoryReplayCache::default()));
+        let t = token(&key, |c| {
+            c.as_object_mut().unwrap().remove("exp");
+        });
+        let now = now();
+        let v = verifier.verify(&t, now).await.unwrap();
+        verifier.logout_succeeded(&v, now).await.unwrap();
+        for later in [now + 900, now + 3600] {
+            assert_eq!(
+                verifier.verify(&t, later).await,
+                Err(crate::verifier::VerifyFailure::Invalid(crate::verify::LogoutTokenError::Replayed)),
+                "at +{}",
+                later - now
+            );
+        }
     }
 
     /// BC-RP-08: after a successful logout the same token is a replay; a provider's retry of a

@@ -30,6 +30,14 @@ pub struct Provider {
     pub backchannel_logout_supported: bool,
     /// Whether it sends `sid` (BC-OP-02).
     pub backchannel_logout_session_supported: bool,
+    /// Where users sign in.
+    pub authorization_endpoint: Option<String>,
+    /// Where codes are exchanged.
+    pub token_endpoint: Option<String>,
+    /// Claims about the user.
+    pub userinfo_endpoint: Option<String>,
+    /// RP-Initiated Logout (RPI-01).
+    pub end_session_endpoint: Option<String>,
 }
 
 /// Discovery failed.
@@ -84,6 +92,10 @@ struct Document {
     backchannel_logout_supported: bool,
     #[serde(default)]
     backchannel_logout_session_supported: bool,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
 }
 
 fn client() -> Result<reqwest::Client, String> {
@@ -131,6 +143,10 @@ impl Provider {
             id_token_signing_alg_values_supported: doc.id_token_signing_alg_values_supported,
             backchannel_logout_supported: doc.backchannel_logout_supported,
             backchannel_logout_session_supported: doc.backchannel_logout_session_supported,
+            authorization_endpoint: doc.authorization_endpoint,
+            token_endpoint: doc.token_endpoint,
+            userinfo_endpoint: doc.userinfo_endpoint,
+            end_session_endpoint: doc.end_session_endpoint,
         })
     }
 }

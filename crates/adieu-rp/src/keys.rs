@@ -69,6 +69,7 @@ pub struct KeyCache {
     cached: RwLock<Cached>,
     refreshing: Mutex<()>,
     min_refresh_interval: Duration,
+    max_age: Duration,
 }
 
 impl KeyCache {
@@ -99,7 +100,37 @@ impl KeyCache {
             cached: RwLock::new(Cached { set: Arc::new(JwkSet { keys: vec![] }), fetched_at: None }),
             refreshing: Mutex::new(()),
             min_refresh_interval: interval,
+            max_age: Duration::from_secs(3600),
         }
+    }
+
+    /// Refetches the set when it is older than `max_age` (default one hour), so a key the
+    /// provider removed stops being trusted even if no unknown `kid` arrives.
+    ///
+    /// ```
+    /// # use adieu_rp::keys::{KeyCache, StaticJwks};
+    /// let cache = KeyCache::new(std::sync::Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: vec![] })))
+    ///     .max_age(std::time::Duration::from_secs(600));
+    /// # let _ = cache;
+    /// ```
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Whether a refresh now would fetch (the minimum interval has passed).
+    ///
+    /// ```
+    /// # use adieu_rp::keys::{KeyCache, StaticJwks};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let cache = KeyCache::new(std::sync::Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: vec![] })));
+    /// assert!(cache.can_refresh().await);
+    /// cache.current().await.unwrap();
+    /// assert!(!cache.can_refresh().await);
+    /// # });
+    /// ```
+    pub async fn can_refresh(&self) -> bool {
+        self.cached.read().await.fetched_at.is_none_or(|at| at.elapsed() >= self.min_refresh_interval)
     }
 
     /// The cached set, fetching it the first time.
@@ -115,7 +146,7 @@ impl KeyCache {
     pub async fn current(&self) -> Result<Arc<JwkSet>, KeyFetchError> {
         {
             let c = self.cached.read().await;
-            if c.fetched_at.is_some() {
+            if c.fetched_at.is_some_and(|at| at.elapsed() < self.max_age) {
                 return Ok(c.set.clone());
             }
         }

@@ -25,18 +25,33 @@ pub struct LogoutVerifier {
     replay: Option<Arc<dyn ReplayCache>>,
 }
 
-/// Verification failed: the token is invalid, or the keys could not be fetched.
+/// Verification failed: the token is invalid, or this application could not check it now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyFailure {
-    /// The token is invalid (answer 400).
+    /// The token is invalid (answer 400: final).
     #[error(transparent)]
     Invalid(#[from] LogoutTokenError),
-    /// The issuer's keys are unavailable (answer 400 too: the provider retries later).
+    /// The issuer's keys could not be fetched, or a new `kid` arrived while refreshing is rate
+    /// limited (answer 503: a provider that retries will try again).
     #[error(transparent)]
     Keys(#[from] KeyFetchError),
-    /// The replay cache failed.
+    /// The replay cache failed (answer 503).
     #[error("replay cache unavailable: {0}")]
     Replay(String),
+}
+
+impl VerifyFailure {
+    /// Whether trying again later may succeed (keys or replay store unavailable).
+    ///
+    /// ```
+    /// use adieu_rp::verifier::VerifyFailure;
+    /// use adieu_rp::verify::LogoutTokenError;
+    /// assert!(!VerifyFailure::Invalid(LogoutTokenError::Expired).is_temporary());
+    /// ```
+    pub fn is_temporary(&self) -> bool {
+        !matches!(self, VerifyFailure::Invalid(_))
+    }
 }
 
 impl LogoutVerifier {
@@ -94,9 +109,19 @@ impl LogoutVerifier {
     pub async fn verify(&self, raw: &str, now: i64) -> Result<VerifiedLogoutToken, VerifyFailure> {
         let keys = self.keys.current().await?;
         let verified = match verify(raw, &keys, &self.policy, now) {
-            Err(LogoutTokenError::UnknownKey(_)) => {
+            Err(LogoutTokenError::UnknownKey(kid)) => {
+                let could_fetch = self.keys.can_refresh().await;
                 let keys = self.keys.refresh().await?;
-                verify(raw, &keys, &self.policy, now)?
+                match verify(raw, &keys, &self.policy, now) {
+                    // The key may be newer than our last fetch: ask the provider to retry later.
+                    Err(LogoutTokenError::UnknownKey(_)) if !could_fetch => {
+                        return Err(KeyFetchError(format!(
+                            "unknown key {kid:?}; the key set was refreshed moments ago"
+                        ))
+                        .into());
+                    }
+                    other => other?,
+                }
             }
             other => other?,
         };
@@ -123,8 +148,7 @@ impl LogoutVerifier {
     /// ```
     pub async fn logout_succeeded(&self, token: &VerifiedLogoutToken, now: i64) -> Result<(), VerifyFailure> {
         let Some(replay) = &self.replay else { return Ok(()) };
-        let leeway = 300;
-        let until = token.expires_at().unwrap_or(token.issued_at() + 600).saturating_add(leeway);
+        let until = self.policy.acceptable_until(token);
         replay.remember(token.issuer(), token.jti(), until, now).await.map_err(|e| VerifyFailure::Replay(e.0))
     }
 }

@@ -181,6 +181,20 @@ impl VerificationPolicy {
         &self.client_id
     }
 
+    /// How long a verified token stays acceptable: until `exp` (or `iat` + the compatibility
+    /// maximum age when `exp` is missing) plus the leeway. The replay cache keeps a `jti` that long.
+    pub(crate) fn acceptable_until(&self, token: &VerifiedLogoutToken) -> i64 {
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let end = match (token.expires_at(), self.exp) {
+            (Some(exp), _) => exp,
+            (None, ExpPolicy::AllowMissing { max_age }) => {
+                token.issued_at().saturating_add(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX))
+            }
+            (None, ExpPolicy::Required) => token.issued_at(),
+        };
+        end.saturating_add(leeway).saturating_add(1)
+    }
+
     /// The allowed algorithms.
     ///
     /// ```
@@ -342,6 +356,7 @@ pub enum LogoutTokenError {
     #[error("the logout token uses a critical header extension that is not supported")]
     UnsupportedCritical,
     /// BC-RP-13: `typ` is present and is not a logout token type (`at+jwt`, `secevent+jwt`, …).
+    /// The value is cut to 40 characters.
     #[error("the token type {0:?} is not a logout token")]
     WrongType(String),
     /// BC-RP-13 strict mode: `typ` is missing or ambiguous.
@@ -497,7 +512,7 @@ fn check_typ(header: &Map<String, Value>, policy: TypPolicy) -> Result<(), Logou
         (Some("logout+jwt"), _) => Ok(()),
         (None | Some("jwt"), TypPolicy::Lenient) => Ok(()),
         (None | Some("jwt"), TypPolicy::Strict) => Err(LogoutTokenError::UntypedToken),
-        (Some(other), _) => Err(LogoutTokenError::WrongType(other.to_owned())),
+        (Some(other), _) => Err(LogoutTokenError::WrongType(other.chars().take(40).collect())),
     }
 }
 
@@ -580,9 +595,10 @@ pub fn verify(
         Some(Value::String(a)) => a.as_str(),
         _ => return Err(LogoutTokenError::Malformed),
     };
-    let alg: Algorithm = alg_name.parse().map_err(|_| LogoutTokenError::AlgorithmNotAllowed(alg_name.to_owned()))?;
+    let shown = || alg_name.chars().take(20).collect::<String>();
+    let alg: Algorithm = alg_name.parse().map_err(|_| LogoutTokenError::AlgorithmNotAllowed(shown()))?;
     if is_symmetric(alg) || !policy.algorithms.contains(&alg) {
-        return Err(LogoutTokenError::AlgorithmNotAllowed(alg_name.to_owned()));
+        return Err(LogoutTokenError::AlgorithmNotAllowed(shown()));
     }
 
     // Signature with the issuer's key (BC-RP-02). jku/x5u/jwk/x5c are deliberately not read.

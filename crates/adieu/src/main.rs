@@ -4,11 +4,13 @@
 //! - [`config`]: configuration layers (defaults, TOML file, `ADIEU_…` environment).
 //! - [`store`]: the one place that chooses a storage backend.
 //! - [`serve`]: the provider with graceful shutdown.
+//! - [`demo`]: the provider with a demo user and two demo applications, in one command.
 //! - [`admin`]: user and client administration on the same database.
 //! - [`ops`]: deliveries, the audit log, API tokens.
 
 mod admin;
 mod config;
+mod demo;
 mod ops;
 mod serve;
 mod store;
@@ -34,6 +36,8 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Run a provider with a demo user and two demo applications (temporary database).
+    Demo(demo::DemoArgs),
     /// Manage users.
     #[command(subcommand)]
     User(admin::UserCmd),
@@ -94,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = config::Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve::run(config).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Migrate => {
             let _ = store::open(&config).await?;
             println!("migrations applied to {}", config.database_url);

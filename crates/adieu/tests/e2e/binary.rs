@@ -363,3 +363,82 @@ async fn crash_safety_sigkill_then_restart_delivers_every_committed_logout() {
     assert!(ok);
     assert_eq!(out.lines().count(), N);
 }
+
+/// Follows redirects (resolving relative locations) until a page; returns its final URL and body.
+async fn follow(browser: &Browser, mut url: String) -> (String, String) {
+    for _ in 0..10 {
+        let res = browser.http.get(&url).send().await.unwrap();
+        if let Some(loc) = res.headers().get("location") {
+            url = url::Url::parse(&url).unwrap().join(loc.to_str().unwrap()).unwrap().to_string();
+            continue;
+        }
+        return (url, res.text().await.unwrap());
+    }
+    panic!("too many redirects");
+}
+
+/// Proves the README tour with the real `adieu demo`: sign in to App A and App B, sign out of A,
+/// and B's page shows the user signed out (back-channel logout through adieu-rp).
+#[tokio::test]
+async fn adieu_demo_tour_signing_out_of_one_app_signs_out_of_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (op, a, b) = (free_port(), free_port(), free_port());
+    let _demo = command(dir.path())
+        .args(["demo", "--port", &op.to_string(), "--app-a-port", &a.to_string(), "--app-b-port", &b.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("demo.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let (app_a, app_b) = (format!("http://127.0.0.1:{a}"), format!("http://127.0.0.1:{b}"));
+    let mut ready = false;
+    for _ in 0..300 {
+        if reqwest::get(&app_b).await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "demo did not start: {}", std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default());
+    let browser = Browser::new();
+
+    // Sign in to App A through the provider's login form.
+    let (url, page) = follow(&browser, format!("{app_a}/login")).await;
+    assert!(url.contains("/login?request="), "{url}");
+    let csrf = adieu_testkit::hidden_field(&page, "csrf").unwrap();
+    let request = adieu_testkit::hidden_field(&page, "request").unwrap();
+    let res = browser
+        .http
+        .post(format!("http://127.0.0.1:{op}/login"))
+        .form(&[
+            ("username", "demo"),
+            ("password", "demo-password"),
+            ("csrf", csrf.as_str()),
+            ("request", request.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (_, page) = follow(&browser, res.headers().get("location").unwrap().to_str().unwrap().to_owned()).await;
+    assert!(page.contains("You are signed in as <strong id=user>demo</strong>"), "{page}");
+
+    // App B: single sign-on, no form.
+    let (_, page) = follow(&browser, format!("{app_b}/login")).await;
+    assert!(page.contains("You are signed in as"), "{page}");
+    let (_, page_a) = follow(&browser, format!("{app_a}/")).await;
+    assert!(page_a.contains("You are signed in as"), "A keeps its own session: {page_a}");
+
+    // Sign out of App A (RP-initiated logout); App B is told over the back channel.
+    let res = browser.http.post(format!("{app_a}/logout")).send().await.unwrap();
+    let (url, page) = follow(&browser, res.headers().get("location").unwrap().to_str().unwrap().to_owned()).await;
+    assert!(url.starts_with(&format!("{app_a}/?state=")), "{url}");
+    assert!(page.contains("You are signed out"), "{page}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, page_b) = follow(&browser, format!("{app_b}/")).await;
+        if page_b.contains("You are signed out") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "App B still signed in: {page_b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
