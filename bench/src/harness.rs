@@ -553,7 +553,8 @@ impl Web {
 
     /// Single sign-on to `c` in `b`'s session (creates the participation that earns `c` a token).
     pub async fn authorize(&self, b: &Browser, c: &ClientReg) -> Result<()> {
-        let res = self.http.get(self.authorize_url(c)?).header(reqwest::header::COOKIE, b.cookie_header()).send().await?;
+        let res =
+            self.http.get(self.authorize_url(c)?).header(reqwest::header::COOKIE, b.cookie_header()).send().await?;
         Self::expect_code(&location(&res)?, c)
     }
 

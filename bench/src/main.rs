@@ -215,6 +215,59 @@ fn cpu_secs(pid: &str, ticks: f64) -> f64 {
     (t(11) + t(12)) / ticks
 }
 
+/// CPU seconds all cores of the machine have spent busy so far, from `/proc/stat`.
+fn machine_busy_secs(ticks: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let f: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user).
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy / ticks
+}
+
+/// Who used the machine's CPU during a scenario: the provider, this harness, and everything else
+/// (another build on the same machine would show up as "other").
+#[derive(Debug)]
+struct CpuWatch {
+    ticks: f64,
+    pid: String,
+    started: Instant,
+    machine: f64,
+    provider: f64,
+    harness: f64,
+}
+
+impl CpuWatch {
+    fn start(provider: &Provider) -> CpuWatch {
+        let ticks = clock_ticks();
+        let pid = provider.pid.to_string();
+        CpuWatch {
+            machine: machine_busy_secs(ticks),
+            provider: cpu_secs(&pid, ticks),
+            harness: cpu_secs("self", ticks),
+            started: Instant::now(),
+            ticks,
+            pid,
+        }
+    }
+
+    /// A sentence for the report (call before the provider stops).
+    fn report(&self) -> String {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cores = std::thread::available_parallelism().map_or(2, usize::from) as f64;
+        let machine = machine_busy_secs(self.ticks) - self.machine;
+        let provider = cpu_secs(&self.pid, self.ticks) - self.provider;
+        let harness = cpu_secs("self", self.ticks) - self.harness;
+        let other = (machine - provider - harness).max(0.0);
+        format!(
+            "CPU over the whole scenario ({wall:.0} s wall, {:.0} CPU-s available): provider {provider:.1} CPU-s, \
+             harness {harness:.1} CPU-s, other processes {other:.1} CPU-s ({:.1}% of the machine).",
+            wall * cores,
+            other / (wall * cores) * 100.0
+        )
+    }
+}
+
 /// Mean attempt latency as the provider measured it (send to answer), from its histogram.
 async fn mean_attempt_ms(p: &Provider) -> Result<f64> {
     let sum = p.metric("adieu_delivery_attempt_duration_seconds_sum").await?;
@@ -229,11 +282,11 @@ async fn scenario_a(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     const SIZES: [usize; 4] = [1, 10, 50, 200];
     eprintln!("(a) starting 200 receivers and the provider (logout_wait_ms = 0)…");
     let mut receivers = Receivers::start(200, |_| Behaviour::Answer, Verify::All).await?;
-    let provider =
-        Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
+    let provider = Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
     receivers.set_verifier(provider.verifier().await?)?;
     let web = Web::new(&provider)?;
     let (ticks, pid) = (clock_ticks(), provider.pid.to_string());
+    let watch = CpuWatch::start(&provider);
     let mut sids = HashSet::new();
     let mut rows = Vec::new();
     let mut strays = 0;
@@ -292,6 +345,7 @@ async fn scenario_a(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     let attempt_ms = mean_attempt_ms(&provider).await?;
     let (retries, dead) = (provider.attempts("retry").await?, provider.attempts("dead").await?);
     let (warns, errors) = provider.log_levels();
+    let cpu = watch.report();
     provider.stop().await?;
 
     println!("## (a) Latency to the last of N receivers holding a verified token\n");
@@ -317,7 +371,7 @@ async fn scenario_a(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     println!(
         "Provider's mean attempt latency (send → answer, its histogram): {attempt_ms:.2} ms; \
          retries: {retries}, dead: {dead}; unexpected extra receipts: {strays}; \
-         server log: {warns} WARN, {errors} ERROR lines.\n"
+         server log: {warns} WARN, {errors} ERROR lines. {cpu}\n"
     );
     let mut verdicts = Vec::new();
     for (n, goal) in [(50, 15.0), (200, 50.0)] {
@@ -346,10 +400,10 @@ async fn scenario_b(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     let mut receivers =
         Receivers::start(N, |i| if hangs(i) { Behaviour::Hang } else { Behaviour::Answer }, Verify::All).await?;
     let provider =
-        Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", BUDGET_MS.to_string())])
-            .await?;
+        Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", BUDGET_MS.to_string())]).await?;
     receivers.set_verifier(provider.verifier().await?)?;
     let web = Web::new(&provider)?;
+    let watch = CpuWatch::start(&provider);
     let (mut page, mut healthy_last) = (Vec::new(), Vec::new());
     let mut shown_signed_out = Vec::new();
     for round in 0..=rounds {
@@ -368,13 +422,16 @@ async fn scenario_b(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     }
     let attempt_ms = mean_attempt_ms(&provider).await?;
     let (warns, errors) = provider.log_levels();
+    let cpu = watch.report();
     provider.stop().await?;
 
     let p = stats(&page);
     let h = stats(&healthy_last);
     let shown = stats(&shown_signed_out);
     println!("## (b) Logout page response time with {hanging} of {N} receivers never answering\n");
-    println!("`logout_wait_ms = {BUDGET_MS}` (the default); time from sending `POST /logout/confirm` to the whole page.\n");
+    println!(
+        "`logout_wait_ms = {BUDGET_MS}` (the default); time from sending `POST /logout/confirm` to the whole page.\n"
+    );
     println!("| N | hanging | budget | rounds | median | p99 | min | max | over budget (median / p99) |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
@@ -390,7 +447,7 @@ async fn scenario_b(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     println!(
         "The {} answering receivers all held a verified token after {:.1} ms (median; max {:.1} ms); \
          the page listed a median of {:.0} applications as \"signed out\". Provider's mean attempt \
-         latency: {attempt_ms:.1} ms (includes the 5 s timeouts); server log: {warns} WARN, {errors} ERROR lines.\n",
+         latency: {attempt_ms:.1} ms (includes the 5 s timeouts); server log: {warns} WARN, {errors} ERROR lines. {cpu}\n",
         N - hanging,
         h.median,
         h.max,
@@ -417,11 +474,11 @@ async fn scenario_c(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     let total = sessions * CLIENTS;
     eprintln!("(c) {CLIENTS} receivers (counting, 1% verified); signing in {sessions} sessions…");
     let mut receivers = Receivers::start(CLIENTS, |_| Behaviour::Answer, Verify::Sample(SAMPLE)).await?;
-    let provider =
-        Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
+    let provider = Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
     receivers.set_verifier(provider.verifier().await?)?;
     let web = Web::new(&provider)?;
     let (hwm_start, _) = provider.memory_kib()?;
+    let watch = CpuWatch::start(&provider);
 
     // Sign in `sessions` browsers, each to all clients, a few browsers at a time.
     let started = Instant::now();
@@ -487,6 +544,7 @@ async fn scenario_c(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     let (retries, dead) = (provider.attempts("retry").await?, provider.attempts("dead").await?);
     let attempt_ms = mean_attempt_ms(&provider).await?;
     let (warns, errors) = provider.log_levels();
+    let cpu = watch.report();
     let db_bytes: u64 = std::fs::read_dir(provider.dir())?
         .filter_map(|e| e.ok()?.metadata().ok())
         .filter(|m| m.is_file())
@@ -498,7 +556,10 @@ async fn scenario_c(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     // The raw signing rate, measured with the provider stopped and the receivers idle.
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     eprintln!("(c) raw ES256 signing rate on {threads} threads…");
+    let (machine0, self0, sign_started) = (machine_busy_secs(ticks), cpu_secs("self", ticks), Instant::now());
     let raw = tokio::task::spawn_blocking(move || raw_sign_rate(threads, Duration::from_secs(3))).await??;
+    let sign_other = ((machine_busy_secs(ticks) - machine0) - (cpu_secs("self", ticks) - self0)).max(0.0)
+        / (sign_started.elapsed().as_secs_f64() * threads as f64);
     let ratio = rate / raw;
     let logout = stats(&logout_times.iter().copied().map(ms).collect::<Vec<_>>());
 
@@ -537,8 +598,15 @@ async fn scenario_c(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     );
     println!(
         "- Provider counters: {delivered} delivered, {retries} retries, {dead} dead; mean attempt latency \
-         {attempt_ms:.2} ms; server log: {warns} WARN, {errors} ERROR lines; database files {:.1} MB.\n",
+         {attempt_ms:.2} ms; server log: {warns} WARN, {errors} ERROR lines; database files {:.1} MB.",
         db_bytes as f64 / 1e6
+    );
+    println!("- {cpu} (Sign-in and logout phases; the signing-rate measurement ran afterwards.)");
+    println!(
+        "- Raw signing rate: {:.0} signs/s per thread, measured after the provider stopped; other processes \
+         used {:.1}% of the machine meanwhile.\n",
+        raw / threads as f64,
+        sign_other * 100.0
     );
     println!("## (d) Peak memory of the provider during (c)\n");
     println!("| VmHWM (peak RSS) | VmRSS after (c) | VmHWM after start-up | VmHWM after the sign-in phase |");
