@@ -4,14 +4,18 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-/// Hashes and verifies passwords; clones share the concurrency limit.
+/// Hashes and verifies passwords on a small pool of dedicated threads; clones share the pool.
+///
+/// Dedicated threads (rather than `spawn_blocking`) keep memory bounded: each argon2id run
+/// allocates ~19 MiB, and the allocator keeps a per-thread arena for every thread that ever did,
+/// so hashing on the ever-changing blocking pool made the resident size grow with it.
 #[derive(Debug, Clone)]
 pub struct Passwords {
-    permits: Arc<Semaphore>,
+    pool: Arc<Pool>,
     dummy_hash: Arc<str>,
 }
 
@@ -32,6 +36,46 @@ pub enum PasswordError {
     Hashing,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+#[derive(Debug)]
+struct Pool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Pool {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            // The threads end when every `Passwords` clone is gone (the channel closes).
+            let _ = std::thread::Builder::new().name(format!("adieu-argon2-{i}")).spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+        Pool { jobs: Mutex::new(tx) }
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.lock().ok()?.send(job).ok()?;
+        rx.await.ok()
+    }
+}
+
 fn hash_now(password: &str) -> Result<String, PasswordError> {
     let mut bytes = [0u8; 16];
     SystemRandom::new().fill(&mut bytes).map_err(|_| PasswordError::Hashing)?;
@@ -43,19 +87,18 @@ fn hash_now(password: &str) -> Result<String, PasswordError> {
 }
 
 impl Passwords {
-    /// At most `concurrency` hashes run at once.
+    /// At most `concurrency` hashes run at once, each on its own thread.
     pub fn new(concurrency: usize) -> Self {
         // Invariant: hashing a fixed string with a fresh salt cannot fail.
         let dummy = hash_now("adieu-dummy-password").expect("argon2 works");
-        Passwords { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy.into() }
+        Passwords { pool: Arc::new(Pool::new(concurrency)), dummy_hash: dummy.into() }
     }
 
     /// Checks the policy and hashes.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         check_policy(password)?;
         let password = Zeroizing::new(password.to_owned());
-        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Hashing)?;
-        tokio::task::spawn_blocking(move || hash_now(&password)).await.map_err(|_| PasswordError::Hashing)?
+        self.pool.run(move || hash_now(&password)).await.ok_or(PasswordError::Hashing)?
     }
 
     /// Verifies `password` against `hash`; with `hash = None` (unknown user) it spends the same time
@@ -67,14 +110,15 @@ impl Passwords {
         let known = hash.is_some();
         let hash = hash.map(str::to_owned).unwrap_or_else(|| self.dummy_hash.to_string());
         let password = Zeroizing::new(password.to_owned());
-        let Ok(_permit) = self.permits.acquire().await else { return false };
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let ok = self
+            .pool
+            .run(move || {
+                PasswordHash::new(&hash)
+                    .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
         known && ok
     }
 }

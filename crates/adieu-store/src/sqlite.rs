@@ -292,32 +292,39 @@ async fn end_session_in(
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    let mut deliveries = Vec::new();
+    let mut targets = Vec::new();
     for row in subscribers {
         let subscription: InitiatorSubscription =
             serde_json::from_str(&row.try_get::<String, _>("backchannel_logout_initiators").map_err(backend)?)
                 .map_err(json_err)?;
-        if !subscription.subscribes(initiator) {
-            continue;
+        if subscription.subscribes(initiator) {
+            let client_id: String = row.try_get("client_id").map_err(backend)?;
+            let sid: String = row.try_get("sid").map_err(backend)?;
+            targets.push(json!({"client": client_id, "sid": sid}));
         }
-        let client_id: String = row.try_get("client_id").map_err(backend)?;
-        let sid: String = row.try_get("sid").map_err(backend)?;
-        let d = sqlx::query(
+    }
+    let mut deliveries = Vec::new();
+    if !targets.is_empty() {
+        let rows = sqlx::query(
             "INSERT INTO deliveries (id, session_id, client_id, sub, sid, initiator, status, attempts, total_attempts,
                next_attempt_at, lease_until, round_started_at, created_at, finished_at, last_error)
-             VALUES (lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, 'pending', 0, 0, ?6, NULL, ?6, ?6, NULL, NULL)
+             SELECT lower(hex(randomblob(16))), ?1, json_extract(j.value, '$.client'), ?2, json_extract(j.value, '$.sid'),
+                    ?3, 'pending', 0, 0, ?4, NULL, ?4, ?4, NULL, NULL
+             FROM json_each(?5) j
              RETURNING *",
         )
         .bind(id.as_str())
-        .bind(&client_id)
         .bind(session.user_id.as_str())
-        .bind(&sid)
         .bind(initiator.as_str())
         .bind(at.0)
-        .fetch_one(&mut *conn)
+        .bind(serde_json::Value::Array(targets).to_string())
+        .fetch_all(&mut *conn)
         .await
         .map_err(backend)?;
-        deliveries.push(delivery_from_row(&d)?);
+        for d in &rows {
+            deliveries.push(delivery_from_row(d)?);
+        }
+        deliveries.sort_by(|a, b| a.client_id.cmp(&b.client_id));
     }
     let event = AuditEvent::new(
         kind::SESSION_ENDED,
@@ -1096,32 +1103,58 @@ async fn record_attempt_in(
 impl DeliveryStore for SqliteStore {
     async fn claim_due(&self, c: &Claim<'_>) -> StoreResult<Vec<Delivery>> {
         let until = c.now.plus(c.lease);
-        let exclude = serde_json::to_string(&c.exclude_clients.iter().map(ClientId::as_str).collect::<Vec<_>>())
-            .map_err(json_err)?;
-        // Both branches use a partial index; the window caps each client's share of the batch.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        // Candidates, oldest first, through the two partial indexes: the cost follows the batch
+        // size, not the queue length. A few more than needed, so per-client caps can skip some.
+        let window = i64::from(c.limit).saturating_mul(4).max(64);
+        let candidates = sqlx::query(
+            "SELECT id, client_id FROM (
+               SELECT id, client_id, due FROM (
+                 SELECT id, client_id, next_attempt_at AS due FROM deliveries
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2)
+               UNION ALL
+               SELECT id, client_id, due FROM (
+                 SELECT id, client_id, lease_until AS due FROM deliveries
+                 WHERE status = 'leased' AND lease_until <= ?1 ORDER BY lease_until LIMIT ?2))
+             ORDER BY due LIMIT ?2",
+        )
+        .bind(c.now.0)
+        .bind(window)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut per_client: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut chosen: Vec<String> = Vec::new();
+        for row in &candidates {
+            if chosen.len() >= c.limit as usize {
+                break;
+            }
+            let client: String = row.try_get("client_id").map_err(backend)?;
+            if c.exclude_clients.iter().any(|x| x.as_str() == client) {
+                continue;
+            }
+            let n = per_client.entry(client).or_default();
+            if *n >= c.per_client_limit.max(1) {
+                continue;
+            }
+            *n += 1;
+            chosen.push(row.try_get("id").map_err(backend)?);
+        }
+        if chosen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(&chosen).map_err(json_err)?;
         let rows = sqlx::query(
             "UPDATE deliveries SET status = 'leased', lease_until = ?1, attempts = attempts + 1,
                total_attempts = total_attempts + 1
-             WHERE id IN (
-               SELECT id FROM (
-                 SELECT id, due, ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due) AS rn FROM (
-                   SELECT id, client_id, next_attempt_at AS due FROM deliveries
-                     WHERE status = 'pending' AND next_attempt_at <= ?2
-                   UNION ALL
-                   SELECT id, client_id, lease_until AS due FROM deliveries
-                     WHERE status = 'leased' AND lease_until <= ?2)
-                 WHERE client_id NOT IN (SELECT value FROM json_each(?5)))
-               WHERE rn <= ?4 ORDER BY due LIMIT ?3)
-             RETURNING *",
+             WHERE id IN (SELECT value FROM json_each(?2)) RETURNING *",
         )
         .bind(until.0)
-        .bind(c.now.0)
-        .bind(i64::from(c.limit))
-        .bind(i64::from(c.per_client_limit.max(1)))
-        .bind(exclude)
-        .fetch_all(&self.writer)
+        .bind(ids)
+        .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         let mut out: Vec<Delivery> = rows.iter().map(delivery_from_row).collect::<StoreResult<_>>()?;
         out.sort_by_key(|d| d.next_attempt_at);
         Ok(out)
@@ -1129,9 +1162,53 @@ impl DeliveryStore for SqliteStore {
 
     async fn record_attempts(&self, batch: &[Recorded]) -> StoreResult<Vec<bool>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let mut out = Vec::with_capacity(batch.len());
-        for r in batch {
-            out.push(record_attempt_in(&mut tx, &r.attempt, r.result.clone(), r.reason.as_deref()).await?);
+        let mut out = vec![false; batch.len()];
+        // Deliveries (the common case) in two statements for the whole batch; failures one by one
+        // (they also write audit events).
+        let delivered: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].result == AttemptResult::Delivered).collect();
+        if !delivered.is_empty() {
+            let items: Vec<serde_json::Value> = delivered
+                .iter()
+                .map(|&i| {
+                    let a = &batch[i].attempt;
+                    json!({"id": a.delivery_id, "at": a.at.0, "ms": a.latency_ms, "status": a.http_status})
+                })
+                .collect();
+            let items = serde_json::Value::Array(items).to_string();
+            sqlx::query(
+                "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, latency_ms, http_status, error)
+                 SELECT d.id, d.total_attempts, json_extract(j.value, '$.at'), json_extract(j.value, '$.ms'),
+                        json_extract(j.value, '$.status'), NULL
+                 FROM json_each(?1) j JOIN deliveries d ON d.id = json_extract(j.value, '$.id')",
+            )
+            .bind(&items)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let finished = delivered
+                .iter()
+                .map(|&i| batch[i].attempt.at.0 + batch[i].attempt.latency_ms as i64)
+                .max()
+                .unwrap_or(0);
+            let updated: Vec<String> = sqlx::query_scalar(
+                "UPDATE deliveries SET status = 'delivered', lease_until = NULL, finished_at = ?2
+                 WHERE id IN (SELECT json_extract(value, '$.id') FROM json_each(?1)) AND status = 'leased'
+                 RETURNING id",
+            )
+            .bind(&items)
+            .bind(finished)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let updated: std::collections::HashSet<String> = updated.into_iter().collect();
+            for &i in &delivered {
+                out[i] = updated.contains(&batch[i].attempt.delivery_id);
+            }
+        }
+        for (i, r) in batch.iter().enumerate() {
+            if r.result != AttemptResult::Delivered {
+                out[i] = record_attempt_in(&mut tx, &r.attempt, r.result.clone(), r.reason.as_deref()).await?;
+            }
         }
         tx.commit().await.map_err(backend)?;
         Ok(out)
