@@ -3,9 +3,10 @@
 //! - [`Provider`]: the real `adieu` binary as a child process on a free loopback port, with a fresh
 //!   SQLite database in a temporary directory, one user and one ES256 client per receiver, all made
 //!   with the binary's own CLI.
-//! - [`Receivers`]: N back-channel logout endpoints, each its own axum server on its own
-//!   `127.0.0.1` port (so each is a distinct "host" to the provider's per-host limits). Each receipt
-//!   is timestamped on arrival, after verification when the receiver verifies.
+//! - [`Receivers`]: N back-channel logout endpoints, each its own axum server on its own loopback
+//!   address (`127.0.x.y`, so each is a distinct host to the provider's per-host limit; see
+//!   [`Hosts`]). Each receipt is timestamped on arrival, after verification when the receiver
+//!   verifies.
 //! - [`Web`] and [`Browser`]: a scripted browser that signs in (authorization code flow with the
 //!   sign-in form), collects participations by single sign-on, and signs out at `/logout/confirm`.
 //!   Cookies are kept by hand (two values per browser) so that thousands of browsers share one
@@ -20,6 +21,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,8 +81,8 @@ pub struct Provider {
 pub struct ClientReg {
     /// `bench-{i}`.
     pub id: String,
-    /// `http://127.0.0.1:{receiver port}/cb`; the harness reads the code from the `Location` header
-    /// and never follows it.
+    /// `http://{receiver address}/cb`; the harness reads the code from the `Location` header and
+    /// never follows it.
     pub redirect_uri: String,
 }
 
@@ -95,7 +97,7 @@ impl Provider {
     /// Creates the database, the user and one ES256 client per receiver port with the CLI, then
     /// starts `adieu serve` with `extra_env` (e.g. `ADIEU_DELIVERY__LOGOUT_WAIT_MS=0`) and waits
     /// until `/healthz` answers.
-    pub async fn start(adieu: &Path, receiver_ports: &[u16], extra_env: &[(&str, String)]) -> Result<Provider> {
+    pub async fn start(adieu: &Path, receivers: &[SocketAddr], extra_env: &[(&str, String)]) -> Result<Provider> {
         let dir = tempfile::Builder::new().prefix("adieu-bench-").tempdir()?;
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
@@ -135,10 +137,10 @@ impl Provider {
         run(vec!["migrate".into()]).await?;
         run(vec!["user".into(), "add".into(), USERNAME.into(), "--password".into(), PASSWORD.into()]).await?;
         // One client per receiver, four CLI processes at a time (SQLite serialises the writes).
-        let mut clients = Vec::with_capacity(receiver_ports.len());
+        let mut clients = Vec::with_capacity(receivers.len());
         let mut jobs = JoinSet::new();
-        for (i, port) in receiver_ports.iter().enumerate() {
-            let reg = ClientReg { id: client_id(i), redirect_uri: format!("http://127.0.0.1:{port}/cb") };
+        for (i, addr) in receivers.iter().enumerate() {
+            let reg = ClientReg { id: client_id(i), redirect_uri: format!("http://{addr}/cb") };
             let args: Vec<String> = [
                 "client",
                 "add",
@@ -149,7 +151,7 @@ impl Provider {
                 "--redirect-uri",
                 &reg.redirect_uri,
                 "--backchannel-logout-uri",
-                &format!("http://127.0.0.1:{port}/backchannel"),
+                &format!("http://{addr}/backchannel"),
                 "--id-token-signed-response-alg",
                 "ES256",
             ]
@@ -333,6 +335,31 @@ pub enum Behaviour {
     Hang,
 }
 
+/// Where the receivers listen.
+///
+/// adieu limits concurrent deliveries per *host name* (the URI's host, without the port), so
+/// receivers that differ only by port share one limit. To make each receiver a distinct host, as
+/// separate applications usually are, each gets its own loopback address (Linux routes all of
+/// 127.0.0.0/8 to the loopback interface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosts {
+    /// Receiver `i` on `127.0.{1 + i / 200}.{10 + i % 200}`: one host each.
+    Distinct,
+    /// All receivers on `127.0.0.1`, distinct ports: one host for adieu's per-host limit.
+    Shared,
+}
+
+impl Hosts {
+    /// The address of receiver `i`.
+    pub fn ip(self, i: usize) -> IpAddr {
+        match self {
+            Hosts::Shared => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            // Both octets stay within 1..=210 for any realistic receiver count.
+            Hosts::Distinct => IpAddr::V4(Ipv4Addr::new(127, 0, (1 + i / 200) as u8, (10 + i % 200) as u8)),
+        }
+    }
+}
+
 /// Which tokens the receivers verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
@@ -372,8 +399,8 @@ struct Endpoint {
 /// N receivers, each on its own port, reporting receipts on one channel.
 #[derive(Debug)]
 pub struct Receivers {
-    /// Port of receiver `i`.
-    pub ports: Vec<u16>,
+    /// Address of receiver `i`.
+    pub addrs: Vec<SocketAddr>,
     rx: mpsc::UnboundedReceiver<Receipt>,
     shared: Arc<Shared>,
     servers: Vec<JoinHandle<()>>,
@@ -399,16 +426,21 @@ async fn backchannel(State(ep): State<Arc<Endpoint>>, Form(form): Form<HashMap<S
 }
 
 impl Receivers {
-    /// Starts `n` receivers; receiver `i` behaves as `behaviour(i)` and expects `aud` =
-    /// [`client_id`]`(i)`.
-    pub async fn start(n: usize, behaviour: impl Fn(usize) -> Behaviour, verify: Verify) -> Result<Receivers> {
+    /// Starts `n` receivers; receiver `i` listens on `hosts.ip(i)`, behaves as `behaviour(i)` and
+    /// expects `aud` = [`client_id`]`(i)`.
+    pub async fn start(
+        n: usize,
+        hosts: Hosts,
+        behaviour: impl Fn(usize) -> Behaviour,
+        verify: Verify,
+    ) -> Result<Receivers> {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared { tx, verifier: OnceLock::new(), verify, seen: AtomicU64::new(0) });
-        let mut ports = Vec::with_capacity(n);
+        let mut addrs = Vec::with_capacity(n);
         let mut servers = Vec::with_capacity(n);
         for i in 0..n {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            ports.push(listener.local_addr()?.port());
+            let listener = TcpListener::bind((hosts.ip(i), 0)).await?;
+            addrs.push(listener.local_addr()?);
             let ep = Arc::new(Endpoint {
                 index: i,
                 client_id: client_id(i),
@@ -420,10 +452,10 @@ impl Receivers {
                 let _ = axum::serve(listener, app).await;
             }));
         }
-        Ok(Receivers { ports, rx, shared, servers })
+        Ok(Receivers { addrs, rx, shared, servers })
     }
 
-    /// Installs the verifier (known only once the provider runs, which needs the ports first).
+    /// Installs the verifier (known only once the provider runs, which needs the addresses first).
     pub fn set_verifier(&self, v: Verifier) -> Result<()> {
         self.shared.verifier.set(v).map_err(|_| anyhow!("the verifier is already set"))
     }

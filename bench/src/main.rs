@@ -2,8 +2,8 @@
 //!
 //! It runs the real release binary (`adieu serve`, a child process on a free loopback port with a
 //! fresh SQLite database; user and clients made with the binary's CLI) against N in-process
-//! receivers, each an axum server on its own `127.0.0.1` port, and prints a Markdown table per
-//! scenario, then a summary against the targets:
+//! receivers, each an axum server on its own loopback address (a distinct host to adieu's per-host
+//! limit), and prints a Markdown table per scenario, then a summary against the targets:
 //!
 //! - **a** Latency from sending the logout (`POST /logout/confirm`) to the moment the *last* of N
 //!   receivers holds a verified ES256 logout token, N = 1, 10, 50, 200 (`logout_wait_ms = 0`, so the
@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail, ensure};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use clap::{Parser, ValueEnum};
-use harness::{Behaviour, Provider, Receivers, Verify, Web, join_next};
+use harness::{Behaviour, Hosts, Provider, Receivers, Verify, Web, join_next};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,9 +58,22 @@ struct Args {
     /// Fewer rounds and sessions: a smoke run, not a measurement.
     #[arg(long)]
     quick: bool,
+    /// Put all receivers on 127.0.0.1 (distinct ports only), so that adieu's per-host limit
+    /// (32 in flight per host name) applies to all of them together. By default each receiver has
+    /// its own loopback address, i.e. is its own host.
+    #[arg(long)]
+    shared_host: bool,
     /// Keep each provider's temporary directory (database and `serve.log`) for inspection.
     #[arg(long)]
     keep: bool,
+}
+
+/// What every scenario needs to know.
+#[derive(Debug)]
+struct Opts {
+    adieu: PathBuf,
+    quick: bool,
+    hosts: Hosts,
 }
 
 /// One target from the issue with its measurement.
@@ -103,18 +116,24 @@ async fn run(args: Args) -> Result<()> {
     ensure!(adieu.exists(), "{} does not exist: build it with `cargo build --release -p adieu`", adieu.display());
     print_machine(&adieu).await;
     let mut verdicts = Vec::new();
-    let quick = args.quick;
-    if quick {
+    let opts = Opts { adieu, quick: args.quick, hosts: if args.shared_host { Hosts::Shared } else { Hosts::Distinct } };
+    if opts.quick {
         println!("**--quick: a smoke run with few rounds; these numbers are not measurements.**\n");
     }
+    match opts.hosts {
+        Hosts::Distinct => println!("Receivers: each on its own loopback address (one host each).\n"),
+        Hosts::Shared => {
+            println!("Receivers: **all on 127.0.0.1** (--shared-host): one host for adieu's per-host limit.\n")
+        }
+    }
     if matches!(args.scenario, Scenario::A | Scenario::All) {
-        verdicts.extend(scenario_a(&adieu, quick).await.context("scenario a")?);
+        verdicts.extend(scenario_a(&opts).await.context("scenario a")?);
     }
     if matches!(args.scenario, Scenario::B | Scenario::All) {
-        verdicts.extend(scenario_b(&adieu, quick).await.context("scenario b")?);
+        verdicts.extend(scenario_b(&opts).await.context("scenario b")?);
     }
     if matches!(args.scenario, Scenario::C | Scenario::All) {
-        verdicts.extend(scenario_c(&adieu, quick).await.context("scenario c")?);
+        verdicts.extend(scenario_c(&opts).await.context("scenario c")?);
     }
     println!("## Summary\n");
     println!("| Target | Goal | Measured | Result |");
@@ -278,11 +297,12 @@ async fn mean_attempt_ms(p: &Provider) -> Result<f64> {
 // ------------------------------------------------------------------------------------------------
 // (a) Latency to the last of N receivers
 
-async fn scenario_a(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>> {
+async fn scenario_a(opts: &Opts) -> Result<Vec<Verdict>> {
     const SIZES: [usize; 4] = [1, 10, 50, 200];
     eprintln!("(a) starting 200 receivers and the provider (logout_wait_ms = 0)…");
-    let mut receivers = Receivers::start(200, |_| Behaviour::Answer, Verify::All).await?;
-    let provider = Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
+    let mut receivers = Receivers::start(200, opts.hosts, |_| Behaviour::Answer, Verify::All).await?;
+    let provider =
+        Provider::start(&opts.adieu, &receivers.addrs, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
     receivers.set_verifier(provider.verifier().await?)?;
     let web = Web::new(&provider)?;
     let (ticks, pid) = (clock_ticks(), provider.pid.to_string());
@@ -291,7 +311,7 @@ async fn scenario_a(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
     let mut rows = Vec::new();
     let mut strays = 0;
     for n in SIZES {
-        let rounds = if quick {
+        let rounds = if opts.quick {
             3
         } else if n <= 50 {
             30
@@ -390,17 +410,19 @@ async fn scenario_a(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
 // ------------------------------------------------------------------------------------------------
 // (b) The logout page with hanging receivers
 
-async fn scenario_b(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>> {
+async fn scenario_b(opts: &Opts) -> Result<Vec<Verdict>> {
     const N: usize = 50;
     const BUDGET_MS: u64 = 1000;
     let hangs = |i: usize| i % 10 == 9;
     let hanging = (0..N).filter(|&i| hangs(i)).count();
-    let rounds = if quick { 3 } else { 30 };
+    let rounds = if opts.quick { 3 } else { 30 };
     eprintln!("(b) {N} receivers, {hanging} never answer; logout_wait_ms = {BUDGET_MS}; 1 warm-up + {rounds} rounds");
     let mut receivers =
-        Receivers::start(N, |i| if hangs(i) { Behaviour::Hang } else { Behaviour::Answer }, Verify::All).await?;
+        Receivers::start(N, opts.hosts, |i| if hangs(i) { Behaviour::Hang } else { Behaviour::Answer }, Verify::All)
+            .await?;
     let provider =
-        Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", BUDGET_MS.to_string())]).await?;
+        Provider::start(&opts.adieu, &receivers.addrs, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", BUDGET_MS.to_string())])
+            .await?;
     receivers.set_verifier(provider.verifier().await?)?;
     let web = Web::new(&provider)?;
     let watch = CpuWatch::start(&provider);
@@ -465,16 +487,17 @@ async fn scenario_b(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>
 // ------------------------------------------------------------------------------------------------
 // (c) Mass-logout throughput, and (d) the server's peak memory
 
-async fn scenario_c(adieu: &std::path::Path, quick: bool) -> Result<Vec<Verdict>> {
+async fn scenario_c(opts: &Opts) -> Result<Vec<Verdict>> {
     const CLIENTS: usize = 20;
     const SAMPLE: u64 = 100;
     const SIGN_IN_CONCURRENCY: usize = 8;
     const LOGOUT_CONCURRENCY: usize = 64;
-    let sessions = if quick { 50 } else { 1000 };
+    let sessions = if opts.quick { 50 } else { 1000 };
     let total = sessions * CLIENTS;
     eprintln!("(c) {CLIENTS} receivers (counting, 1% verified); signing in {sessions} sessions…");
-    let mut receivers = Receivers::start(CLIENTS, |_| Behaviour::Answer, Verify::Sample(SAMPLE)).await?;
-    let provider = Provider::start(adieu, &receivers.ports, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
+    let mut receivers = Receivers::start(CLIENTS, opts.hosts, |_| Behaviour::Answer, Verify::Sample(SAMPLE)).await?;
+    let provider =
+        Provider::start(&opts.adieu, &receivers.addrs, &[("ADIEU_DELIVERY__LOGOUT_WAIT_MS", "0".into())]).await?;
     receivers.set_verifier(provider.verifier().await?)?;
     let web = Web::new(&provider)?;
     let (hwm_start, _) = provider.memory_kib()?;
