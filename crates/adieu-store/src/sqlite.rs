@@ -1106,39 +1106,54 @@ impl DeliveryStore for SqliteStore {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         // Candidates, oldest first, through the two partial indexes: the cost follows the batch
         // size, not the queue length. A few more than needed, so per-client caps can skip some.
+        // If the window is taken by clients that are excluded or already at their cap (a dead
+        // application with a backlog), look again without them: one application's backlog must
+        // never hide another's due deliveries (no head-of-line blocking).
         let window = i64::from(c.limit).saturating_mul(4).max(64);
-        let candidates = sqlx::query(
-            "SELECT id, client_id FROM (
-               SELECT id, client_id, due FROM (
-                 SELECT id, client_id, next_attempt_at AS due FROM deliveries
-                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2)
-               UNION ALL
-               SELECT id, client_id, due FROM (
-                 SELECT id, client_id, lease_until AS due FROM deliveries
-                 WHERE status = 'leased' AND lease_until <= ?1 ORDER BY lease_until LIMIT ?2))
-             ORDER BY due LIMIT ?2",
-        )
-        .bind(c.now.0)
-        .bind(window)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let mut skip: Vec<String> = c.exclude_clients.iter().map(|x| x.as_str().to_owned()).collect();
         let mut per_client: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         let mut chosen: Vec<String> = Vec::new();
-        for row in &candidates {
-            if chosen.len() >= c.limit as usize {
+        for _pass in 0..4 {
+            let candidates = sqlx::query(
+                "SELECT id, client_id FROM (
+                   SELECT id, client_id, due FROM (
+                     SELECT id, client_id, next_attempt_at AS due FROM deliveries
+                     WHERE status = 'pending' AND next_attempt_at <= ?1
+                       AND client_id NOT IN (SELECT value FROM json_each(?3))
+                     ORDER BY next_attempt_at LIMIT ?2)
+                   UNION ALL
+                   SELECT id, client_id, due FROM (
+                     SELECT id, client_id, lease_until AS due FROM deliveries
+                     WHERE status = 'leased' AND lease_until <= ?1
+                       AND client_id NOT IN (SELECT value FROM json_each(?3))
+                     ORDER BY lease_until LIMIT ?2))
+                 ORDER BY due LIMIT ?2",
+            )
+            .bind(c.now.0)
+            .bind(window)
+            .bind(serde_json::to_string(&skip).map_err(json_err)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let full_window = candidates.len() as i64 >= window;
+            for row in &candidates {
+                if chosen.len() >= c.limit as usize {
+                    break;
+                }
+                let client: String = row.try_get("client_id").map_err(backend)?;
+                let n = per_client.entry(client.clone()).or_default();
+                if *n >= c.per_client_limit.max(1) {
+                    if !skip.contains(&client) {
+                        skip.push(client);
+                    }
+                    continue;
+                }
+                *n += 1;
+                chosen.push(row.try_get("id").map_err(backend)?);
+            }
+            if chosen.len() >= c.limit as usize || !full_window {
                 break;
             }
-            let client: String = row.try_get("client_id").map_err(backend)?;
-            if c.exclude_clients.iter().any(|x| x.as_str() == client) {
-                continue;
-            }
-            let n = per_client.entry(client).or_default();
-            if *n >= c.per_client_limit.max(1) {
-                continue;
-            }
-            *n += 1;
-            chosen.push(row.try_get("id").map_err(backend)?);
         }
         if chosen.is_empty() {
             return Ok(Vec::new());

@@ -51,6 +51,7 @@ conformance!(
     removing_the_logout_uri_discards_pending_deliveries_and_is_audited,
     dead_deliveries_can_be_retried,
     claims_skip_excluded_clients_and_cap_each_clients_share,
+    one_clients_backlog_never_hides_another_clients_due_deliveries,
     audit_log_filters_by_kind_prefix_client_and_time,
 );
 
@@ -520,5 +521,35 @@ async fn audit_log_filters_by_kind_prefix_client_and_time(s: Arc<dyn Store>) -> 
         AuditFilter { since: Some(UnixMillis(T0.0 + 1)), until: Some(UnixMillis(T0.0 + 2)), ..Default::default() };
     assert_eq!(s.audit_events(&window).await?[0].kind, "x.two");
     assert_eq!(s.audit_events(&AuditFilter { limit: Some(1), ..Default::default() }).await?.len(), 1);
+    Ok(())
+}
+
+/// A dead application with a large backlog (capped or excluded) must not hide another
+/// application's due delivery behind it (no head-of-line blocking).
+async fn one_clients_backlog_never_hides_another_clients_due_deliveries(s: Arc<dyn Store>) -> StoreResult<()> {
+    three_participants(&s).await?;
+    // 300 sessions with only `a` (a backlog), then one with `c`.
+    for i in 0..300 {
+        let id = format!("bk{i}");
+        s.create_session(&session(&id, "id-alice"), &format!("bk-ck{i}")).await?;
+        s.ensure_participation(&SessionId::new(id.clone()), &ClientId::new("a"), &Sid::new(format!("{id}-a")), T0)
+            .await?;
+        s.end_session(&SessionId::new(id), Initiator::RpLogout, T0).await?;
+    }
+    s.create_session(&session("late", "id-alice"), "late-ck").await?;
+    s.ensure_participation(&SessionId::new("late"), &ClientId::new("c"), &Sid::new("late-c"), T0).await?;
+    s.end_session(&SessionId::new("late"), Initiator::RpLogout, UnixMillis(T0.0 + 1)).await?;
+    let now = UnixMillis(T0.0 + 10);
+    // `a` capped at 2 per claim, window of 64 candidates all from `a`: `c` must still be found.
+    let capped = adieu_core::store::Claim { limit: 16, per_client_limit: 2, ..claim(now) };
+    let batch = s.claim_due(&capped).await?;
+    assert!(batch.iter().any(|d| d.client_id.as_str() == "c"), "c was hidden behind a's backlog");
+    assert_eq!(batch.iter().filter(|d| d.client_id.as_str() == "a").count(), 2);
+    // `a` excluded (its host saturated): the rest is still claimable.
+    s.release_leases().await?;
+    let exclude = [ClientId::new("a")];
+    let excluded = adieu_core::store::Claim { limit: 16, exclude_clients: &exclude, ..claim(now) };
+    let batch = s.claim_due(&excluded).await?;
+    assert_eq!(batch.iter().map(|d| d.client_id.as_str()).collect::<Vec<_>>(), vec!["c"]);
     Ok(())
 }
