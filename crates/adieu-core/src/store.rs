@@ -64,6 +64,8 @@ pub trait ClientStore: Send + Sync {
     async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>>;
     /// All clients, ordered by id.
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// The clients with these ids that exist (one query), in no particular order.
+    async fn clients_by_ids(&self, ids: &[ClientId]) -> StoreResult<Vec<Client>>;
     /// Removes a client and its tokens, marks its pending deliveries `discarded` (audited); false if
     /// there is no such client.
     async fn delete_client(&self, id: &ClientId, actor: &str, at: UnixMillis) -> StoreResult<bool>;

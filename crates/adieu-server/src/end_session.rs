@@ -121,6 +121,7 @@ async fn logout_post(State(state): State<AppState>, jar: CookieJar, body: Bytes)
 }
 
 async fn start(state: AppState, jar: CookieJar, raw: &[u8]) -> Result<Response, PageError> {
+    let deadline = wait_deadline(&state);
     let p = parse_params(raw).map_err(|e| invalid(&e))?;
     let req = validate(&state, &p).await?;
     let Some(session) = current_session(&state, &jar).await? else {
@@ -132,7 +133,7 @@ async fn start(state: AppState, jar: CookieJar, raw: &[u8]) -> Result<Response, 
         None => false,
     };
     if confirmed {
-        let ended = end_and_wait(&state, &session.id).await?;
+        let ended = end_and_wait(&state, &session.id, deadline).await?;
         return Ok(finish(&state, jar, &req, ended).await);
     }
     // RPI-05: ask the user.
@@ -157,6 +158,7 @@ async fn confirm(State(state): State<AppState>, jar: CookieJar, headers: HeaderM
 }
 
 async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw: &[u8]) -> Result<Response, PageError> {
+    let deadline = wait_deadline(&state);
     let mut p = parse_params(raw).map_err(|e| invalid(&e))?;
     let csrf = p.remove("csrf").unwrap_or_default();
     if check_csrf(&state, &jar, &headers, &csrf).is_err() {
@@ -176,7 +178,7 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
         return Ok(html.into_response());
     }
     let ended = match current_session(&state, &jar).await? {
-        Some(s) => end_and_wait(&state, &s.id).await?,
+        Some(s) => end_and_wait(&state, &s.id, deadline).await?,
         None => None,
     };
     Ok(finish(&state, jar, &req, ended).await)
@@ -184,11 +186,19 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
 
 type Ended = Option<(EndedSession, HashMap<ClientId, Outcome>)>;
 
-/// Ends the session with `rp-logout` and waits for first attempts up to the configured budget
+/// The moment the logout page stops waiting: the configured budget from when the request arrived.
+fn wait_deadline(state: &AppState) -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_millis(state.settings.delivery.logout_wait_ms)
+}
+
+/// Ends the session with `rp-logout` and waits for first attempts until `deadline`
 /// (BC-SEND-08: notify before redirecting, without letting a slow application hang the user).
-async fn end_and_wait(state: &AppState, session: &adieu_core::SessionId) -> Result<Ended, PageError> {
-    let budget = std::time::Duration::from_millis(state.settings.delivery.logout_wait_ms);
-    let (ended, outcomes) = crate::logout::end_session_and_wait(state, session, Initiator::RpLogout, budget).await?;
+async fn end_and_wait(
+    state: &AppState,
+    session: &adieu_core::SessionId,
+    deadline: tokio::time::Instant,
+) -> Result<Ended, PageError> {
+    let (ended, outcomes) = crate::logout::end_session_and_wait(state, session, Initiator::RpLogout, deadline).await?;
     Ok(ended.map(|e| (e, outcomes)))
 }
 
@@ -205,15 +215,19 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: En
     let mut apps = Vec::new();
     if let Some((e, outcomes)) = &ended {
         let notified: Vec<&ClientId> = e.deliveries.iter().map(|d| &d.client_id).collect();
+        let ids: Vec<ClientId> = e.participations.iter().map(|p| p.client_id.clone()).collect();
+        // The names in one query, not one per application.
+        let names: HashMap<ClientId, String> =
+            state.store.clients_by_ids(&ids).await.unwrap_or_default().into_iter().map(|c| (c.id, c.name)).collect();
         for p in &e.participations {
-            if let Ok(Some(c)) = state.store.client_by_id(&p.client_id).await {
+            if let Some(name) = names.get(&p.client_id) {
                 let status = match outcomes.get(&p.client_id) {
                     Some(Outcome::Delivered) => "signed out",
                     Some(Outcome::Rejected | Outcome::Dead) => "could not be notified",
                     Some(Outcome::Retrying) | None if notified.contains(&&p.client_id) => "being notified",
                     _ => "not notified (no back-channel logout)",
                 };
-                apps.push(minijinja::context! { name => c.name, status => status });
+                apps.push(minijinja::context! { name => name, status => status });
             }
         }
     }

@@ -14,7 +14,6 @@ use adieu_core::initiator::Initiator;
 use adieu_core::session::EndedSession;
 use adieu_core::store::StoreResult;
 use std::collections::HashMap;
-use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Ends `session` because of `initiator` and wakes the delivery workers. `None` if it had already
@@ -43,13 +42,14 @@ pub async fn end_session(
     Ok(ended)
 }
 
-/// [`end_session`], then waits up to `budget` for the first attempt of each delivery. Returns the
-/// outcome per client for those that finished in time; the rest continue in the background.
+/// [`end_session`], then waits until `deadline` for the first attempt of each delivery (the
+/// caller sets it from when the request arrived, so the budget covers the whole request). Returns
+/// the outcome per client for those that finished in time; the rest continue in the background.
 pub async fn end_session_and_wait(
     state: &AppState,
     session: &SessionId,
     initiator: Initiator,
-    budget: Duration,
+    deadline: tokio::time::Instant,
 ) -> StoreResult<(Option<EndedSession>, HashMap<ClientId, Outcome>)> {
     // Subscribe before the commit so no result can slip past.
     let mut rx = state.delivery.events.subscribe();
@@ -57,10 +57,9 @@ pub async fn end_session_and_wait(
     let mut outcomes = HashMap::new();
     let Some(e) = &ended else { return Ok((ended, outcomes)) };
     let mut waiting: HashMap<&str, &ClientId> = e.deliveries.iter().map(|d| (d.id.as_str(), &d.client_id)).collect();
-    if budget.is_zero() || waiting.is_empty() {
+    if waiting.is_empty() || tokio::time::Instant::now() >= deadline {
         return Ok((ended, outcomes));
     }
-    let deadline = tokio::time::Instant::now() + budget;
     while !waiting.is_empty() {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Ok(ev)) => {

@@ -608,6 +608,19 @@ impl ClientStore for SqliteStore {
         row.as_ref().map(client_from_row).transpose()
     }
 
+    async fn clients_by_ids(&self, ids: &[ClientId]) -> StoreResult<Vec<Client>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(&ids.iter().map(ClientId::as_str).collect::<Vec<_>>()).map_err(json_err)?;
+        let rows = sqlx::query("SELECT * FROM clients WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(ids)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(client_from_row).collect()
+    }
+
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
         let rows = sqlx::query("SELECT * FROM clients ORDER BY id").fetch_all(&self.reader).await.map_err(backend)?;
         rows.iter().map(client_from_row).collect()

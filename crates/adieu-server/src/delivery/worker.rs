@@ -8,7 +8,8 @@
 //!
 //! Results go to one recorder task that writes them in batches (one transaction for up to 512
 //! attempts); a slot stays taken until its result is committed, so in-flight work is bounded.
-//! Client metadata is cached for one second, so a changed logout URI applies within a second.
+//! The clients of a claimed batch are loaded in one query, so a changed logout URI applies to the
+//! next attempt.
 
 use super::outbound::Outbound;
 use super::{AttemptEvent, Outcome};
@@ -35,7 +36,6 @@ pub struct Worker {
     global: Arc<Semaphore>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     client_hosts: Mutex<HashMap<ClientId, String>>,
-    clients: Mutex<HashMap<ClientId, (Option<Client>, Instant)>>,
     results: mpsc::UnboundedSender<Finished>,
 }
 
@@ -50,7 +50,6 @@ struct Finished {
     _slot: OwnedSemaphorePermit,
 }
 
-const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
 const RECORD_BATCH: usize = 512;
 
 /// Starts the worker for `state`, sending through `outbound`. It runs until the runtime stops.
@@ -65,7 +64,6 @@ pub fn spawn(state: AppState, outbound: Outbound) -> JoinHandle<()> {
         global: Arc::new(Semaphore::new(d.global_concurrency)),
         hosts: Mutex::default(),
         client_hosts: Mutex::default(),
-        clients: Mutex::default(),
         results,
         outbound,
         state,
@@ -111,6 +109,19 @@ impl Worker {
                 }
             };
             let full = batch.len() >= limit;
+            // The batch's clients in one query (fresh: a changed URI applies to this attempt).
+            let mut ids: Vec<ClientId> = batch.iter().map(|d| d.client_id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            let clients: HashMap<ClientId, Client> = match self.state.store.clients_by_ids(&ids).await {
+                Ok(list) => list.into_iter().map(|c| (c.id.clone(), c)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading clients failed; the leases will expire and the deliveries be retried");
+                    drop(first);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
             let mut first = Some(first);
             for d in batch {
                 let permit = match first.take() {
@@ -124,7 +135,8 @@ impl Worker {
                         },
                     },
                 };
-                tokio::spawn(self.clone().attempt(d, permit));
+                let client = clients.get(&d.client_id).cloned();
+                tokio::spawn(self.clone().attempt(d, client, permit));
             }
             drop(first);
             if full {
@@ -167,26 +179,8 @@ impl Worker {
         clients.iter().filter(|(_, h)| full.contains(h)).map(|(c, _)| c.clone()).collect()
     }
 
-    async fn client(&self, id: &ClientId) -> Result<Option<Client>, adieu_core::StoreError> {
-        if let Some((c, at)) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(id)
-            && at.elapsed() < CLIENT_CACHE_TTL
-        {
-            return Ok(c.clone());
-        }
-        let c = self.state.store.client_by_id(id).await?;
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (c.clone(), Instant::now()));
-        Ok(c)
-    }
-
-    async fn attempt(self: Arc<Self>, d: Delivery, slot: OwnedSemaphorePermit) {
+    async fn attempt(self: Arc<Self>, d: Delivery, client: Option<Client>, slot: OwnedSemaphorePermit) {
         let state = &self.state;
-        let client = match self.client(&d.client_id).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(delivery = %d.id, error = %e, "cannot load the client; the lease will expire and the delivery be retried");
-                return;
-            }
-        };
         let uri = client.as_ref().and_then(|c| c.backchannel_logout_uri.clone());
         let (Some(client), Some(uri)) = (client, uri) else {
             let response = Response::Failed {
