@@ -8,6 +8,7 @@
 //! - [`replay`]: `jti` replay protection (BC-RP-08), recorded only after a successful logout.
 //! - [`verifier`]: policy + cached keys + replay cache; retries once after a key refresh.
 //! - [`index`]: which application sessions a token ends, and ending them (eagerly or lazily).
+//! - [`index_sql`] (features `sqlite`, `postgres`): the session index in a database.
 //! - [`discovery`] (feature `http`): provider discovery and fetching the JWK Set.
 //! - [`axum`] (feature `axum`): the back-channel logout endpoint and a verified-token extractor.
 //!
@@ -19,6 +20,8 @@ pub mod axum;
 #[cfg(feature = "http")]
 pub mod discovery;
 pub mod index;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod index_sql;
 pub mod keys;
 pub mod replay;
 pub mod verifier;

@@ -108,3 +108,11 @@ pub fn claims() -> Value {
         "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
     })
 }
+
+/// A unique suffix for names in shared test databases.
+pub fn unique() -> String {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 8];
+    SystemRandom::new().fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
