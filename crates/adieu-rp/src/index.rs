@@ -175,27 +175,10 @@ impl SessionEnder for LogoutMarkers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{AUD, ISS, NOW, TestKey, claims, set};
-    use crate::verify::{VerificationPolicy, verify};
-    use serde_json::json;
+    use crate::testing::{ISS, NOW};
 
     fn token(sub: Option<&str>, sid: Option<&str>, iat: i64) -> VerifiedLogoutToken {
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-        let k = TestKey::ec("k");
-        let mut c = claims();
-        c["iat"] = json!(iat);
-        c["exp"] = json!(iat + 120);
-        let o = c.as_object_mut().unwrap();
-        o.remove("sub");
-        o.remove("sid");
-        if let Some(s) = sub {
-            o.insert("sub".into(), json!(s));
-        }
-        if let Some(s) = sid {
-            o.insert("sid".into(), json!(s));
-        }
-        let p = VerificationPolicy::new(ISS, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
-        verify(&k.sign("ES256", json!({}), &c), &set(&[&k]), &p, iat).unwrap()
+        crate::testing::verified_token(ISS, sub, sid, iat)
     }
 
     fn login(sub: &str, sid: &str, session: &str, created: i64) -> LoginRecord {

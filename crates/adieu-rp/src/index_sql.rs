@@ -210,28 +210,10 @@ mod suite {
 
     use super::*;
     use crate::index::MemorySessionIndex;
-    use crate::testing::{AUD, ISS, NOW, TestKey, claims, set};
-    use crate::verify::{VerificationPolicy, verify};
-    use serde_json::json;
+    use crate::testing::{ISS, NOW};
 
     fn token(issuer: &str, sub: Option<&str>, sid: Option<&str>, iat: i64) -> VerifiedLogoutToken {
-        crate::install_crypto();
-        let k = TestKey::ec("k");
-        let mut c = claims();
-        c["iss"] = json!(issuer);
-        c["iat"] = json!(iat);
-        c["exp"] = json!(iat + 120);
-        let o = c.as_object_mut().unwrap();
-        o.remove("sub");
-        o.remove("sid");
-        if let Some(s) = sub {
-            o.insert("sub".into(), json!(s));
-        }
-        if let Some(s) = sid {
-            o.insert("sid".into(), json!(s));
-        }
-        let p = VerificationPolicy::new(issuer, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
-        verify(&k.sign("ES256", json!({}), &c), &set(&[&k]), &p, iat).unwrap()
+        crate::testing::verified_token(issuer, sub, sid, iat)
     }
 
     /// Every backend: sid ends that session (sub must match when both are given), sub-only ends the

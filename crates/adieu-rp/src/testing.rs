@@ -116,3 +116,30 @@ pub fn unique() -> String {
     SystemRandom::new().fill(&mut b).unwrap();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A verified logout token of `issuer` naming `sub` and/or `sid`, issued at `iat`.
+pub fn verified_token(
+    issuer: &str,
+    sub: Option<&str>,
+    sid: Option<&str>,
+    iat: i64,
+) -> crate::verify::VerifiedLogoutToken {
+    crate::install_crypto();
+    let k = TestKey::ec("k");
+    let mut c = claims();
+    c["iss"] = json!(issuer);
+    c["iat"] = json!(iat);
+    c["exp"] = json!(iat + 120);
+    let o = c.as_object_mut().unwrap();
+    o.remove("sub");
+    o.remove("sid");
+    if let Some(s) = sub {
+        o.insert("sub".into(), json!(s));
+    }
+    if let Some(s) = sid {
+        o.insert("sid".into(), json!(s));
+    }
+    let p =
+        crate::verify::VerificationPolicy::new(issuer, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
+    crate::verify::verify(&k.sign("ES256", json!({}), &c), &set(&[&k]), &p, iat).unwrap()
+}
