@@ -6,7 +6,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Block, Params, Version};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
@@ -18,7 +18,8 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone)]
 pub struct Passwords {
     pool: Arc<Pool>,
-    dummy_hash: Arc<str>,
+    /// A hash to verify against for unknown users; made on the pool the first time it is needed.
+    dummy_hash: Arc<OnceLock<String>>,
 }
 
 /// Shortest password accepted when setting one.
@@ -138,9 +139,7 @@ fn verify_now(password: &str, phc: &str) -> bool {
 impl Passwords {
     /// At most `concurrency` hashes run at once, each on its own thread.
     pub fn new(concurrency: usize) -> Self {
-        // Invariant: hashing a fixed string with a fresh salt cannot fail.
-        let dummy = hash_now("adieu-dummy-password").expect("argon2 works");
-        Passwords { pool: Arc::new(Pool::new(concurrency)), dummy_hash: dummy.into() }
+        Passwords { pool: Arc::new(Pool::new(concurrency)), dummy_hash: Arc::default() }
     }
 
     /// Checks the policy and hashes.
@@ -156,11 +155,21 @@ impl Passwords {
         if password.len() > 1024 {
             return false;
         }
-        let known = hash.is_some();
-        let hash = hash.map(str::to_owned).unwrap_or_else(|| self.dummy_hash.to_string());
+        let known = hash.map(str::to_owned);
+        let dummy = self.dummy_hash.clone();
         let password = Zeroizing::new(password.to_owned());
-        let ok = self.pool.run(move || verify_now(&password, &hash)).await.unwrap_or(false);
-        known && ok
+        self.pool
+            .run(move || match &known {
+                Some(hash) => verify_now(&password, hash),
+                None => {
+                    // Unknown user: the same work on a dummy hash, and never a match.
+                    let dummy = dummy.get_or_init(|| hash_now("adieu-dummy-password").unwrap_or_default());
+                    let _ = verify_now(&password, dummy);
+                    false
+                }
+            })
+            .await
+            .unwrap_or(false)
     }
 }
 

@@ -243,7 +243,8 @@ pub async fn register(
 use adieu_core::initiator::{Initiator, InitiatorMode};
 use adieu_proto::client::{ClientMetadataRequest, ClientMetadataResponse, InitiatorsMetadata};
 
-fn parse_initiators(m: &InitiatorsMetadata) -> Result<InitiatorSubscription, RegistrationError> {
+/// Parses `backchannel_logout_initiators` (`custom` with names, or `all`).
+pub fn parse_initiators(m: &InitiatorsMetadata) -> Result<InitiatorSubscription, RegistrationError> {
     let mode = match m.mode.as_str() {
         "custom" => InitiatorMode::Custom,
         "all" => InitiatorMode::All,

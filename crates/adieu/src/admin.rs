@@ -3,7 +3,7 @@
 use crate::config::Config;
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
 use adieu_core::id::{ClientId, UserId};
-use adieu_core::initiator::{Initiator, InitiatorMode, InitiatorSubscription};
+use adieu_core::initiator::{Initiator, InitiatorSubscription};
 use adieu_core::user::User;
 use adieu_core::{Clock, Store, SystemClock};
 use adieu_proto::SigningAlg;
@@ -167,22 +167,6 @@ fn initiators_metadata(s: &str) -> adieu_proto::client::InitiatorsMetadata {
     }
 }
 
-fn parse_initiators(s: Option<&str>) -> anyhow::Result<InitiatorSubscription> {
-    match s.map(str::trim) {
-        None | Some("") => Ok(InitiatorSubscription::default()),
-        Some("all") => Ok(InitiatorSubscription { mode: InitiatorMode::All, selected_initiators: vec![] }),
-        Some(list) => {
-            let mut selected: Vec<Initiator> = list.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>()?;
-            for required in [Initiator::RpLogout, Initiator::IdpLogout] {
-                if !selected.contains(&required) {
-                    selected.push(required);
-                }
-            }
-            Ok(InitiatorSubscription { mode: InitiatorMode::Custom, selected_initiators: selected })
-        }
-    }
-}
-
 async fn find_user(store: &dyn Store, login: &str) -> anyhow::Result<User> {
     store.user_by_login(login).await?.with_context(|| format!("no user {login:?}"))
 }
@@ -195,18 +179,11 @@ fn print_client(c: &Client) {
     println!("post_logout_redirect_uris: {}", c.post_logout_redirect_uris.join(" "));
     println!("backchannel_logout_uri: {}", c.backchannel_logout_uri.as_deref().unwrap_or("-"));
     println!("backchannel_logout_session_required: {}", c.backchannel_logout_session_required);
-    let sub = &c.backchannel_logout_initiators;
-    match sub.mode {
-        InitiatorMode::All => println!("backchannel_logout_initiators: all"),
-        InitiatorMode::Custom => {
-            let mut names: Vec<&str> = vec!["rp-logout", "idp-logout"];
-            for i in &sub.selected_initiators {
-                if !names.contains(&i.as_str()) {
-                    names.push(i.as_str());
-                }
-            }
-            println!("backchannel_logout_initiators: custom ({})", names.join(", "));
-        }
+    // The same rendering as the API's: `custom` lists the always-included initiators too.
+    let initiators = adieu_server::registration::metadata_response(c, None).backchannel_logout_initiators;
+    match initiators.mode.as_str() {
+        "all" => println!("backchannel_logout_initiators: all"),
+        _ => println!("backchannel_logout_initiators: custom ({})", initiators.selected_initiators.join(", ")),
     }
     println!("id_token_signed_response_alg: {}", c.id_token_signed_response_alg);
 }
@@ -296,7 +273,11 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 post_logout_redirect_uris: a.post_logout_redirect_uris,
                 backchannel_logout_uri: a.backchannel_logout_uri,
                 backchannel_logout_session_required: a.backchannel_logout_session_required,
-                backchannel_logout_initiators: parse_initiators(a.backchannel_logout_initiators.as_deref())?,
+                backchannel_logout_initiators: match a.backchannel_logout_initiators.as_deref().map(str::trim) {
+                    None | Some("") => InitiatorSubscription::default(),
+                    Some(list) => adieu_server::registration::parse_initiators(&initiators_metadata(list))
+                        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.description))?,
+                },
                 token_endpoint_auth_method: method,
                 id_token_signed_response_alg: alg,
             };
