@@ -9,7 +9,7 @@
 
 use crate::verify::{LogoutSubject, VerifiedLogoutToken};
 use async_trait::async_trait;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// What the application records when a user signs in.
@@ -140,35 +140,98 @@ impl SessionIndex for MemorySessionIndex {
     }
 }
 
-/// Lazy ending: remembers logged-out session ids; the application checks [`LogoutMarkers::is_logged_out`]
-/// on each request (for sessions that live only in a cookie and cannot be deleted server-side).
+/// How long a logged-out marker is kept by default: longer than any application session should
+/// live (30 days). Set it to your sessions' absolute lifetime with the backends' `with_marker_ttl`.
+pub const DEFAULT_MARKER_TTL_SECS: i64 = 30 * 24 * 3600;
+
+#[allow(clippy::disallowed_methods)] // markers live on the wall clock; verification takes time as a parameter
+pub(crate) fn wall_clock_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Lazy ending: where logged-out markers are kept, so each request can check its session
+/// (for sessions that live only in a cookie and cannot be deleted server-side). Recording markers
+/// is its [`SessionEnder`] side; [`crate::layer::LazyLogoutLayer`] does the check on every request.
+///
+/// Implemented in memory ([`LogoutMarkers`]), and, shared by several replicas, by the SQLite,
+/// PostgreSQL and Redis backends.
+///
+/// ```
+/// use adieu_rp::index::{LogoutMarkerStore, LogoutMarkers, SessionEnder};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let markers = LogoutMarkers::default();
+/// markers.end_sessions(&["s42".to_owned()]).await.unwrap();
+/// assert!(LogoutMarkerStore::is_logged_out(&markers, "s42").await.unwrap());
+/// # });
+/// ```
+#[async_trait]
+pub trait LogoutMarkerStore: SessionEnder {
+    /// Whether `session_id` was ended by a back-channel logout (and its marker has not expired).
+    async fn is_logged_out(&self, session_id: &str) -> Result<bool, IndexError>;
+}
+
+/// Logged-out markers in memory, for a single process. Markers expire after a TTL (default
+/// [`DEFAULT_MARKER_TTL_SECS`]) and expired ones are dropped as new ones arrive, so memory stays bounded.
 ///
 /// ```
 /// let markers = adieu_rp::index::LogoutMarkers::default();
 /// assert!(!markers.is_logged_out("s1"));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogoutMarkers {
-    ended: Mutex<HashSet<String>>,
+    ended: Mutex<HashMap<String, i64>>,
+    ttl_secs: i64,
+}
+
+impl Default for LogoutMarkers {
+    fn default() -> Self {
+        LogoutMarkers { ended: Mutex::default(), ttl_secs: DEFAULT_MARKER_TTL_SECS }
+    }
 }
 
 impl LogoutMarkers {
-    /// Whether `session_id` was ended by a back-channel logout.
+    /// Markers kept for `ttl` (use your sessions' absolute lifetime).
+    ///
+    /// ```
+    /// let markers = adieu_rp::index::LogoutMarkers::with_marker_ttl(std::time::Duration::from_secs(86_400));
+    /// # let _ = markers;
+    /// ```
+    pub fn with_marker_ttl(ttl: std::time::Duration) -> Self {
+        LogoutMarkers { ended: Mutex::default(), ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX) }
+    }
+
+    /// Whether `session_id` was ended by a back-channel logout (synchronous: memory only).
     ///
     /// ```
     /// # let markers = adieu_rp::index::LogoutMarkers::default();
     /// if markers.is_logged_out("s1") { /* clear the cookie, show the sign-in page */ }
     /// ```
     pub fn is_logged_out(&self, session_id: &str) -> bool {
-        self.ended.lock().unwrap_or_else(|p| p.into_inner()).contains(session_id)
+        let now = wall_clock_secs();
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).get(session_id).is_some_and(|until| *until >= now)
     }
 }
 
 #[async_trait]
 impl SessionEnder for LogoutMarkers {
     async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError> {
-        self.ended.lock().unwrap_or_else(|p| p.into_inner()).extend(session_ids.iter().cloned());
+        let now = wall_clock_secs();
+        let until = now.saturating_add(self.ttl_secs);
+        let mut m = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 1024 && m.len().is_power_of_two() {
+            m.retain(|_, u| *u >= now);
+        }
+        m.extend(session_ids.iter().map(|id| (id.clone(), until)));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl LogoutMarkerStore for LogoutMarkers {
+    async fn is_logged_out(&self, session_id: &str) -> Result<bool, IndexError> {
+        Ok(LogoutMarkers::is_logged_out(self, session_id))
     }
 }
 

@@ -1,13 +1,30 @@
 //! Session indexes in SQLite and PostgreSQL (features `sqlite`, `postgres`), for applications
-//! that keep sessions in a database or run several replicas. One table, created if missing:
-//! `adieu_rp_sessions(session_id PRIMARY KEY, issuer, sub, sid, created_at)`.
+//! that keep sessions in a database or run several replicas. Each backend is also a
+//! [`LogoutMarkerStore`] (lazy ending) and a [`ReplayCache`], so one database serves every replica.
+//! Tables, created if missing:
+//! - `adieu_rp_sessions(session_id PRIMARY KEY, issuer, sub, sid, created_at)`: the index;
+//! - `adieu_rp_logged_out(session_id PRIMARY KEY, until)`: logged-out markers;
+//! - `adieu_rp_jti(issuer, jti, until, PRIMARY KEY (issuer, jti))`: used `jti`s (BC-RP-08).
+//!
+//! Expired markers and `jti`s are deleted as new ones are written.
 
-use crate::index::{IndexError, LoginRecord, SessionIndex};
+use crate::index::{
+    DEFAULT_MARKER_TTL_SECS, IndexError, LoginRecord, LogoutMarkerStore, SessionEnder, SessionIndex, wall_clock_secs,
+};
+use crate::replay::{ReplayCache, ReplayError};
 use crate::verify::{LogoutSubject, VerifiedLogoutToken};
 use async_trait::async_trait;
 
 fn err(e: sqlx::Error) -> IndexError {
     IndexError(e.to_string())
+}
+
+fn replay_err(e: sqlx::Error) -> ReplayError {
+    ReplayError(e.to_string())
+}
+
+fn ttl_secs(ttl: std::time::Duration) -> i64 {
+    i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn ids_json(ids: &[String]) -> String {
@@ -25,6 +42,7 @@ fn ids_json(ids: &[String]) -> String {
 #[derive(Debug, Clone)]
 pub struct SqliteSessionIndex {
     pool: sqlx::SqlitePool,
+    marker_ttl_secs: i64,
 }
 
 #[cfg(feature = "sqlite")]
@@ -53,10 +71,27 @@ impl SqliteSessionIndex {
             "CREATE TABLE IF NOT EXISTS adieu_rp_sessions (session_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, sub TEXT NOT NULL, sid TEXT, created_at INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sid ON adieu_rp_sessions (issuer, sid)",
             "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sub ON adieu_rp_sessions (issuer, sub)",
+            "CREATE TABLE IF NOT EXISTS adieu_rp_logged_out (session_id TEXT PRIMARY KEY, until INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS adieu_rp_logged_out_until ON adieu_rp_logged_out (until)",
+            "CREATE TABLE IF NOT EXISTS adieu_rp_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (issuer, jti))",
+            "CREATE INDEX IF NOT EXISTS adieu_rp_jti_until ON adieu_rp_jti (until)",
         ] {
             sqlx::query(stmt).execute(&pool).await.map_err(err)?;
         }
-        Ok(SqliteSessionIndex { pool })
+        Ok(SqliteSessionIndex { pool, marker_ttl_secs: DEFAULT_MARKER_TTL_SECS })
+    }
+
+    /// Keeps logged-out markers for `ttl` (default 30 days; use your sessions' absolute lifetime).
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// let index = adieu_rp::index_sql::SqliteSessionIndex::connect("sqlite::memory:").await.unwrap()
+    ///     .with_marker_ttl(std::time::Duration::from_secs(24 * 3600));
+    /// # let _ = index; }
+    /// ```
+    pub fn with_marker_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.marker_ttl_secs = ttl_secs(ttl);
+        self
     }
 }
 
@@ -108,6 +143,82 @@ impl SessionIndex for SqliteSessionIndex {
     }
 }
 
+/// Lazy ending: records logged-out markers that every replica sees.
+#[cfg(feature = "sqlite")]
+#[async_trait]
+impl SessionEnder for SqliteSessionIndex {
+    async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError> {
+        let now = wall_clock_secs();
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("DELETE FROM adieu_rp_logged_out WHERE until < ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO adieu_rp_logged_out (session_id, until) SELECT value, ? FROM json_each(?) WHERE true
+             ON CONFLICT (session_id) DO UPDATE SET until = excluded.until",
+        )
+        .bind(now.saturating_add(self.marker_ttl_secs))
+        .bind(ids_json(session_ids))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[async_trait]
+impl LogoutMarkerStore for SqliteSessionIndex {
+    async fn is_logged_out(&self, session_id: &str) -> Result<bool, IndexError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM adieu_rp_logged_out WHERE session_id = ? AND until >= ?")
+                .bind(session_id)
+                .bind(wall_clock_secs())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(found.is_some())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[async_trait]
+impl ReplayCache for SqliteSessionIndex {
+    async fn seen(&self, issuer: &str, jti: &str, now: i64) -> Result<bool, ReplayError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM adieu_rp_jti WHERE issuer = ? AND jti = ? AND until >= ?")
+                .bind(issuer)
+                .bind(jti)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(replay_err)?;
+        Ok(found.is_some())
+    }
+
+    async fn remember(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), ReplayError> {
+        let mut tx = self.pool.begin().await.map_err(replay_err)?;
+        sqlx::query("DELETE FROM adieu_rp_jti WHERE until < ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(replay_err)?;
+        sqlx::query(
+            "INSERT INTO adieu_rp_jti (issuer, jti, until) VALUES (?, ?, ?)
+             ON CONFLICT (issuer, jti) DO UPDATE SET until = max(until, excluded.until)",
+        )
+        .bind(issuer)
+        .bind(jti)
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .map_err(replay_err)?;
+        tx.commit().await.map_err(replay_err)
+    }
+}
+
 /// A session index in PostgreSQL, shared by several application replicas.
 ///
 /// ```no_run
@@ -119,6 +230,7 @@ impl SessionIndex for SqliteSessionIndex {
 #[derive(Debug, Clone)]
 pub struct PostgresSessionIndex {
     pool: sqlx::PgPool,
+    marker_ttl_secs: i64,
 }
 
 #[cfg(feature = "postgres")]
@@ -147,10 +259,27 @@ impl PostgresSessionIndex {
             "CREATE TABLE IF NOT EXISTS adieu_rp_sessions (session_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, sub TEXT NOT NULL, sid TEXT, created_at BIGINT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sid ON adieu_rp_sessions (issuer, sid)",
             "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sub ON adieu_rp_sessions (issuer, sub)",
+            "CREATE TABLE IF NOT EXISTS adieu_rp_logged_out (session_id TEXT PRIMARY KEY, until BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS adieu_rp_logged_out_until ON adieu_rp_logged_out (until)",
+            "CREATE TABLE IF NOT EXISTS adieu_rp_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL, until BIGINT NOT NULL, PRIMARY KEY (issuer, jti))",
+            "CREATE INDEX IF NOT EXISTS adieu_rp_jti_until ON adieu_rp_jti (until)",
         ] {
             sqlx::query(stmt).execute(&pool).await.map_err(err)?;
         }
-        Ok(PostgresSessionIndex { pool })
+        Ok(PostgresSessionIndex { pool, marker_ttl_secs: DEFAULT_MARKER_TTL_SECS })
+    }
+
+    /// Keeps logged-out markers for `ttl` (default 30 days; use your sessions' absolute lifetime).
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// let index = adieu_rp::index_sql::PostgresSessionIndex::connect("postgres://app@db/app").await.unwrap()
+    ///     .with_marker_ttl(std::time::Duration::from_secs(24 * 3600));
+    /// # let _ = index; }
+    /// ```
+    pub fn with_marker_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.marker_ttl_secs = ttl_secs(ttl);
+        self
     }
 }
 
@@ -204,83 +333,76 @@ impl SessionIndex for PostgresSessionIndex {
     }
 }
 
-#[cfg(all(test, feature = "sqlite", feature = "postgres"))]
-mod suite {
-    //! One test suite for every session index backend: memory, SQLite, PostgreSQL.
+/// Lazy ending: records logged-out markers that every replica sees.
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl SessionEnder for PostgresSessionIndex {
+    async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError> {
+        let now = wall_clock_secs();
+        sqlx::query("DELETE FROM adieu_rp_logged_out WHERE until < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO adieu_rp_logged_out (session_id, until) SELECT unnest($1::text[]), $2
+             ON CONFLICT (session_id) DO UPDATE SET until = EXCLUDED.until",
+        )
+        .bind(session_ids.to_vec())
+        .bind(now.saturating_add(self.marker_ttl_secs))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+}
 
-    use super::*;
-    use crate::index::MemorySessionIndex;
-    use crate::testing::{ISS, NOW};
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl LogoutMarkerStore for PostgresSessionIndex {
+    async fn is_logged_out(&self, session_id: &str) -> Result<bool, IndexError> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM adieu_rp_logged_out WHERE session_id = $1 AND until >= $2")
+                .bind(session_id)
+                .bind(wall_clock_secs())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(found.is_some())
+    }
+}
 
-    fn token(issuer: &str, sub: Option<&str>, sid: Option<&str>, iat: i64) -> VerifiedLogoutToken {
-        crate::testing::verified_token(issuer, sub, sid, iat)
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl ReplayCache for PostgresSessionIndex {
+    async fn seen(&self, issuer: &str, jti: &str, now: i64) -> Result<bool, ReplayError> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM adieu_rp_jti WHERE issuer = $1 AND jti = $2 AND until >= $3")
+                .bind(issuer)
+                .bind(jti)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(replay_err)?;
+        Ok(found.is_some())
     }
 
-    /// Every backend: sid ends that session (sub must match when both are given), sub-only ends the
-    /// user's older sessions only (BC-SEC-06), issuers are separate, forget removes, re-recording replaces.
-    async fn conformance(index: &dyn SessionIndex) {
-        // A unique issuer per run keeps shared databases (PostgreSQL in CI) clean between runs.
-        let iss = format!("{ISS}/{}", crate::testing::unique());
-        let other_iss = format!("{iss}-other");
-        let login = |issuer: &str, sub: &str, sid: &str, session: &str, created: i64| LoginRecord {
-            issuer: issuer.into(),
-            sub: sub.into(),
-            sid: Some(sid.into()),
-            session_id: format!("{iss}#{session}"),
-            created_at: created,
-        };
-        for l in [
-            login(&iss, "alice", "sid-a1", "app-1", NOW - 100),
-            login(&iss, "alice", "sid-a2", "app-2", NOW - 50),
-            login(&iss, "alice", "sid-a3", "app-3", NOW + 10),
-            login(&iss, "bob", "sid-b1", "app-4", NOW - 100),
-            login(&other_iss, "alice", "sid-a1", "app-5", NOW - 100),
-        ] {
-            index.record(l).await.unwrap();
-        }
-        let s = |n: &str| format!("{iss}#{n}");
-        assert_eq!(index.sessions_to_end(&token(&iss, None, Some("sid-a1"), NOW)).await.unwrap(), [s("app-1")]);
-        assert_eq!(
-            index.sessions_to_end(&token(&iss, Some("alice"), Some("sid-a2"), NOW)).await.unwrap(),
-            [s("app-2")]
-        );
-        assert!(index.sessions_to_end(&token(&iss, Some("bob"), Some("sid-a2"), NOW)).await.unwrap().is_empty());
-        assert_eq!(
-            index.sessions_to_end(&token(&iss, Some("alice"), None, NOW)).await.unwrap(),
-            [s("app-1"), s("app-2")]
-        );
-        index.forget(&[s("app-1")]).await.unwrap();
-        assert!(index.sessions_to_end(&token(&iss, None, Some("sid-a1"), NOW)).await.unwrap().is_empty());
-        // Re-recording a session id replaces it.
-        index.record(login(&iss, "carol", "sid-c1", "app-2", NOW - 10)).await.unwrap();
-        assert!(index.sessions_to_end(&token(&iss, None, Some("sid-a2"), NOW)).await.unwrap().is_empty());
-        assert_eq!(index.sessions_to_end(&token(&iss, Some("carol"), None, NOW)).await.unwrap(), [s("app-2")]);
-    }
-
-    #[tokio::test]
-    async fn memory_index_passes_the_suite() {
-        conformance(&MemorySessionIndex::default()).await;
-    }
-
-    #[tokio::test]
-    async fn sqlite_index_passes_the_suite() {
-        let dir = std::env::temp_dir().join(format!("adieu-rp-index-{}.db", crate::testing::unique()));
-        let index = SqliteSessionIndex::connect(&format!("sqlite://{}?mode=rwc", dir.display())).await.unwrap();
-        conformance(&index).await;
-        let _ = std::fs::remove_file(dir);
-    }
-
-    #[tokio::test]
-    async fn postgres_index_passes_the_suite() {
-        let Ok(url) = std::env::var("ADIEU_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("ADIEU_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "ADIEU_REQUIRE_POSTGRES=1 but ADIEU_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("skipped: set ADIEU_TEST_POSTGRES_URL to run the PostgreSQL index tests");
-            return;
-        };
-        let index = PostgresSessionIndex::connect(&url).await.expect("PostgreSQL is reachable");
-        conformance(&index).await;
+    async fn remember(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), ReplayError> {
+        sqlx::query("DELETE FROM adieu_rp_jti WHERE until < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(replay_err)?;
+        sqlx::query(
+            "INSERT INTO adieu_rp_jti (issuer, jti, until) VALUES ($1, $2, $3)
+             ON CONFLICT (issuer, jti) DO UPDATE SET until = GREATEST(adieu_rp_jti.until, EXCLUDED.until)",
+        )
+        .bind(issuer)
+        .bind(jti)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(replay_err)?;
+        Ok(())
     }
 }

@@ -8,7 +8,12 @@
 //! - [`replay`]: `jti` replay protection (BC-RP-08), recorded only after a successful logout.
 //! - [`verifier`]: policy + cached keys + replay cache; retries once after a key refresh.
 //! - [`index`]: which application sessions a token ends, and ending them (eagerly or lazily).
-//! - [`index_sql`] (features `sqlite`, `postgres`): the session index in a database.
+//! - [`index_sql`] (features `sqlite`, `postgres`): the session index, logged-out markers and
+//!   replay cache in a database, shared by several replicas.
+//! - [`index_redis`] (feature `redis`): the same in Redis.
+//! - [`tower_sessions`] (feature `tower-sessions`): eager ending by deleting from a
+//!   `tower-sessions` store.
+//! - [`layer`] (feature `axum`): lazy ending, a tower layer that refuses ended sessions.
 //! - [`discovery`] (feature `http`): provider discovery and fetching the JWK Set.
 //! - [`axum`] (feature `axum`): the back-channel logout endpoint and a verified-token extractor.
 //!
@@ -20,13 +25,21 @@ pub mod axum;
 #[cfg(feature = "http")]
 pub mod discovery;
 pub mod index;
+#[cfg(feature = "redis")]
+pub mod index_redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod index_sql;
 pub mod keys;
+#[cfg(feature = "axum")]
+pub mod layer;
 pub mod replay;
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions;
 pub mod verifier;
 pub mod verify;
 
+#[cfg(test)]
+mod suite;
 #[cfg(test)]
 mod testing;
 
