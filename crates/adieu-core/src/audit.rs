@@ -30,6 +30,12 @@ pub mod kind {
     pub const CLIENT_UPDATED: &str = "client.updated";
     /// A client was deleted.
     pub const CLIENT_DELETED: &str = "client.deleted";
+    /// A user account was created.
+    pub const USER_CREATED: &str = "user.created";
+    /// A user account's username, email or password changed (the detail says which; never the password).
+    pub const USER_UPDATED: &str = "user.updated";
+    /// A user account was deleted.
+    pub const USER_DELETED: &str = "user.deleted";
 }
 
 /// One audit event.

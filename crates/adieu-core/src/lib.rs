@@ -8,7 +8,7 @@
 //! - [`audit`]: audit log events.
 //! - [`initiator`]: the seven ways a session ends and a client's subscription to them.
 //! - [`net`]: which IP addresses the provider may call on an application's behalf (SSRF defence).
-//! - [`user`]: user accounts.
+//! - [`user`]: user accounts, identifier rules, and which initiator a change of account ends sessions with.
 //! - [`session`]: OP sessions, their lifetimes, and participations `(session, client, sid)`.
 //! - [`grant`]: authorization codes, access and refresh tokens, pending sign-in requests.
 //! - [`store`]: the storage traits every backend implements, and [`store::StoreError`].

@@ -11,9 +11,10 @@ use crate::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use crate::id::{ClientId, SessionId, Sid, UserId};
 use crate::initiator::Initiator;
+use crate::session::SessionLifetime;
 use crate::session::{EndedSession, Participation, Session};
 use crate::time::UnixMillis;
-use crate::user::User;
+use crate::user::{User, UserChanges, UserQuery, UserUpdated};
 use adieu_proto::SigningAlg;
 use async_trait::async_trait;
 
@@ -35,19 +36,37 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// User accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Adds a user; `Conflict` if the username or email is taken.
-    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// Adds a user and audits `user.created` with `actor`, in one transaction; `Conflict` if the
+    /// username or email is taken.
+    async fn add_user(&self, user: &User, actor: &str) -> StoreResult<()>;
+    /// [`UserStore::add_user`] by the `system` actor (seeding, tests).
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        self.add_user(user, "system").await
+    }
     /// A user by id.
     async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
     /// A user by username or email (compared lower-cased).
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
-    /// All users, ordered by username.
-    async fn list_users(&self) -> StoreResult<Vec<User>>;
-    /// Replaces the password hash; false if there is no such user.
-    async fn set_password_hash(&self, id: &UserId, hash: &str, at: UnixMillis) -> StoreResult<bool>;
-    /// Deletes the account in one transaction: its active sessions end with `account-deleted`, every
-    /// token is revoked, the row goes. Returns the ended sessions, or `None` if there is no such user.
-    async fn delete_user(&self, id: &UserId, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>>;
+    /// One page of users matching `query`, ordered by username.
+    async fn list_users(&self, query: &UserQuery) -> StoreResult<Vec<User>>;
+    /// Changes an account in one transaction: the row (`Conflict` if the new username or email is
+    /// taken, and then nothing changes), a `user.updated` audit event with `actor`, and, when
+    /// [`UserChanges::ending_initiator`] says so, the end of every open session of the user with that
+    /// initiator (deliveries written, `session.ended` audited with `actor`). A new password also
+    /// revokes every access and refresh token of the user, `offline_access` ones included.
+    /// `None` if there is no such user.
+    async fn update_user(
+        &self,
+        id: &UserId,
+        changes: &UserChanges,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Option<UserUpdated>>;
+    /// Deletes the account in one transaction: its open sessions end with `account-deleted` (the
+    /// deliveries keep the `sub`), every token is revoked, its codes go, the row goes, and
+    /// `user.deleted` is audited with `actor`. Returns the ended sessions, or `None` if there is no
+    /// such user.
+    async fn delete_user(&self, id: &UserId, actor: &str, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>>;
 }
 
 /// Registered applications.
@@ -86,6 +105,8 @@ pub trait SessionStore: Send + Sync {
     async fn reauthenticate_session(&self, id: &SessionId, cookie_hash: &str, at: UnixMillis) -> StoreResult<()>;
     /// A user's sessions that have not ended, newest first.
     async fn open_sessions_of_user(&self, user: &UserId) -> StoreResult<Vec<Session>>;
+    /// The participations of these sessions (one query), ordered by session, then time.
+    async fn participations_of_sessions(&self, sessions: &[SessionId]) -> StoreResult<Vec<Participation>>;
     /// The participation of `client` in `session`, creating it with `new_sid` if there is none.
     /// The returned `sid` is the one every ID token of that pair carries.
     async fn ensure_participation(
@@ -107,7 +128,37 @@ pub trait SessionStore: Send + Sync {
         id: &SessionId,
         initiator: Initiator,
         at: UnixMillis,
+    ) -> StoreResult<Option<EndedSession>> {
+        self.end_session_as(id, initiator, "system", at).await
+    }
+    /// [`SessionStore::end_session`] with the `session.ended` event audited as `actor`
+    /// (`admin-api`, `cli`, `system`…).
+    async fn end_session_as(
+        &self,
+        id: &SessionId,
+        initiator: Initiator,
+        actor: &str,
+        at: UnixMillis,
     ) -> StoreResult<Option<EndedSession>>;
+    /// Ends every open session of `user` with `initiator`, in one transaction, as
+    /// [`SessionStore::end_session_as`] does for one. Returns the ended sessions (none if the user
+    /// has no open session or does not exist).
+    async fn end_user_sessions(
+        &self,
+        user: &UserId,
+        initiator: Initiator,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Vec<EndedSession>>;
+    /// Ends, with `session-expired` and the `system` actor, at most `limit` open sessions that are
+    /// past their idle or absolute `lifetime` at `now` (least recently used first), in one transaction.
+    /// A caller loops until fewer than `limit` come back.
+    async fn end_expired_sessions(
+        &self,
+        lifetime: SessionLifetime,
+        now: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<EndedSession>>;
 }
 
 /// The outcome of redeeming an authorization code.

@@ -10,8 +10,12 @@
 //! - [`userinfo`]: claims for a bearer access token.
 //! - [`end_session`]: RP-Initiated Logout 1.0 (RPI-01..10).
 //! - [`logout`]: the one function that ends a session, whatever the initiator.
+//! - [`users`]: users and their sessions (API and CLI): password and email changes, deletion and
+//!   revocation end sessions with their initiators.
+//! - [`sweeper`]: ends expired sessions (`session-expired`), at start and periodically.
 //! - [`register`]: dynamic client registration (RFC 7591) with an initial access token.
-//! - [`api`]: the management API (`/api/v1`: clients, deliveries, audit log).
+//! - [`api`]: the management API (`/api/v1`: clients, users, sessions, deliveries, audit log, and
+//!   its OpenAPI document).
 //! - [`home`]: the provider's own start page.
 //! - [`health`]: `/healthz` and `/readyz`; [`metrics`]: `/metrics`.
 //! - [`delivery`]: back-channel logout delivery (workers, outbound policy, logout tokens).
@@ -41,8 +45,10 @@ pub mod ratelimit;
 pub mod register;
 pub mod registration;
 pub mod settings;
+pub mod sweeper;
 pub mod token;
 pub mod userinfo;
+pub mod users;
 
 use adieu_core::{Clock, SessionLifetime, Store};
 use axum::Router;

@@ -1,14 +1,17 @@
 //! The one function that ends an OP session, whatever ended it.
 //!
-//! Every initiator in the server (RP-initiated logout here; expiry, revocation, upstream logout
-//! later) calls [`end_session`] with its [`Initiator`]; the admin CLI, a separate process, calls the
-//! same store operation and the server's worker finds those deliveries on its next poll. The store ends
-//! the session, revokes its non-offline tokens and writes one delivery per subscribed application in
-//! one transaction (the outbox), so a committed logout is never lost; then the workers are woken.
+//! Every initiator in the server calls [`end_session`] (or [`end_session_as`]) with its
+//! [`Initiator`]. Changes that end several sessions in the same transaction as another change (a new
+//! password, a deleted account, the sweeper's batches; see [`crate::users`] and [`crate::sweeper`])
+//! call the store's batch operations, which run the same per-session step inside it, then
+//! [`announce`]. The admin CLI, a separate process, calls the same functions without a hub; the
+//! server's worker finds those deliveries on its next poll. The store ends the session, revokes its
+//! non-offline tokens and writes one delivery per subscribed application in one transaction (the
+//! outbox), so a committed logout is never lost; then the workers are woken.
 //! [`end_session_and_wait`] also waits, within a budget, for the first attempts (the logout page).
 
 use crate::AppState;
-use crate::delivery::Outcome;
+use crate::delivery::{DeliveryHub, Outcome};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::EndedSession;
@@ -17,29 +20,48 @@ use std::collections::HashMap;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Ends `session` because of `initiator` and wakes the delivery workers. `None` if it had already
-/// ended (ending is idempotent).
+/// ended (ending is idempotent). Audited with the `system` actor.
 pub async fn end_session(
     state: &AppState,
     session: &SessionId,
     initiator: Initiator,
 ) -> StoreResult<Option<EndedSession>> {
+    end_session_as(state, session, initiator, "system").await
+}
+
+/// [`end_session`] audited as `actor` (`admin-api`, `cli`…).
+pub async fn end_session_as(
+    state: &AppState,
+    session: &SessionId,
+    initiator: Initiator,
+    actor: &str,
+) -> StoreResult<Option<EndedSession>> {
     let now = state.clock.now();
-    let ended = state.store.end_session(session, initiator, now).await?;
-    if let Some(e) = &ended {
-        if !e.deliveries.is_empty() {
-            state.delivery.wake();
-        }
+    let ended = state.store.end_session_as(session, initiator, actor, now).await?;
+    announce(Some(&state.delivery), ended.as_slice());
+    Ok(ended)
+}
+
+/// After the store ended sessions: logs each, and wakes the delivery workers of `hub` if deliveries
+/// were written. Without a hub (the CLI, another process) the server's worker finds them on its next
+/// poll.
+pub fn announce(hub: Option<&DeliveryHub>, ended: &[EndedSession]) {
+    for e in ended {
         tracing::info!(
             session = %e.session.id,
             sub = %e.session.user_id,
-            %initiator,
+            initiator = e.session.end_reason.map_or("-", Initiator::as_str),
             participations = e.participations.len(),
             deliveries = e.deliveries.len(),
             revoked_tokens = e.revoked_tokens,
             "session ended"
         );
     }
-    Ok(ended)
+    if let Some(hub) = hub
+        && ended.iter().any(|e| !e.deliveries.is_empty())
+    {
+        hub.wake();
+    }
 }
 
 /// [`end_session`], then waits until `deadline` for the first attempt of each delivery (the

@@ -116,6 +116,9 @@ pub struct SessionSettings {
     /// A session ends this long after it was created (its first sign-in), however active and even if
     /// the user re-authenticates in it (default 24 hours).
     pub absolute_timeout_secs: u64,
+    /// How often the sweeper ends expired sessions and notifies their applications
+    /// (`session-expired`), seconds (default 15; 1 to 3600). It also runs once at start.
+    pub sweep_interval_secs: u64,
 }
 
 /// Token lifetimes.
@@ -165,7 +168,7 @@ impl Default for Settings {
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        SessionSettings { idle_timeout_secs: 8 * 3600, absolute_timeout_secs: 24 * 3600 }
+        SessionSettings { idle_timeout_secs: 8 * 3600, absolute_timeout_secs: 24 * 3600, sweep_interval_secs: 15 }
     }
 }
 
@@ -192,6 +195,9 @@ impl Default for LoginSettings {
     }
 }
 
+/// The longest sweep interval: an expired session's applications are told within this.
+pub const MAX_SWEEP_INTERVAL_SECS: u64 = 3600;
+
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SettingsError {
@@ -206,6 +212,9 @@ pub enum SettingsError {
     /// A lifetime or limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// A value above its maximum.
+    #[error("{0} must be at most {1}")]
+    TooLarge(&'static str, u64),
     /// A configured bearer token that is too short to be a secret.
     #[error("{0} must be at least 32 characters (use `adieu admin-token create` to make one)")]
     WeakToken(&'static str),
@@ -231,6 +240,7 @@ impl Settings {
         for (name, v) in [
             ("session.idle_timeout_secs", self.session.idle_timeout_secs),
             ("session.absolute_timeout_secs", self.session.absolute_timeout_secs),
+            ("session.sweep_interval_secs", self.session.sweep_interval_secs),
             ("tokens.code_ttl_secs", self.tokens.code_ttl_secs),
             ("tokens.access_token_ttl_secs", self.tokens.access_token_ttl_secs),
             ("tokens.id_token_ttl_secs", self.tokens.id_token_ttl_secs),
@@ -251,6 +261,9 @@ impl Settings {
             if v == 0 {
                 return Err(SettingsError::Zero(name));
             }
+        }
+        if self.session.sweep_interval_secs > MAX_SWEEP_INTERVAL_SECS {
+            return Err(SettingsError::TooLarge("session.sweep_interval_secs", MAX_SWEEP_INTERVAL_SECS));
         }
         self.delivery.allow_cidrs()?;
         for (name, t) in [("admin_token", &self.admin_token), ("registration_token", &self.registration_token)] {
@@ -311,6 +324,18 @@ mod tests {
         assert!(!s.is_development());
         s.validate().unwrap();
         assert_eq!(s.issuer_str(), "https://id.example.com");
+    }
+
+    #[test]
+    fn sweep_interval_must_be_between_one_second_and_an_hour() {
+        let mut s = Settings::default();
+        assert_eq!(s.session.sweep_interval_secs, 15);
+        s.session.sweep_interval_secs = 0;
+        assert_eq!(s.validate(), Err(SettingsError::Zero("session.sweep_interval_secs")));
+        s.session.sweep_interval_secs = 3601;
+        assert_eq!(s.validate(), Err(SettingsError::TooLarge("session.sweep_interval_secs", 3600)));
+        s.session.sweep_interval_secs = 3600;
+        s.validate().unwrap();
     }
 
     #[test]

@@ -13,14 +13,14 @@ use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToke
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::Initiator;
 use adieu_core::initiator::InitiatorSubscription;
-use adieu_core::session::{EndedSession, Participation, Session};
+use adieu_core::session::{EndedSession, Participation, Session, SessionLifetime};
 use adieu_core::store::{
     ApiTokenKind, ApiTokenStore, AttemptResult, AuditStore, Claim, ClientStore, CodeRedemption, DeliveryFilter,
     DeliveryStore, GrantStore, Health, KeyStore, QueueStats, Recorded, RefreshUse, SessionStore, StoreError,
     StoreResult, StoredSigningKey, UserStore,
 };
 use adieu_core::time::UnixMillis;
-use adieu_core::user::User;
+use adieu_core::user::{User, UserChanges, UserQuery, UserUpdated};
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -240,6 +240,7 @@ async fn end_session_in(
     conn: &mut SqliteConnection,
     id: &SessionId,
     initiator: Initiator,
+    actor: &str,
     at: UnixMillis,
 ) -> StoreResult<Option<EndedSession>> {
     let row =
@@ -328,7 +329,7 @@ async fn end_session_in(
     }
     let event = AuditEvent::new(
         kind::SESSION_ENDED,
-        "system",
+        actor,
         at,
         json!({
             "initiator": initiator.as_str(),
@@ -341,6 +342,47 @@ async fn end_session_in(
     .session(id.as_str());
     append_audit_in(conn, &event).await?;
     Ok(Some(EndedSession { session, participations, revoked_tokens: refresh + access, deliveries }))
+}
+
+/// Ends every open session of `user` inside the caller's transaction.
+async fn end_user_sessions_in(
+    conn: &mut SqliteConnection,
+    user: &UserId,
+    initiator: Initiator,
+    actor: &str,
+    at: UnixMillis,
+) -> StoreResult<Vec<EndedSession>> {
+    let open: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = ? AND ended_at IS NULL ORDER BY created_at, id")
+            .bind(user.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+    let mut ended = Vec::with_capacity(open.len());
+    for id in open {
+        if let Some(e) = end_session_in(conn, &SessionId::new(id), initiator, actor, at).await? {
+            ended.push(e);
+        }
+    }
+    Ok(ended)
+}
+
+/// Revokes every access and refresh token of `user`, offline ones included; returns how many.
+async fn revoke_user_tokens_in(conn: &mut SqliteConnection, user: &UserId, at: UnixMillis) -> StoreResult<u64> {
+    let mut n = 0;
+    for stmt in [
+        "UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+        "UPDATE access_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+    ] {
+        n += sqlx::query(stmt)
+            .bind(at.0)
+            .bind(user.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+    }
+    Ok(n)
 }
 
 fn delivery_from_row(r: &SqliteRow) -> StoreResult<Delivery> {
@@ -442,19 +484,30 @@ async fn audit_uri_change(
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn create_user(&self, u: &User) -> StoreResult<()> {
+    async fn add_user(&self, u: &User, actor: &str) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let email = u.email.as_ref().map(|e| e.to_lowercase());
         sqlx::query(
             "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(u.id.as_str())
         .bind(u.username.to_lowercase())
-        .bind(u.email.as_ref().map(|e| e.to_lowercase()))
+        .bind(&email)
         .bind(&u.password_hash)
         .bind(u.created_at.0)
         .bind(u.updated_at.0)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        let e = AuditEvent::new(
+            kind::USER_CREATED,
+            actor,
+            u.created_at,
+            json!({ "username": u.username.to_lowercase(), "email": email }),
+        )
+        .user(u.id.as_str());
+        append_audit_in(&mut tx, &e).await?;
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 
@@ -478,53 +531,102 @@ impl UserStore for SqliteStore {
         row.as_ref().map(user_from_row).transpose().map_err(backend)
     }
 
-    async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let rows =
-            sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.reader).await.map_err(backend)?;
+    async fn list_users(&self, q: &UserQuery) -> StoreResult<Vec<User>> {
+        // `instr` rather than LIKE: no wildcard characters to escape in the filter.
+        let rows = sqlx::query(
+            "SELECT * FROM users
+             WHERE (?1 IS NULL OR instr(username, ?1) > 0 OR instr(coalesce(email, ''), ?1) > 0)
+               AND (?2 IS NULL OR username > ?2)
+             ORDER BY username LIMIT ?3",
+        )
+        .bind(q.contains.as_ref().map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()))
+        .bind(&q.after)
+        .bind(i64::from(q.page_size()))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
         rows.iter().map(user_from_row).collect::<Result<_, _>>().map_err(backend)
     }
 
-    async fn set_password_hash(&self, id: &UserId, hash: &str, at: UnixMillis) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
-            .bind(hash)
-            .bind(at.0)
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        Ok(n == 1)
-    }
-
-    async fn delete_user(&self, id: &UserId, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>> {
+    async fn update_user(
+        &self,
+        id: &UserId,
+        changes: &UserChanges,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Option<UserUpdated>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let open: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = ? AND ended_at IS NULL")
+        let Some(old) = row.as_ref().map(user_from_row).transpose().map_err(backend)? else { return Ok(None) };
+        let initiator = changes.ending_initiator(&old);
+        let username = changes.username.as_ref().map_or_else(|| old.username.clone(), |u| u.to_lowercase());
+        let email = match &changes.email {
+            Some(e) => e.as_ref().map(|e| e.to_lowercase()),
+            None => old.email.clone(),
+        };
+        let hash = changes.password_hash.clone().unwrap_or_else(|| old.password_hash.clone());
+        sqlx::query("UPDATE users SET username = ?, email = ?, password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(&username)
+            .bind(&email)
+            .bind(&hash)
+            .bind(at.0)
             .bind(id.as_str())
-            .fetch_all(&mut *tx)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let mut ended = Vec::with_capacity(open.len());
-        for sid in open {
-            if let Some(e) = end_session_in(&mut tx, &SessionId::new(sid), Initiator::AccountDeleted, at).await? {
-                ended.push(e);
-            }
+        let ended = match initiator {
+            Some(i) => end_user_sessions_in(&mut tx, id, i, actor, at).await?,
+            None => Vec::new(),
+        };
+        // A new password also ends grants that outlive sessions (offline_access).
+        let revoked_tokens =
+            if changes.password_hash.is_some() { revoke_user_tokens_in(&mut tx, id, at).await? } else { 0 };
+        let mut detail = serde_json::Map::new();
+        if changes.changes_username(&old) {
+            detail.insert("username".into(), json!({ "old": old.username, "new": username }));
         }
-        for stmt in [
-            "UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
-            "UPDATE access_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
-            "DELETE FROM auth_codes WHERE user_id = ?2 AND ?1 IS NOT NULL",
-            "DELETE FROM users WHERE id = ?2 AND ?1 IS NOT NULL",
-        ] {
-            sqlx::query(stmt).bind(at.0).bind(id.as_str()).execute(&mut *tx).await.map_err(backend)?;
+        if changes.changes_email(&old) {
+            detail.insert("email".into(), json!({ "old": old.email, "new": email }));
         }
+        if changes.password_hash.is_some() {
+            detail.insert("password".into(), json!("changed"));
+        }
+        detail.insert("initiator".into(), json!(initiator.map(Initiator::as_str)));
+        detail.insert("sessions_ended".into(), json!(ended.len()));
+        detail.insert("revoked_tokens".into(), json!(revoked_tokens));
+        let e = AuditEvent::new(kind::USER_UPDATED, actor, at, serde_json::Value::Object(detail)).user(id.as_str());
+        append_audit_in(&mut tx, &e).await?;
+        tx.commit().await.map_err(backend)?;
+        let user = User { username, email, password_hash: hash, updated_at: at, ..old };
+        Ok(Some(UserUpdated { user, initiator, ended, revoked_tokens }))
+    }
+
+    async fn delete_user(&self, id: &UserId, actor: &str, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let username: Option<String> = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(username) = username else { return Ok(None) };
+        // The sessions keep `user_id` (no foreign key), so the deliveries carry the right `sub`.
+        let ended = end_user_sessions_in(&mut tx, id, Initiator::AccountDeleted, actor, at).await?;
+        let revoked = revoke_user_tokens_in(&mut tx, id, at).await?;
+        for stmt in ["DELETE FROM auth_codes WHERE user_id = ?", "DELETE FROM users WHERE id = ?"] {
+            sqlx::query(stmt).bind(id.as_str()).execute(&mut *tx).await.map_err(backend)?;
+        }
+        let e = AuditEvent::new(
+            kind::USER_DELETED,
+            actor,
+            at,
+            json!({ "username": username, "sessions_ended": ended.len(), "revoked_tokens": revoked }),
+        )
+        .user(id.as_str());
+        append_audit_in(&mut tx, &e).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(ended))
     }
@@ -766,14 +868,76 @@ impl SessionStore for SqliteStore {
         row.as_ref().map(participation_from_row).transpose().map_err(backend)
     }
 
-    async fn end_session(
+    async fn participations_of_sessions(&self, sessions: &[SessionId]) -> StoreResult<Vec<Participation>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids =
+            serde_json::to_string(&sessions.iter().map(SessionId::as_str).collect::<Vec<_>>()).map_err(json_err)?;
+        let rows = sqlx::query(
+            "SELECT * FROM participations WHERE session_id IN (SELECT value FROM json_each(?))
+             ORDER BY session_id, created_at, client_id",
+        )
+        .bind(ids)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(participation_from_row).collect::<Result<_, _>>().map_err(backend)
+    }
+
+    async fn end_session_as(
         &self,
         id: &SessionId,
         initiator: Initiator,
+        actor: &str,
         at: UnixMillis,
     ) -> StoreResult<Option<EndedSession>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let ended = end_session_in(&mut tx, id, initiator, at).await?;
+        let ended = end_session_in(&mut tx, id, initiator, actor, at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ended)
+    }
+
+    async fn end_user_sessions(
+        &self,
+        user: &UserId,
+        initiator: Initiator,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Vec<EndedSession>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let ended = end_user_sessions_in(&mut tx, user, initiator, actor, at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ended)
+    }
+
+    async fn end_expired_sessions(
+        &self,
+        lifetime: SessionLifetime,
+        now: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<EndedSession>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        // Expired when `now` has reached the earlier of last use + idle and creation + absolute
+        // (`Session::expires_at`); each side of the OR has its own partial index.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE ended_at IS NULL AND (last_seen_at <= ?1 OR created_at <= ?2)
+             ORDER BY last_seen_at, id LIMIT ?3",
+        )
+        .bind(now.minus(lifetime.idle).0)
+        .bind(now.minus(lifetime.absolute).0)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut ended = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(e) =
+                end_session_in(&mut tx, &SessionId::new(id), Initiator::SessionExpired, "system", now).await?
+            {
+                ended.push(e);
+            }
+        }
         tx.commit().await.map_err(backend)?;
         Ok(ended)
     }
@@ -880,19 +1044,7 @@ impl GrantStore for SqliteStore {
 
     async fn revoke_user_tokens(&self, user: &UserId, at: UnixMillis) -> StoreResult<u64> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let mut n = 0;
-        for stmt in [
-            "UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-        ] {
-            n += sqlx::query(stmt)
-                .bind(at.0)
-                .bind(user.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-        }
+        let n = revoke_user_tokens_in(&mut tx, user, at).await?;
         tx.commit().await.map_err(backend)?;
         Ok(n)
     }

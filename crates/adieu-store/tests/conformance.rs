@@ -53,6 +53,15 @@ conformance!(
     claims_skip_excluded_clients_and_cap_each_clients_share,
     one_clients_backlog_never_hides_another_clients_due_deliveries,
     audit_log_filters_by_kind_prefix_client_and_time,
+    users_are_listed_in_pages_with_a_filter,
+    add_user_is_audited_with_its_actor,
+    password_change_ends_every_session_and_revokes_every_token_in_one_call,
+    email_change_ends_sessions_and_a_username_change_ends_none,
+    a_taken_username_or_email_changes_nothing,
+    deleted_account_deliveries_keep_the_sub,
+    end_user_sessions_ends_only_that_users_open_sessions,
+    expired_sessions_end_in_batches_as_session_expired,
+    participations_of_sessions_are_read_in_one_call,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -238,7 +247,7 @@ async fn delete_user_ends_sessions_revokes_tokens_and_keeps_the_subject_on_sessi
     s.create_session(&session("s1", "id-alice"), "c1").await?;
     s.create_session(&session("s2", "id-alice"), "c2").await?;
     s.insert_refresh_token(&refresh("rt-offline", "s1", "c", true)).await?;
-    let ended = s.delete_user(&UserId::new("id-alice"), T0).await?.expect("user existed");
+    let ended = s.delete_user(&UserId::new("id-alice"), "test", T0).await?.expect("user existed");
     assert_eq!(ended.len(), 2);
     assert!(ended.iter().all(|e| e.session.end_reason == Some(Initiator::AccountDeleted)));
     assert!(
@@ -250,7 +259,7 @@ async fn delete_user_ends_sessions_revokes_tokens_and_keeps_the_subject_on_sessi
         matches!(s.use_refresh_token("rt-offline", &ClientId::new("c"), T0).await?, RefreshUse::Revoked(_)),
         "offline tokens go too"
     );
-    assert!(s.delete_user(&UserId::new("id-alice"), T0).await?.is_none());
+    assert!(s.delete_user(&UserId::new("id-alice"), "test", T0).await?.is_none());
     Ok(())
 }
 
@@ -551,5 +560,200 @@ async fn one_clients_backlog_never_hides_another_clients_due_deliveries(s: Arc<d
     let excluded = adieu_core::store::Claim { limit: 16, exclude_clients: &exclude, ..claim(now) };
     let batch = s.claim_due(&excluded).await?;
     assert_eq!(batch.iter().map(|d| d.client_id.as_str()).collect::<Vec<_>>(), vec!["c"]);
+    Ok(())
+}
+
+fn kinds(events: &[AuditEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+async fn users_are_listed_in_pages_with_a_filter(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::user::UserQuery;
+    for (name, email) in [("carol", None), ("alice", Some("alice@example.com")), ("bob", Some("bob@corp.example"))] {
+        s.create_user(&user(name, email)).await?;
+    }
+    let names = |v: Vec<User>| v.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    let first = s.list_users(&UserQuery { limit: Some(2), ..Default::default() }).await?;
+    assert_eq!(names(first), ["alice", "bob"]);
+    let next = s.list_users(&UserQuery { after: Some("bob".into()), limit: Some(2), ..Default::default() }).await?;
+    assert_eq!(names(next), ["carol"]);
+    let corp = s.list_users(&UserQuery { contains: Some("CORP".into()), ..Default::default() }).await?;
+    assert_eq!(names(corp), ["bob"], "the filter matches the email, case-insensitively");
+    let by_name = s.list_users(&UserQuery { contains: Some("ar".into()), ..Default::default() }).await?;
+    assert_eq!(names(by_name), ["carol"]);
+    let wild = s.list_users(&UserQuery { contains: Some("%".into()), ..Default::default() }).await?;
+    assert!(wild.is_empty(), "no wildcards in the filter");
+    Ok(())
+}
+
+async fn add_user_is_audited_with_its_actor(s: Arc<dyn Store>) -> StoreResult<()> {
+    s.add_user(&user("Alice", Some("Alice@Example.com")), "admin-api").await?;
+    let stored = s.user_by_id(&UserId::new("id-Alice")).await?.unwrap();
+    assert_eq!((stored.username.as_str(), stored.email.as_deref()), ("alice", Some("alice@example.com")));
+    let log = s.audit_events(&AuditFilter { kind: Some("user.".into()), ..Default::default() }).await?;
+    assert_eq!(kinds(&log), ["user.created"]);
+    assert_eq!((log[0].actor.as_str(), log[0].user_id.as_deref()), ("admin-api", Some("id-Alice")));
+    Ok(())
+}
+
+/// A session `name` of alice in which client `a` (subscribed to every initiator) participates.
+async fn alice_session_with_a(s: &Arc<dyn Store>, name: &str) -> StoreResult<()> {
+    use adieu_core::initiator::{InitiatorMode, InitiatorSubscription};
+    if s.client_by_id(&ClientId::new("a")).await?.is_none() {
+        let all = InitiatorSubscription { mode: InitiatorMode::All, selected_initiators: vec![] };
+        s.create_client(&client_with("a", Some("https://a/bc"), all), "test").await?;
+    }
+    s.create_session(&session(name, "id-alice"), &format!("cookie-{name}")).await?;
+    s.ensure_participation(&SessionId::new(name), &ClientId::new("a"), &Sid::new(format!("sid-{name}")), T0).await?;
+    Ok(())
+}
+
+async fn password_change_ends_every_session_and_revokes_every_token_in_one_call(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::user::UserChanges;
+    s.create_user(&user("alice", None)).await?;
+    alice_session_with_a(&s, "s1").await?;
+    alice_session_with_a(&s, "s2").await?;
+    s.insert_refresh_token(&refresh("rt-offline", "s1", "c", true)).await?;
+    s.insert_refresh_token(&refresh("rt-online", "s2", "c", false)).await?;
+    let at = UnixMillis(T0.0 + 10);
+    let changes = UserChanges { password_hash: Some("$argon2id$new".into()), ..Default::default() };
+    let up = s.update_user(&UserId::new("id-alice"), &changes, "cli", at).await?.expect("user exists");
+    assert_eq!(up.initiator, Some(Initiator::PasswordChanged));
+    assert_eq!(up.ended.len(), 2);
+    assert!(
+        up.ended.iter().all(|e| e.deliveries.len() == 1 && e.deliveries[0].initiator == Initiator::PasswordChanged)
+    );
+    assert_eq!(up.user.password_hash, "$argon2id$new");
+    assert_eq!(s.user_by_id(&UserId::new("id-alice")).await?.unwrap().password_hash, "$argon2id$new");
+    assert!(
+        matches!(s.use_refresh_token("rt-offline", &ClientId::new("c"), at).await?, RefreshUse::Revoked(_)),
+        "offline_access refresh tokens are revoked by a password change"
+    );
+    assert!(matches!(s.use_refresh_token("rt-online", &ClientId::new("c"), at).await?, RefreshUse::Revoked(_)));
+    let log = s.audit_events(&AuditFilter::default()).await?;
+    let user_updated = log.iter().find(|e| e.kind == "user.updated").unwrap();
+    assert_eq!(user_updated.actor, "cli");
+    assert_eq!(user_updated.detail["initiator"], "password-changed");
+    assert!(!user_updated.detail.to_string().contains("argon2"), "no hash in the audit log");
+    let ended: Vec<_> = log.iter().filter(|e| e.kind == "session.ended").collect();
+    assert_eq!(ended.len(), 2);
+    assert!(ended.iter().all(|e| e.actor == "cli" && e.detail["initiator"] == "password-changed"));
+    assert!(s.update_user(&UserId::new("nobody"), &changes, "cli", at).await?.is_none());
+    Ok(())
+}
+
+async fn email_change_ends_sessions_and_a_username_change_ends_none(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::user::UserChanges;
+    s.create_user(&user("alice", Some("alice@example.com"))).await?;
+    alice_session_with_a(&s, "s1").await?;
+    s.insert_refresh_token(&refresh("rt-offline", "s1", "c", true)).await?;
+    let id = UserId::new("id-alice");
+    let rename = UserChanges { username: Some("Alicia".into()), ..Default::default() };
+    let up = s.update_user(&id, &rename, "admin-api", T0).await?.unwrap();
+    assert_eq!((up.initiator, up.ended.len(), up.user.username.as_str()), (None, 0, "alicia"));
+    let same = UserChanges { email: Some(Some("ALICE@example.com".into())), ..Default::default() };
+    assert_eq!(s.update_user(&id, &same, "admin-api", T0).await?.unwrap().ended.len(), 0, "the same email");
+    let changed = UserChanges { email: Some(Some("new@example.com".into())), ..Default::default() };
+    let up = s.update_user(&id, &changed, "admin-api", T0).await?.unwrap();
+    assert_eq!(up.initiator, Some(Initiator::EmailIdentifierChanged));
+    assert_eq!(up.ended.len(), 1);
+    assert_eq!(up.ended[0].deliveries[0].initiator, Initiator::EmailIdentifierChanged);
+    assert_eq!(s.user_by_login("new@example.com").await?.unwrap().id, id);
+    assert!(
+        matches!(s.use_refresh_token("rt-offline", &ClientId::new("c"), T0).await?, RefreshUse::Rotated(_)),
+        "an email change ends sessions, not offline grants"
+    );
+    Ok(())
+}
+
+async fn a_taken_username_or_email_changes_nothing(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::user::UserChanges;
+    s.create_user(&user("alice", Some("alice@example.com"))).await?;
+    s.create_user(&user("bob", Some("bob@example.com"))).await?;
+    alice_session_with_a(&s, "s1").await?;
+    let id = UserId::new("id-alice");
+    let taken = UserChanges { email: Some(Some("bob@example.com".into())), ..Default::default() };
+    assert!(matches!(s.update_user(&id, &taken, "t", T0).await, Err(StoreError::Conflict(_))));
+    let taken = UserChanges { username: Some("bob".into()), ..Default::default() };
+    assert!(matches!(s.update_user(&id, &taken, "t", T0).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.user_by_id(&id).await?.unwrap().email.as_deref(), Some("alice@example.com"));
+    assert!(s.session_by_id(&SessionId::new("s1")).await?.unwrap().ended_at.is_none(), "nothing ended");
+    Ok(())
+}
+
+async fn deleted_account_deliveries_keep_the_sub(s: Arc<dyn Store>) -> StoreResult<()> {
+    s.create_user(&user("alice", None)).await?;
+    alice_session_with_a(&s, "s1").await?;
+    s.insert_code(&code("code-of-alice")).await?;
+    let ended = s.delete_user(&UserId::new("id-alice"), "admin-api", T0).await?.unwrap();
+    assert_eq!(ended[0].deliveries[0].initiator, Initiator::AccountDeleted);
+    assert!(s.user_by_id(&UserId::new("id-alice")).await?.is_none());
+    // Read back after the row is gone: the queued delivery still names alice.
+    let queued = s.deliveries(&adieu_core::store::DeliveryFilter::default()).await?;
+    assert_eq!(queued.len(), 1);
+    assert_eq!((queued[0].sub.as_str(), queued[0].sid.as_str()), ("id-alice", "sid-s1"));
+    assert!(matches!(s.redeem_code("code-of-alice", T0).await?, CodeRedemption::Unknown), "codes go");
+    let log = s.audit_events(&AuditFilter::default()).await?;
+    assert_eq!(kinds(&log)[..2], ["user.deleted", "session.ended"]);
+    assert!(log[..2].iter().all(|e| e.actor == "admin-api"));
+    Ok(())
+}
+
+async fn end_user_sessions_ends_only_that_users_open_sessions(s: Arc<dyn Store>) -> StoreResult<()> {
+    alice_session_with_a(&s, "s1").await?;
+    alice_session_with_a(&s, "s2").await?;
+    s.create_session(&session("bob-1", "id-bob"), "cookie-bob").await?;
+    s.end_session(&SessionId::new("s2"), Initiator::RpLogout, T0).await?;
+    let ended = s.end_user_sessions(&UserId::new("id-alice"), Initiator::SessionRevoked, "admin-api", T0).await?;
+    assert_eq!(ended.iter().map(|e| e.session.id.as_str()).collect::<Vec<_>>(), ["s1"]);
+    assert_eq!(ended[0].deliveries[0].initiator, Initiator::SessionRevoked);
+    assert!(s.session_by_id(&SessionId::new("bob-1")).await?.unwrap().ended_at.is_none());
+    assert_eq!(s.session_by_id(&SessionId::new("s2")).await?.unwrap().end_reason, Some(Initiator::RpLogout));
+    assert!(s.end_user_sessions(&UserId::new("id-alice"), Initiator::SessionRevoked, "t", T0).await?.is_empty());
+    Ok(())
+}
+
+async fn expired_sessions_end_in_batches_as_session_expired(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::session::SessionLifetime;
+    use std::time::Duration;
+    let life = SessionLifetime { idle: Duration::from_secs(60), absolute: Duration::from_secs(600) };
+    // idle-1/idle-2: last used at T0; busy: used at T0+500s but created at T0; fresh: created late.
+    for name in ["idle-1", "idle-2"] {
+        alice_session_with_a(&s, name).await?;
+    }
+    let mut busy = session("busy", "id-alice");
+    busy.last_seen_at = UnixMillis(T0.0 + 500_000);
+    s.create_session(&busy, "cookie-busy").await?;
+    let mut fresh = session("fresh", "id-alice");
+    fresh.created_at = UnixMillis(T0.0 + 590_000);
+    fresh.last_seen_at = fresh.created_at;
+    s.create_session(&fresh, "cookie-fresh").await?;
+
+    // Just before the idle lifetime: nothing.
+    assert!(s.end_expired_sessions(life, UnixMillis(T0.0 + 59_999), 10).await?.is_empty());
+    // At T0+60s the two idle ones are due; a batch of 1 takes one at a time.
+    let now = UnixMillis(T0.0 + 60_000);
+    let first = s.end_expired_sessions(life, now, 1).await?;
+    let second = s.end_expired_sessions(life, now, 1).await?;
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert!(s.end_expired_sessions(life, now, 1).await?.is_empty());
+    assert_eq!(first[0].deliveries[0].initiator, Initiator::SessionExpired);
+    assert_eq!(first[0].session.end_reason, Some(Initiator::SessionExpired));
+    // At T0+600s `busy` passes its absolute lifetime although it was used 100 s ago; `fresh` does not.
+    let ended = s.end_expired_sessions(life, UnixMillis(T0.0 + 600_000), 10).await?;
+    assert_eq!(ended.iter().map(|e| e.session.id.as_str()).collect::<Vec<_>>(), ["busy"]);
+    let log = s.audit_events(&AuditFilter { kind: Some("session.ended".into()), ..Default::default() }).await?;
+    assert!(log.iter().all(|e| e.actor == "system" && e.detail["initiator"] == "session-expired"));
+    assert_eq!(log.len(), 3);
+    Ok(())
+}
+
+async fn participations_of_sessions_are_read_in_one_call(s: Arc<dyn Store>) -> StoreResult<()> {
+    three_participants(&s).await?;
+    alice_session_with_a(&s, "s9").await?;
+    let got = s.participations_of_sessions(&[SessionId::new("s1"), SessionId::new("s9")]).await?;
+    let pairs: Vec<(&str, &str)> = got.iter().map(|p| (p.session_id.as_str(), p.client_id.as_str())).collect();
+    assert_eq!(pairs, [("s1", "a"), ("s1", "b"), ("s1", "c"), ("s9", "a")]);
+    assert!(s.participations_of_sessions(&[]).await?.is_empty());
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Test helpers for adieu (not published).
 //!
-//! - [`TestOp`]: the real provider (router, SQLite file, keys) served on `127.0.0.1:0` in this
-//!   process, with a [`ManualClock`] the test moves.
+//! - [`TestOp`]: the real provider (router, SQLite file, keys, delivery worker, session sweeper)
+//!   served on `127.0.0.1:0` in this process, with a [`ManualClock`] the test moves; it can be
+//!   stopped and started again on the same database ([`TestOp::stop`], [`TestOp::start_in`]).
 //! - [`Browser`]: a cookie-keeping HTTP client that does not follow redirects, with helpers to
 //!   sign in through the real login form and run the code flow.
 //! - [`pkce_pair`]: a PKCE verifier and its S256 challenge.
@@ -20,6 +21,7 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use url::Url;
 
 /// A provider running in this process on an ephemeral loopback port.
@@ -34,6 +36,18 @@ pub struct TestOp {
     /// The SQLite file lives here.
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What is left of a stopped [`TestOp`]: its database directory and its clock.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The directory holding `adieu.db`.
+    pub dir: tempfile::TempDir,
+    /// The clock (move it while the provider is down).
+    pub clock: ManualClock,
+    /// The address it listened on (a restart tries to listen there again, keeping the issuer).
+    pub addr: SocketAddr,
 }
 
 impl TestOp {
@@ -44,17 +58,37 @@ impl TestOp {
 
     /// Starts a provider; `tweak` may change the settings (the issuer is set to the bound port).
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<TestOp> {
-        let dir = tempfile::tempdir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(tempfile::tempdir()?, ManualClock::starting_now(), listener, tweak).await
+    }
+
+    /// Starts a provider on the database and clock a stopped one left, on its address if that is
+    /// free (else on a new port, and so a new issuer). Like `adieu serve`, it releases old leases
+    /// and sweeps expired sessions at once.
+    pub async fn start_in(stopped: Stopped, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<TestOp> {
+        let listener = match tokio::net::TcpListener::bind(stopped.addr).await {
+            Ok(l) => l,
+            Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        };
+        Self::serve(stopped.dir, stopped.clock, listener, tweak).await
+    }
+
+    async fn serve(
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+        listener: tokio::net::TcpListener,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<TestOp> {
         let url = format!("sqlite://{}", dir.path().join("adieu.db").display());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut settings = Settings { issuer: Url::parse(&format!("http://{addr}"))?, ..Settings::default() };
         tweak(&mut settings);
-        let clock = ManualClock::starting_now();
         let state = AppState::new(store, settings, Arc::new(clock.clone())).await?;
         let issuer = state.issuer.to_string();
-        adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?);
+        state.store.release_leases().await?;
+        let mut tasks = vec![adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?)];
+        tasks.push(adieu_server::sweeper::spawn(state.clone()));
         let app = adieu_server::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -64,7 +98,31 @@ impl TestOp {
                 })
                 .await;
         });
-        Ok(TestOp { issuer, state, clock, dir, shutdown: Some(tx) })
+        Ok(TestOp { issuer, state, clock, dir, shutdown: Some(tx), tasks })
+    }
+
+    /// Stops the provider (server, worker, sweeper) and keeps its database and clock.
+    pub fn stop(mut self) -> anyhow::Result<Stopped> {
+        let addr =
+            Url::parse(&self.issuer)?.socket_addrs(|| None)?.into_iter().next().context("the issuer has no address")?;
+        self.halt();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        Ok(Stopped { dir, clock: self.clock.clone(), addr })
+    }
+
+    fn halt(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Runs one sweep of expired sessions now, at the clock's time (the same function the sweeper
+    /// task runs every `session.sweep_interval_secs`); returns how many sessions it ended.
+    pub async fn sweep_now(&self) -> anyhow::Result<usize> {
+        Ok(adieu_server::sweeper::sweep_once(&self.state).await?)
     }
 
     /// The absolute URL of a path on the provider.
@@ -141,9 +199,7 @@ impl TestOp {
 
 impl Drop for TestOp {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.halt();
     }
 }
 

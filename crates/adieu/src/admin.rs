@@ -1,19 +1,20 @@
-//! Admin commands that work on the same database as a running server: users and clients.
+//! Admin commands that work on the same database as a running server: users, their sessions, and
+//! clients. User and session commands go through `adieu_server::users`, the functions behind the
+//! management API, with the audit actor `cli`.
 
 use crate::config::Config;
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
-use adieu_core::id::{ClientId, UserId};
-use adieu_core::initiator::{Initiator, InitiatorSubscription};
-use adieu_core::user::User;
-use adieu_core::{Clock, Store, SystemClock};
+use adieu_core::id::{ClientId, SessionId};
+use adieu_core::initiator::InitiatorSubscription;
+use adieu_core::user::{User, UserQuery};
+use adieu_core::{Clock, SystemClock};
 use adieu_proto::SigningAlg;
-use adieu_server::crypto::random_id;
 use adieu_server::password::Passwords;
 use adieu_server::registration::{ClientRegistration, RegisterError, UriPolicy, register};
+use adieu_server::users::{self, Ctx, NewUser, UserError, UserPatch};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use std::io::BufRead;
-use std::sync::Arc;
 
 /// `adieu user …`
 #[derive(Debug, Subcommand)]
@@ -28,19 +29,64 @@ pub enum UserCmd {
         #[command(flatten)]
         password: PasswordArg,
     },
-    /// List users.
-    List,
-    /// Set a user's password: all the user's sessions end (`password-changed`) and every token is revoked.
+    /// List users (username, email, id), ordered by username.
+    List {
+        /// Only users whose username or email contains this text (case-insensitive).
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Show one user.
+    Show {
+        /// Id, username or email.
+        user: String,
+    },
+    /// Change a user's username or email. A different email ends all the user's sessions
+    /// (`email-identifier-changed`).
+    Update {
+        /// Id, username or email.
+        user: String,
+        /// New sign-in name.
+        #[arg(long)]
+        username: Option<String>,
+        /// New email address.
+        #[arg(long, conflicts_with = "no_email")]
+        email: Option<String>,
+        /// Remove the email address.
+        #[arg(long)]
+        no_email: bool,
+    },
+    /// Set a user's password: all the user's sessions end (`password-changed`) and every token is
+    /// revoked, `offline_access` ones too.
     Passwd {
-        /// Username or email.
-        username: String,
+        /// Id, username or email.
+        user: String,
         #[command(flatten)]
         password: PasswordArg,
     },
     /// Delete a user: sessions end (`account-deleted`), tokens are revoked, the account is removed.
     Delete {
-        /// Username or email.
-        username: String,
+        /// Id, username or email.
+        user: String,
+    },
+    /// List the user's active sessions with the applications signed in through them.
+    Sessions {
+        /// Id, username or email.
+        user: String,
+    },
+    /// Sign the user out everywhere: every open session ends (`session-revoked`).
+    RevokeSessions {
+        /// Id, username or email.
+        user: String,
+    },
+}
+
+/// `adieu session …`
+#[derive(Debug, Subcommand)]
+pub enum SessionCmd {
+    /// End one OP session (`session-revoked`); the id is the one `adieu user sessions` prints.
+    Revoke {
+        /// The session id.
+        id: String,
     },
 }
 
@@ -167,10 +213,6 @@ fn initiators_metadata(s: &str) -> adieu_proto::client::InitiatorsMetadata {
     }
 }
 
-async fn find_user(store: &dyn Store, login: &str) -> anyhow::Result<User> {
-    store.user_by_login(login).await?.with_context(|| format!("no user {login:?}"))
-}
-
 fn print_client(c: &Client) {
     println!("client_id: {}", c.id);
     println!("name: {}", c.name);
@@ -188,70 +230,122 @@ fn print_client(c: &Client) {
     println!("id_token_signed_response_alg: {}", c.id_token_signed_response_alg);
 }
 
-/// Runs a user command.
+/// The audit actor of the command line.
+const ACTOR: &str = "cli";
+
+fn user_error(e: UserError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn ts(t: adieu_core::UnixMillis) -> String {
+    format!("{}.{:03}", t.0.div_euclid(1000), t.0.rem_euclid(1000))
+}
+
+fn print_user(u: &User) {
+    println!("id: {}", u.id);
+    println!("username: {}", u.username);
+    println!("email: {}", u.email.as_deref().unwrap_or("-"));
+    println!("created_at: {}", ts(u.created_at));
+    println!("updated_at: {}", ts(u.updated_at));
+}
+
+/// Runs a user command, through the same functions as the management API (`adieu_server::users`).
 pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
     let store = crate::store::open(config).await?;
     let settings = config.settings()?;
     let passwords = Passwords::new(settings.login.hash_concurrency);
-    let clock = SystemClock;
+    // No delivery hub here: the running server's worker picks the deliveries up on its next poll.
+    let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: ACTOR, now: SystemClock.now() };
+    let find = |login: String| {
+        let store = store.clone();
+        async move { users::find(store.as_ref(), &login).await.map_err(|e| anyhow::anyhow!("{e} {login:?}")) }
+    };
     match cmd {
         UserCmd::Add { username, email, password } => {
-            let username = username.trim().to_owned();
-            if username.is_empty() || username.len() > 100 || username.chars().any(char::is_whitespace) {
-                bail!("the username must be 1..100 characters without spaces");
-            }
-            if let Some(e) = &email
-                && (!e.contains('@') || e.len() > 320)
-            {
-                bail!("{e:?} is not an email address");
-            }
-            let hash = passwords.hash(&password.read()?).await?;
-            let now = clock.now();
-            let user = User {
-                id: UserId::new(random_id()),
-                username,
-                email,
-                password_hash: hash,
-                created_at: now,
-                updated_at: now,
-            };
-            store.create_user(&user).await.map_err(|e| match e {
-                adieu_core::StoreError::Conflict(f) => anyhow::anyhow!("a user with this {f} already exists"),
-                e => e.into(),
-            })?;
+            let new = NewUser { username, email, password: password.read()? };
+            let user = users::create(&ctx, new).await.map_err(user_error)?;
             println!("created user {} (sub {})", user.username, user.id);
         }
-        UserCmd::List => {
-            for u in store.list_users().await? {
-                println!("{}\t{}\t{}", u.username, u.email.as_deref().unwrap_or("-"), u.id);
+        UserCmd::List { filter } => {
+            let mut query = UserQuery { contains: filter, after: None, limit: Some(1000) };
+            loop {
+                let (page, next) = users::list(store.as_ref(), &query).await.map_err(user_error)?;
+                for u in &page {
+                    println!("{}\t{}\t{}", u.username, u.email.as_deref().unwrap_or("-"), u.id);
+                }
+                match next {
+                    Some(n) => query.after = Some(n),
+                    None => break,
+                }
             }
         }
-        UserCmd::Passwd { username, password } => {
-            let user = find_user(store.as_ref(), &username).await?;
-            let hash = passwords.hash(&password.read()?).await?;
-            let now = clock.now();
-            store.set_password_hash(&user.id, &hash, now).await?;
-            let ended = end_user_sessions(&store, &user.id, Initiator::PasswordChanged).await?;
-            let revoked = store.revoke_user_tokens(&user.id, now).await?;
-            println!("password changed for {}; {ended} session(s) ended, {revoked} token(s) revoked", user.username);
+        UserCmd::Show { user } => print_user(&find(user).await?),
+        UserCmd::Update { user, username, email, no_email } => {
+            let user = find(user).await?;
+            let patch =
+                UserPatch { username, email: if no_email { Some(None) } else { email.map(Some) }, password: None };
+            let up = users::update(&ctx, &user.id, patch).await.map_err(user_error)?;
+            print_user(&up.user);
+            if let Some(i) = up.initiator {
+                println!("{} session(s) ended ({i})", up.ended.len());
+            }
         }
-        UserCmd::Delete { username } => {
-            let user = find_user(store.as_ref(), &username).await?;
-            let ended = store.delete_user(&user.id, clock.now()).await?.unwrap_or_default();
+        UserCmd::Passwd { user, password } => {
+            let user = find(user).await?;
+            let patch = UserPatch { password: Some(password.read()?), ..UserPatch::default() };
+            let up = users::update(&ctx, &user.id, patch).await.map_err(user_error)?;
+            let revoked = up.revoked_tokens + up.ended.iter().map(|e| e.revoked_tokens).sum::<u64>();
+            println!(
+                "password changed for {}; {} session(s) ended, {revoked} token(s) revoked",
+                up.user.username,
+                up.ended.len()
+            );
+        }
+        UserCmd::Delete { user } => {
+            let user = find(user).await?;
+            let ended = users::delete(&ctx, &user.id).await.map_err(user_error)?;
             println!("deleted user {} (sub {}); {} session(s) ended", user.username, user.id, ended.len());
+        }
+        UserCmd::Sessions { user } => {
+            let user = find(user).await?;
+            let list = users::sessions(store.as_ref(), &user.id, ctx.now, settings.session_lifetime())
+                .await
+                .map_err(user_error)?;
+            println!("session\tcreated\tlast_seen\texpires\tapplications (client_id=sid)");
+            for s in list {
+                let apps: Vec<String> = s.applications.iter().map(|a| format!("{}={}", a.client_id, a.sid)).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    s.id,
+                    ts(s.created_at),
+                    ts(s.last_seen_at),
+                    ts(s.expires_at),
+                    if apps.is_empty() { "-".into() } else { apps.join(" ") }
+                );
+            }
+        }
+        UserCmd::RevokeSessions { user } => {
+            let user = find(user).await?;
+            let ended = users::revoke_all_sessions(&ctx, &user.id).await.map_err(user_error)?;
+            println!("{} session(s) of {} ended (session-revoked)", ended.len(), user.username);
         }
     }
     Ok(())
 }
 
-async fn end_user_sessions(store: &Arc<dyn Store>, user: &UserId, initiator: Initiator) -> anyhow::Result<usize> {
-    let mut n = 0;
-    for s in store.open_sessions_of_user(user).await? {
-        if store.end_session(&s.id, initiator, SystemClock.now()).await?.is_some() {
-            n += 1;
+/// Runs a session command.
+pub async fn session(config: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
+    let store = crate::store::open(config).await?;
+    let settings = config.settings()?;
+    let passwords = Passwords::new(settings.login.hash_concurrency);
+    let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: ACTOR, now: SystemClock.now() };
+    match cmd {
+        SessionCmd::Revoke { id } => {
+            let e = users::revoke_session(&ctx, &SessionId::new(id.clone())).await.map_err(user_error)?;
+            println!("session {id} ended (session-revoked); {} application(s) to notify", e.deliveries.len());
         }
     }
-    Ok(n)
+    Ok(())
 }
 
 /// Runs a client command.

@@ -1,4 +1,4 @@
-//! The `adieu` binary: `serve`, `migrate`, and the admin commands (`user`, `client`,
+//! The `adieu` binary: `serve`, `migrate`, and the admin commands (`user`, `session`, `client`,
 //! `deliveries`, `logs`, `admin-token`).
 //!
 //! - [`config`]: configuration layers (defaults, TOML file, `ADIEU_…` environment).
@@ -38,9 +38,12 @@ enum Command {
     Migrate,
     /// Run a provider with a demo user and two demo applications (temporary database).
     Demo(demo::DemoArgs),
-    /// Manage users.
+    /// Manage users and their sessions.
     #[command(subcommand)]
     User(admin::UserCmd),
+    /// Manage OP sessions.
+    #[command(subcommand)]
+    Session(admin::SessionCmd),
     /// Manage clients (applications).
     #[command(subcommand)]
     Client(admin::ClientCmd),
@@ -105,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => admin::user(&config, cmd).await,
+        Command::Session(cmd) => admin::session(&config, cmd).await,
         Command::Client(cmd) => admin::client(&config, cmd).await,
         Command::Deliveries(cmd) => ops::deliveries(&config, cmd).await,
         Command::Logs { kind, client, since, limit } => ops::logs(&config, kind, client, since, limit).await,

@@ -26,6 +26,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(released, "resuming deliveries that were in flight when the last run stopped");
     }
     let worker = adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?);
+    // Sweeps once now (sessions that expired while the server was stopped), then periodically.
+    let sweeper = adieu_server::sweeper::spawn(state.clone());
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, issuer = %state.issuer, database = %config.database_url, "adieu is listening");
@@ -47,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = adieu_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     purger.abort();
+    sweeper.abort();
     worker.abort();
     tracing::info!("adieu stopped");
     Ok(())

@@ -4,6 +4,9 @@
 //!   dynamic registration; logout URI changes are audited and unsubscribing discards deliveries).
 //! - [`deliveries`]: list and inspect deliveries with every attempt; retry dead ones.
 //! - [`logs`]: the audit log.
+//! - [`users`]: create, list, read, update, delete users; a user's sessions (list, revoke all).
+//! - [`sessions`]: revoke one session.
+//! - [`openapi`]: the OpenAPI 3.1 document of all of the above, at `/api/v1/openapi.json` (no token).
 //!
 //! Authentication: `Authorization: Bearer <token>` where the token is the configured
 //! `admin_token` or one created with `adieu admin-token create` (stored as a hash).
@@ -11,6 +14,9 @@
 pub mod clients;
 pub mod deliveries;
 pub mod logs;
+pub mod openapi;
+pub mod sessions;
+pub mod users;
 
 use crate::AppState;
 use crate::crypto::{constant_time_eq, hash_secret};
@@ -25,7 +31,13 @@ use serde::de::DeserializeOwned;
 
 /// Routes of the management API.
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(clients::routes()).merge(deliveries::routes()).merge(logs::routes())
+    Router::new()
+        .merge(clients::routes())
+        .merge(deliveries::routes())
+        .merge(logs::routes())
+        .merge(users::routes())
+        .merge(sessions::routes())
+        .merge(openapi::routes())
 }
 
 /// The bearer token of a request, if any.

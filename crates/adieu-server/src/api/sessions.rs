@@ -1,0 +1,24 @@
+//! `/api/v1/sessions/{id}`: revoke one OP session (`session-revoked`), through
+//! [`crate::users::revoke_session`], audited with the actor `admin-api`.
+
+use super::Admin;
+use super::users::{ACTOR, user_error};
+use crate::AppState;
+use crate::error::OAuthError;
+use crate::users::{self, Ctx};
+use adieu_core::id::SessionId;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::delete;
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/sessions/{id}", delete(revoke))
+}
+
+async fn revoke(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
+    users::revoke_session(&Ctx::server(&state, ACTOR), &SessionId::new(id)).await.map_err(user_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
