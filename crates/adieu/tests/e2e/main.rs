@@ -4,6 +4,8 @@
 //! - `authorize_rules`, `login_rules`, `token_rules`, `end_session_rules`: one test per rule,
 //!   named after it.
 //! - `binary`: the real `adieu` executable (zero-config serve, CLI on a live database, signals).
+//! - `initiators`: every way a session ends (API, CLI, clock, restart) notifies exactly the
+//!   applications subscribed to it; the users and sessions API and its OpenAPI document.
 
 mod api;
 mod authorize_rules;
@@ -11,6 +13,7 @@ mod backchannel;
 mod binary;
 mod end_session_rules;
 mod flow;
+mod initiators;
 mod login_rules;
 mod sdk;
 mod support;
