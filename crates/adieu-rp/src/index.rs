@@ -105,7 +105,9 @@ pub fn matches(login: &LoginRecord, token: &VerifiedLogoutToken) -> bool {
     }
 }
 
-/// An in-memory index for a single process (tests, development, single-instance apps).
+/// An in-memory index for a single process (tests, development, single-instance apps). Lookups
+/// by `sid` and by `sub` go through their own maps, so a logout costs the same with a million
+/// sessions as with ten.
 ///
 /// ```
 /// let index = adieu_rp::index::MemorySessionIndex::default();
@@ -113,28 +115,71 @@ pub fn matches(login: &LoginRecord, token: &VerifiedLogoutToken) -> bool {
 /// ```
 #[derive(Debug, Default)]
 pub struct MemorySessionIndex {
-    logins: Mutex<HashMap<String, LoginRecord>>,
+    inner: Mutex<MemoryIndexInner>,
+}
+
+type IssuerAnd = (String, String);
+
+#[derive(Debug, Default)]
+struct MemoryIndexInner {
+    logins: HashMap<String, LoginRecord>,
+    by_sid: HashMap<IssuerAnd, Vec<String>>,
+    by_sub: HashMap<IssuerAnd, Vec<String>>,
+}
+
+impl MemoryIndexInner {
+    fn unlink(&mut self, session_id: &str) {
+        let Some(old) = self.logins.remove(session_id) else { return };
+        let drop_from = |map: &mut HashMap<IssuerAnd, Vec<String>>, key: IssuerAnd| {
+            if let Some(ids) = map.get_mut(&key) {
+                ids.retain(|id| id != session_id);
+                if ids.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        };
+        if let Some(sid) = old.sid {
+            drop_from(&mut self.by_sid, (old.issuer.clone(), sid));
+        }
+        drop_from(&mut self.by_sub, (old.issuer, old.sub));
+    }
 }
 
 #[async_trait]
 impl SessionIndex for MemorySessionIndex {
     async fn record(&self, login: LoginRecord) -> Result<(), IndexError> {
-        self.logins.lock().unwrap_or_else(|p| p.into_inner()).insert(login.session_id.clone(), login);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.unlink(&login.session_id);
+        if let Some(sid) = &login.sid {
+            inner.by_sid.entry((login.issuer.clone(), sid.clone())).or_default().push(login.session_id.clone());
+        }
+        inner.by_sub.entry((login.issuer.clone(), login.sub.clone())).or_default().push(login.session_id.clone());
+        inner.logins.insert(login.session_id.clone(), login);
         Ok(())
     }
 
     async fn sessions_to_end(&self, token: &VerifiedLogoutToken) -> Result<Vec<String>, IndexError> {
-        let logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
-        let mut ids: Vec<String> =
-            logins.values().filter(|l| matches(l, token)).map(|l| l.session_id.clone()).collect();
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let key = match token.subject() {
+            LogoutSubject::Sid(sid) | LogoutSubject::Both { sid, .. } => {
+                inner.by_sid.get(&(token.issuer().to_owned(), sid.clone()))
+            }
+            LogoutSubject::Sub(sub) => inner.by_sub.get(&(token.issuer().to_owned(), sub.clone())),
+        };
+        let mut ids: Vec<String> = key
+            .into_iter()
+            .flatten()
+            .filter(|id| inner.logins.get(*id).is_some_and(|l| matches(l, token)))
+            .cloned()
+            .collect();
         ids.sort();
         Ok(ids)
     }
 
     async fn forget(&self, session_ids: &[String]) -> Result<(), IndexError> {
-        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for id in session_ids {
-            logins.remove(id);
+            inner.unlink(id);
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! this application hammer its provider. Key rotation (a new key published, an old one removed)
 //! is picked up by the same refetch.
 
+use crate::verify::VerificationKeys;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
 use std::sync::Arc;
@@ -49,7 +50,7 @@ impl JwksSource for StaticJwks {
 
 #[derive(Debug)]
 struct Cached {
-    set: Arc<JwkSet>,
+    set: Arc<VerificationKeys>,
     fetched_at: Option<Instant>,
 }
 
@@ -97,7 +98,10 @@ impl KeyCache {
     pub fn with_min_refresh_interval(source: Arc<dyn JwksSource>, interval: Duration) -> Self {
         KeyCache {
             source,
-            cached: RwLock::new(Cached { set: Arc::new(JwkSet { keys: vec![] }), fetched_at: None }),
+            cached: RwLock::new(Cached {
+                set: Arc::new(VerificationKeys::new(JwkSet { keys: vec![] })),
+                fetched_at: None,
+            }),
             refreshing: Mutex::new(()),
             min_refresh_interval: interval,
             max_age: Duration::from_secs(3600),
@@ -143,7 +147,7 @@ impl KeyCache {
     /// # let _ = keys;
     /// # });
     /// ```
-    pub async fn current(&self) -> Result<Arc<JwkSet>, KeyFetchError> {
+    pub async fn current(&self) -> Result<Arc<VerificationKeys>, KeyFetchError> {
         {
             let c = self.cached.read().await;
             if c.fetched_at.is_some_and(|at| at.elapsed() < self.max_age) {
@@ -164,7 +168,7 @@ impl KeyCache {
     /// # let _ = keys;
     /// # });
     /// ```
-    pub async fn refresh(&self) -> Result<Arc<JwkSet>, KeyFetchError> {
+    pub async fn refresh(&self) -> Result<Arc<VerificationKeys>, KeyFetchError> {
         let _one_at_a_time = self.refreshing.lock().await;
         {
             let c = self.cached.read().await;
@@ -178,7 +182,7 @@ impl KeyCache {
         let mut c = self.cached.write().await;
         match fetched {
             Ok(set) => {
-                c.set = Arc::new(set);
+                c.set = Arc::new(VerificationKeys::new(set));
                 c.fetched_at = Some(Instant::now());
                 Ok(c.set.clone())
             }

@@ -3,7 +3,7 @@
 
 use crate::keys::{KeyCache, KeyFetchError};
 use crate::replay::ReplayCache;
-use crate::verify::{LogoutTokenError, VerificationPolicy, VerifiedLogoutToken, verify};
+use crate::verify::{LogoutTokenError, VerificationPolicy, VerifiedLogoutToken, verify_prepared};
 use std::sync::Arc;
 
 /// Verifies logout tokens of one client at one issuer.
@@ -108,11 +108,11 @@ impl LogoutVerifier {
     /// ```
     pub async fn verify(&self, raw: &str, now: i64) -> Result<VerifiedLogoutToken, VerifyFailure> {
         let keys = self.keys.current().await?;
-        let verified = match verify(raw, &keys, &self.policy, now) {
+        let verified = match verify_prepared(raw, &keys, &self.policy, now) {
             Err(LogoutTokenError::UnknownKey(kid)) => {
                 let could_fetch = self.keys.can_refresh().await;
                 let keys = self.keys.refresh().await?;
-                match verify(raw, &keys, &self.policy, now) {
+                match verify_prepared(raw, &keys, &self.policy, now) {
                     // The key may be newer than our last fetch: ask the provider to retry later.
                     Err(LogoutTokenError::UnknownKey(_)) if !could_fetch => {
                         return Err(KeyFetchError(format!(

@@ -10,9 +10,11 @@
 
 use adieu_proto::logout::BACKCHANNEL_LOGOUT_EVENT;
 use base64_engine::decode_b64;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Longest token accepted (bytes); anything larger is refused before parsing.
@@ -527,20 +529,182 @@ fn key_usable(k: &Jwk, alg: Algorithm) -> bool {
     }
 }
 
-/// Finds the key: by `kid`; without a `kid`, the single key usable for `alg` (CORE-08).
-fn select_key<'a>(keys: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<&'a Jwk, LogoutTokenError> {
+/// Finds the key (its position in the set): by `kid`; without a `kid`, the single key usable
+/// for `alg` (CORE-08).
+fn select_key(keys: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<usize, LogoutTokenError> {
     match kid {
         Some(kid) => {
-            let k = keys.find(kid).ok_or_else(|| LogoutTokenError::UnknownKey(Some(kid.to_owned())))?;
-            if key_usable(k, alg) { Ok(k) } else { Err(LogoutTokenError::KeyMismatch) }
+            let i = keys
+                .keys
+                .iter()
+                .position(|k| k.common.key_id.as_deref() == Some(kid))
+                .ok_or_else(|| LogoutTokenError::UnknownKey(Some(kid.to_owned())))?;
+            if key_usable(&keys.keys[i], alg) { Ok(i) } else { Err(LogoutTokenError::KeyMismatch) }
         }
         None => {
-            let usable: Vec<&Jwk> = keys.keys.iter().filter(|k| key_usable(k, alg)).collect();
+            let usable: Vec<usize> = (0..keys.keys.len()).filter(|&i| key_usable(&keys.keys[i], alg)).collect();
             match usable.as_slice() {
-                [one] => Ok(one),
+                [one] => Ok(*one),
                 _ => Err(LogoutTokenError::UnknownKey(None)),
             }
         }
+    }
+}
+
+/// The asymmetric algorithms, in slot order for [`VerificationKeys`].
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+fn alg_slot(alg: Algorithm) -> usize {
+    ASYMMETRIC.iter().position(|a| *a == alg).unwrap_or(0)
+}
+
+/// DER `RSAPublicKey` (RFC 8017 A.1.1) from a JWK's `n` and `e`.
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn len(out: &mut Vec<u8>, n: usize) {
+        if n < 0x80 {
+            out.push(u8::try_from(n).unwrap_or(0));
+        } else {
+            let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+            out.push(0x80 | u8::try_from(bytes.len()).unwrap_or(0));
+            out.extend(bytes);
+        }
+    }
+    fn integer(out: &mut Vec<u8>, v: &[u8]) {
+        let v = &v[v.iter().position(|b| *b != 0).unwrap_or(v.len().saturating_sub(1))..];
+        let pad = v.first().is_some_and(|b| b & 0x80 != 0);
+        out.push(0x02);
+        len(out, v.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    integer(&mut body, n);
+    integer(&mut body, e);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.push(0x30);
+    len(&mut out, body.len());
+    out.extend(body);
+    out
+}
+
+/// Parses `jwk` for `alg`, or `None` when the key is not a valid key of that algorithm's family
+/// (wrong key type or curve, RSA shorter than 2048 bits, malformed values): key confusion ends here.
+fn parse_key(jwk: &Jwk, alg: Algorithm) -> Option<aws_lc_rs::signature::ParsedPublicKey> {
+    use aws_lc_rs::signature as sig;
+    let (algorithm, bytes): (&'static dyn sig::VerificationAlgorithm, Vec<u8>) = match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::RSA(p), _) => {
+            let (n, e) = (decode_b64(&p.n)?, decode_b64(&p.e)?);
+            let algorithm: &'static dyn sig::VerificationAlgorithm = match alg {
+                Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+                Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+                Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+                Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+                Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+                Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+                _ => return None,
+            };
+            (algorithm, rsa_public_key_der(&n, &e))
+        }
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256 | Algorithm::ES384) => {
+            let (algorithm, size): (&'static dyn sig::VerificationAlgorithm, usize) = match (&p.curve, alg) {
+                (EllipticCurve::P256, Algorithm::ES256) => (&sig::ECDSA_P256_SHA256_FIXED, 32),
+                (EllipticCurve::P384, Algorithm::ES384) => (&sig::ECDSA_P384_SHA384_FIXED, 48),
+                _ => return None,
+            };
+            let (x, y) = (decode_b64(&p.x)?, decode_b64(&p.y)?);
+            if x.len() != size || y.len() != size {
+                return None;
+            }
+            let mut point = Vec::with_capacity(1 + 2 * size);
+            point.push(0x04);
+            point.extend(x);
+            point.extend(y);
+            (algorithm, point)
+        }
+        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) if p.curve == EllipticCurve::Ed25519 => {
+            (&sig::ED25519, decode_b64(&p.x)?)
+        }
+        _ => return None,
+    };
+    sig::ParsedPublicKey::new(algorithm, bytes).ok()
+}
+
+/// BC-RP-02: the signature over `header.payload` (the token up to its last dot).
+fn check_signature(
+    raw: &str,
+    signature_b64: &str,
+    check: impl FnOnce(&[u8], &[u8]) -> bool,
+) -> Result<bool, LogoutTokenError> {
+    let signature = decode_b64(signature_b64).ok_or(LogoutTokenError::Malformed)?;
+    let input = &raw.as_bytes()[..raw.len() - signature_b64.len() - 1];
+    if check(input, &signature) { Ok(true) } else { Err(LogoutTokenError::BadSignature) }
+}
+
+type ParsedSlots = [OnceLock<Option<aws_lc_rs::signature::ParsedPublicKey>>; ASYMMETRIC.len()];
+
+/// An issuer's key set with each key parsed once per algorithm on first use, for
+/// [`verify_prepared`]. [`crate::keys::KeyCache`] hands these out.
+///
+/// ```
+/// let keys = adieu_rp::verify::VerificationKeys::new(jsonwebtoken::jwk::JwkSet { keys: vec![] });
+/// assert!(keys.keys.is_empty()); // derefs to the JwkSet
+/// ```
+pub struct VerificationKeys {
+    set: JwkSet,
+    parsed: Vec<ParsedSlots>,
+}
+
+impl std::fmt::Debug for VerificationKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKeys").field("set", &self.set).finish_non_exhaustive()
+    }
+}
+
+impl VerificationKeys {
+    /// Wraps `set`; keys are parsed lazily, when a token first needs them.
+    ///
+    /// ```
+    /// let keys = adieu_rp::verify::VerificationKeys::new(jsonwebtoken::jwk::JwkSet { keys: vec![] });
+    /// # let _ = keys;
+    /// ```
+    pub fn new(set: JwkSet) -> Self {
+        let parsed = set.keys.iter().map(|_| std::array::from_fn(|_| OnceLock::new())).collect();
+        VerificationKeys { set, parsed }
+    }
+
+    /// The key set.
+    ///
+    /// ```
+    /// let keys = adieu_rp::verify::VerificationKeys::new(jsonwebtoken::jwk::JwkSet { keys: vec![] });
+    /// assert!(keys.set().keys.is_empty());
+    /// ```
+    pub fn set(&self) -> &JwkSet {
+        &self.set
+    }
+}
+
+impl std::ops::Deref for VerificationKeys {
+    type Target = JwkSet;
+    fn deref(&self) -> &JwkSet {
+        &self.set
+    }
+}
+
+impl From<JwkSet> for VerificationKeys {
+    fn from(set: JwkSet) -> Self {
+        VerificationKeys::new(set)
     }
 }
 
@@ -559,7 +723,8 @@ fn non_empty_string(v: Option<&Value>) -> Option<String> {
 }
 
 /// Verifies `raw` against `keys` (the issuer's JWKS) and `policy` at `now` (seconds since the
-/// epoch). See the module documentation for the order of checks.
+/// epoch). See the module documentation for the order of checks. Parses the key for each call;
+/// [`verify_prepared`] with a long-lived [`VerificationKeys`] does not.
 ///
 /// ```
 /// use adieu_rp::verify::{verify, LogoutTokenError, VerificationPolicy};
@@ -570,6 +735,33 @@ fn non_empty_string(v: Option<&Value>) -> Option<String> {
 pub fn verify(
     raw: &str,
     keys: &JwkSet,
+    policy: &VerificationPolicy,
+    now: i64,
+) -> Result<VerifiedLogoutToken, LogoutTokenError> {
+    verify_inner(raw, keys, None, policy, now)
+}
+
+/// [`verify`] with keys parsed once and reused (what [`crate::verifier::LogoutVerifier`] does).
+///
+/// ```
+/// use adieu_rp::verify::{verify_prepared, VerificationKeys};
+/// let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+/// let keys = VerificationKeys::new(keys);
+/// assert_eq!(verify_prepared(&token, &keys, &policy, now).unwrap().jti(), "jti-1");
+/// ```
+pub fn verify_prepared(
+    raw: &str,
+    keys: &VerificationKeys,
+    policy: &VerificationPolicy,
+    now: i64,
+) -> Result<VerifiedLogoutToken, LogoutTokenError> {
+    verify_inner(raw, &keys.set, Some(&keys.parsed), policy, now)
+}
+
+fn verify_inner(
+    raw: &str,
+    keys: &JwkSet,
+    parsed: Option<&Vec<ParsedSlots>>,
     policy: &VerificationPolicy,
     now: i64,
 ) -> Result<VerifiedLogoutToken, LogoutTokenError> {
@@ -607,27 +799,23 @@ pub fn verify(
         Some(Value::String(k)) => Some(k.as_str()),
         Some(_) => return Err(LogoutTokenError::Malformed),
     };
-    let jwk = select_key(keys, kid, alg)?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| LogoutTokenError::KeyMismatch)?;
-    let mut validation = Validation::new(alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    let claims = match jsonwebtoken::decode::<Map<String, Value>>(raw, &key, &validation) {
-        Ok(data) => data.claims,
-        Err(e) => {
-            use jsonwebtoken::errors::ErrorKind;
-            return Err(match e.kind() {
-                ErrorKind::InvalidSignature => LogoutTokenError::BadSignature,
-                ErrorKind::InvalidAlgorithm
-                | ErrorKind::InvalidKeyFormat
-                | ErrorKind::InvalidEcdsaKey
-                | ErrorKind::InvalidRsaKey(_) => LogoutTokenError::KeyMismatch,
-                _ => LogoutTokenError::Malformed,
-            });
+    let index = select_key(keys, kid, alg)?;
+    let verified = match parsed.and_then(|p| p.get(index)) {
+        // The issuer's key, parsed once per key set and algorithm (STACK pitfall: parsing per
+        // token costs as much as the signature check itself).
+        Some(cache) => {
+            let slot = &cache[alg_slot(alg)];
+            let key = slot.get_or_init(|| parse_key(&keys.keys[index], alg)).as_ref();
+            let key = key.ok_or(LogoutTokenError::KeyMismatch)?;
+            check_signature(raw, parts[2], |input, sig| key.verify_sig(input, sig).is_ok())?
+        }
+        None => {
+            let key = parse_key(&keys.keys[index], alg).ok_or(LogoutTokenError::KeyMismatch)?;
+            check_signature(raw, parts[2], |input, sig| key.verify_sig(input, sig).is_ok())?
         }
     };
+    debug_assert!(verified);
+    let claims = parse_json_object(parts[1])?;
 
     check_claims(claims, policy, now)
 }
@@ -1048,5 +1236,53 @@ mod tests {
         ] {
             assert!(verify(&bad, &keys, &policy(), NOW).is_err(), "{bad:.40}");
         }
+    }
+
+    /// BC-RP-03: a key is used only for its own family and curve, also when the `kid` matches.
+    #[test]
+    fn bc_rp_03_a_key_of_another_type_or_curve_is_a_key_mismatch() {
+        install();
+        let (rsa, ec) = (TestKey::rsa("k1"), TestKey::ec("k1"));
+        let p = policy().with_algorithms(&[Algorithm::ES256, Algorithm::RS256]).unwrap();
+        let t = ec.sign("ES256", json!({}), &claims());
+        assert_eq!(verify(&t, &set(&[&rsa]), &p, NOW), Err(LogoutTokenError::KeyMismatch), "RSA key for ES256");
+        let t = rsa.sign("RS256", json!({}), &claims());
+        assert_eq!(verify(&t, &set(&[&ec]), &p, NOW), Err(LogoutTokenError::KeyMismatch), "EC key for RS256");
+        let mut p384 = ec.jwk(None);
+        if let AlgorithmParameters::EllipticCurve(params) = &mut p384.algorithm {
+            params.curve = EllipticCurve::P384;
+        }
+        let t = ec.sign("ES256", json!({}), &claims());
+        let keys = JwkSet { keys: vec![p384] };
+        assert_eq!(verify(&t, &keys, &p, NOW), Err(LogoutTokenError::KeyMismatch), "P-384 key for ES256");
+    }
+
+    /// Keys parsed once ([`VerificationKeys`]) give exactly the answers of a fresh parse, every time.
+    #[test]
+    fn prepared_keys_verify_exactly_like_a_fresh_parse() {
+        install();
+        let (rsa, ec, ed) = (TestKey::rsa("rsa"), TestKey::ec("ec"), TestKey::ed("ed"));
+        let other = TestKey::rsa("rsa");
+        let keys = set(&[&rsa, &ec, &ed]);
+        let prepared = VerificationKeys::new(keys.clone());
+        let p = policy()
+            .with_algorithms(&[Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA])
+            .unwrap();
+        let tokens = [
+            rsa.sign("RS256", json!({}), &claims()),
+            rsa.sign("PS256", json!({}), &claims()),
+            ec.sign("ES256", json!({}), &claims()),
+            ed.sign("EdDSA", json!({}), &claims()),
+            other.sign("RS256", json!({}), &claims()),
+            ec.sign("ES256", json!({"kid": "rsa"}), &claims()),
+            rsa.sign("RS256", json!({}), &with(claims(), "aud", json!("someone-else"))),
+        ];
+        for round in 0..2 {
+            for t in &tokens {
+                assert_eq!(verify_prepared(t, &prepared, &p, NOW), verify(t, &keys, &p, NOW), "round {round}");
+            }
+        }
+        assert!(verify_prepared(&tokens[0], &prepared, &p, NOW).is_ok());
+        assert_eq!(verify_prepared(&tokens[4], &prepared, &p, NOW), Err(LogoutTokenError::BadSignature));
     }
 }

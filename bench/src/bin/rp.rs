@@ -1,0 +1,365 @@
+//! `adieu-rp-bench`: how many logout tokens per second `adieu-rp` verifies, next to the raw
+//! signature-verification rate of the same algorithm measured in the same run.
+//!
+//! 1. **raw**: `aws_lc_rs::signature::ParsedPublicKey::verify_sig` (key parsed once) of the tokens'
+//!    signing input and signature, on 1 thread and on every core: the physical limit.
+//! 2. **verify**: `adieu_rp::verify::verify_prepared` (every BC-RP check, keys parsed once, as
+//!    `LogoutVerifier` does) on the same tokens, 1 thread and every core; and `verify` (key parsed
+//!    per token) on 1 thread for comparison.
+//! 3. **handler**: the axum endpoint (`BackchannelLogout`: form parsing, verification, session index
+//!    lookup, ending, forgetting) over loopback HTTP/1.1 keep-alive, with 16 requests in flight from a
+//!    load generator in the same process (its own runtime, sharing the cores). Every token names a
+//!    recorded session, so each request really ends one.
+//!
+//! Targets (issue 4): verify ≥ 80% of raw, the handler ≥ 50% of raw, and ≥ 20,000 verified tokens/s
+//! through the handler with RS256. "raw" is the all-core rate unless said otherwise.
+//!
+//! Run: `cargo build --release -p adieu-bench && target/release/adieu-rp-bench [--alg RS256] [--secs 5]`.
+
+use adieu_rp::axum::BackchannelLogout;
+use adieu_rp::index::{LoginRecord, LogoutMarkers, MemorySessionIndex, SessionIndex};
+use adieu_rp::keys::{KeyCache, StaticJwks};
+use adieu_rp::verifier::LogoutVerifier;
+use adieu_rp::verify::{VerificationKeys, VerificationPolicy, verify, verify_prepared};
+use anyhow::{Context, Result, bail};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use clap::Parser;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const ISSUER: &str = "https://op.example.com";
+const CLIENT: &str = "bench-client";
+const CONCURRENCY: usize = 16;
+
+#[derive(Debug, Parser)]
+#[command(name = "adieu-rp-bench", version)]
+struct Args {
+    /// The signature algorithm: RS256, ES256 or EdDSA.
+    #[arg(long, default_value = "RS256")]
+    alg: String,
+    /// Seconds per measurement (after a one-second warm-up).
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// Distinct tokens (each names its own session).
+    #[arg(long, default_value_t = 4000)]
+    tokens: usize,
+}
+
+enum Signer {
+    Rsa(signature::RsaKeyPair),
+    Ec(signature::EcdsaKeyPair),
+    Ed(signature::Ed25519KeyPair),
+}
+
+impl Signer {
+    fn new(alg: &str) -> Result<Self> {
+        Ok(match alg {
+            "RS256" => Signer::Rsa(signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)?),
+            "ES256" => Signer::Ec(signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)?),
+            "EdDSA" => Signer::Ed(signature::Ed25519KeyPair::generate()?),
+            other => bail!("unsupported --alg {other}"),
+        })
+    }
+
+    fn jwk(&self) -> Result<Jwk> {
+        let v = match self {
+            Signer::Rsa(k) => {
+                let c = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(k.public_key());
+                let strip = |b: &[u8]| b.iter().position(|&x| x != 0).map_or(b.to_vec(), |i| b[i..].to_vec());
+                json!({"kty": "RSA", "n": B64.encode(strip(&c.n)), "e": B64.encode(strip(&c.e))})
+            }
+            Signer::Ec(k) => {
+                let p = k.public_key().as_ref();
+                json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65])})
+            }
+            Signer::Ed(k) => json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(k.public_key().as_ref())}),
+        };
+        let mut v = v;
+        v["kid"] = json!("bench-key");
+        Ok(serde_json::from_value(v)?)
+    }
+
+    fn sign(&self, input: &[u8]) -> Result<Vec<u8>> {
+        let rng = SystemRandom::new();
+        Ok(match self {
+            Signer::Rsa(k) => {
+                let mut s = vec![0; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, input, &mut s)?;
+                s
+            }
+            Signer::Ec(k) => k.sign(&rng, input)?.as_ref().to_vec(),
+            Signer::Ed(k) => k.sign(input).as_ref().to_vec(),
+        })
+    }
+
+    fn public_key(&self) -> (Vec<u8>, &'static dyn signature::VerificationAlgorithm) {
+        match self {
+            Signer::Rsa(k) => (k.public_key().as_ref().to_vec(), &signature::RSA_PKCS1_2048_8192_SHA256),
+            Signer::Ec(k) => (k.public_key().as_ref().to_vec(), &signature::ECDSA_P256_SHA256_FIXED),
+            Signer::Ed(k) => (k.public_key().as_ref().to_vec(), &signature::ED25519),
+        }
+    }
+}
+
+struct Token {
+    raw: String,
+    input_len: usize,
+    signature: Vec<u8>,
+    sub: String,
+    sid: String,
+}
+
+fn make_tokens(signer: &Signer, alg: &str, n: usize, now: i64) -> Result<Vec<Token>> {
+    let header = B64.encode(json!({"alg": alg, "kid": "bench-key", "typ": "logout+jwt"}).to_string());
+    (0..n)
+        .map(|i| {
+            let sid = format!("sid-{i:06}");
+            let sub = format!("user-{i}");
+            let claims = json!({
+                "iss": ISSUER, "aud": CLIENT, "iat": now, "exp": now + 3600, "jti": format!("jti-{i}"),
+                "sub": sub, "sid": sid,
+                "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+            });
+            let input = format!("{header}.{}", B64.encode(claims.to_string()));
+            let signature = signer.sign(input.as_bytes())?;
+            Ok(Token {
+                raw: format!("{input}.{}", B64.encode(&signature)),
+                input_len: input.len(),
+                signature,
+                sub,
+                sid,
+            })
+        })
+        .collect()
+}
+
+/// Runs `op` over the tokens on `threads` threads for `secs` seconds (after a one-second warm-up); ops/s.
+fn cpu_rate(threads: usize, secs: u64, tokens: &[Token], op: &(dyn Fn(&Token) -> bool + Sync)) -> Result<f64> {
+    let stop = AtomicBool::new(false);
+    let counting = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    let failures = AtomicU64::new(0);
+    let elapsed = std::thread::scope(|s| {
+        for t in 0..threads {
+            let (stop, counting, total, failures) = (&stop, &counting, &total, &failures);
+            s.spawn(move || {
+                let mut i = t * 997;
+                let mut n = 0u64;
+                let mut was_counting = false;
+                while !stop.load(Ordering::Relaxed) {
+                    let c = counting.load(Ordering::Relaxed);
+                    if c && !was_counting {
+                        n = 0;
+                        was_counting = true;
+                    }
+                    if !op(&tokens[i % tokens.len()]) {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += 1;
+                    i += 1;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        counting.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_secs(secs));
+        stop.store(true, Ordering::Relaxed);
+        start.elapsed()
+    });
+    if failures.load(Ordering::Relaxed) > 0 {
+        bail!("{} operations failed", failures.load(Ordering::Relaxed));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    Ok(total.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+}
+
+struct HandlerResult {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    ended: u64,
+}
+
+fn handler_rate(
+    secs: u64,
+    tokens: &[Token],
+    jwks: JwkSet,
+    alg: jsonwebtoken::Algorithm,
+    now: i64,
+) -> Result<HandlerResult> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()?;
+    let policy = VerificationPolicy::new(ISSUER, CLIENT).with_algorithms(&[alg]).context("policy")?;
+    let verifier = Arc::new(LogoutVerifier::new(policy, KeyCache::new(Arc::new(StaticJwks(jwks)))));
+    let index = Arc::new(MemorySessionIndex::default());
+    let markers = Arc::new(LogoutMarkers::default());
+    let endpoint = BackchannelLogout::new(verifier, index.clone(), markers);
+    let stats = endpoint.stats();
+    let app: axum::Router = axum::Router::new().route("/backchannel-logout", endpoint.method_router());
+    let addr = server_rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        anyhow::Ok(addr)
+    })?;
+    let url = format!("http://{addr}/backchannel-logout");
+    let bodies: Arc<Vec<(String, String, String)>> =
+        Arc::new(tokens.iter().map(|t| (format!("logout_token={}", t.raw), t.sub.clone(), t.sid.clone())).collect());
+
+    let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()?;
+    let result = load_rt.block_on(async move {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counting = Arc::new(AtomicBool::new(false));
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..CONCURRENCY {
+            let (client, url, bodies, stop, counting, index) =
+                (client.clone(), url.clone(), bodies.clone(), stop.clone(), counting.clone(), index.clone());
+            tasks.spawn(async move {
+                let mut latencies = Vec::new();
+                let mut i = worker;
+                while !stop.load(Ordering::Relaxed) {
+                    let (body, sub, sid) = &bodies[i % bodies.len()];
+                    i += CONCURRENCY;
+                    // Every token finds a session to end: record it again before sending (not timed).
+                    index
+                        .record(LoginRecord {
+                            issuer: ISSUER.into(),
+                            sub: sub.clone(),
+                            sid: Some(sid.clone()),
+                            session_id: format!("app-{sid}"),
+                            created_at: now - 10,
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    let started = Instant::now();
+                    let res = client
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    let status = res.status();
+                    res.bytes().await?;
+                    if status != 200 {
+                        bail!("the handler answered {status}");
+                    }
+                    if counting.load(Ordering::Relaxed) {
+                        latencies.push(started.elapsed());
+                    }
+                }
+                anyhow::Ok(latencies)
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ended_before = stats.sessions_ended();
+        counting.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        stop.store(true, Ordering::Relaxed);
+        let elapsed = start.elapsed();
+        let mut all = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            all.extend(r??);
+        }
+        all.sort();
+        #[allow(clippy::cast_precision_loss)]
+        let rate = all.len() as f64 / elapsed.as_secs_f64();
+        let at = |q: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            let i = ((all.len() as f64 - 1.0) * q).round() as usize;
+            all.get(i).copied().unwrap_or_default()
+        };
+        anyhow::Ok(HandlerResult { rate, p50: at(0.5), p99: at(0.99), ended: stats.sessions_ended() - ended_before })
+    })?;
+    drop(server_rt);
+    Ok(result)
+}
+
+#[allow(clippy::disallowed_methods)] // the tokens carry real times
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs().cast_signed())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    adieu_rp::install_crypto();
+    let alg: jsonwebtoken::Algorithm = args.alg.parse().context("--alg")?;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let signer = Signer::new(&args.alg)?;
+    let now = now();
+    eprintln!("signing {} {} tokens…", args.tokens, args.alg);
+    let tokens = make_tokens(&signer, &args.alg, args.tokens, now)?;
+    let jwks = JwkSet { keys: vec![signer.jwk()?] };
+    let (public, algorithm) = signer.public_key();
+    let policy = VerificationPolicy::new(ISSUER, CLIENT).with_algorithms(&[alg]).context("policy")?;
+
+    // The physical limit: the signature check alone, with the key parsed once.
+    let parsed = signature::ParsedPublicKey::new(algorithm, &public).context("public key")?;
+    let raw_op = |t: &Token| parsed.verify_sig(&t.raw.as_bytes()[..t.input_len], &t.signature).is_ok();
+    let prepared = VerificationKeys::new(jwks.clone());
+    let verify_op = |t: &Token| verify_prepared(&t.raw, &prepared, &policy, now).is_ok();
+    let verify_fresh_op = |t: &Token| verify(&t.raw, &jwks, &policy, now).is_ok();
+
+    eprintln!("raw verify, 1 thread…");
+    let raw_1 = cpu_rate(1, args.secs, &tokens, &raw_op)?;
+    eprintln!("raw verify, {cores} threads…");
+    let raw_n = cpu_rate(cores, args.secs, &tokens, &raw_op)?;
+    eprintln!("adieu_rp::verify, 1 thread…");
+    let verify_1 = cpu_rate(1, args.secs, &tokens, &verify_op)?;
+    eprintln!("adieu_rp::verify, {cores} threads…");
+    let verify_n = cpu_rate(cores, args.secs, &tokens, &verify_op)?;
+    eprintln!("adieu_rp::verify with a fresh key parse per token, 1 thread…");
+    let fresh_1 = cpu_rate(1, args.secs, &tokens, &verify_fresh_op)?;
+    eprintln!("handler over loopback HTTP, {CONCURRENCY} in flight…");
+    let h = handler_rate(args.secs, &tokens, jwks.clone(), alg, now)?;
+
+    let pct = |a: f64, b: f64| 100.0 * a / b;
+    println!("| {} | tokens/s | % of raw (1 thread) | % of raw ({cores} threads) |", args.alg);
+    println!("|---|---:|---:|---:|");
+    println!("| raw signature verification, 1 thread | {raw_1:.0} | 100% | |");
+    println!("| raw signature verification, {cores} threads | {raw_n:.0} | | 100% |");
+    println!("| `verify_prepared` (keys parsed once), 1 thread | {verify_1:.0} | {:.0}% | |", pct(verify_1, raw_1));
+    println!(
+        "| `verify_prepared` (keys parsed once), {cores} threads | {verify_n:.0} | | {:.0}% |",
+        pct(verify_n, raw_n)
+    );
+    println!("| `verify` (key parsed per token), 1 thread | {fresh_1:.0} | {:.0}% | |", pct(fresh_1, raw_1));
+    println!(
+        "| axum handler, loopback HTTP, {CONCURRENCY} in flight (load generator beside it) | {:.0} | {:.0}% | {:.0}% |",
+        h.rate,
+        pct(h.rate, raw_1),
+        pct(h.rate, raw_n)
+    );
+    println!();
+    println!(
+        "handler latency p50 {:.2} ms, p99 {:.2} ms; sessions ended while counting: {}",
+        h.p50.as_secs_f64() * 1e3,
+        h.p99.as_secs_f64() * 1e3,
+        h.ended
+    );
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!();
+    println!(
+        "- verify ≥ 80% of raw ({cores} threads): {:.0}% — {}",
+        pct(verify_n, raw_n),
+        verdict(verify_n >= 0.8 * raw_n)
+    );
+    println!(
+        "- handler ≥ 50% of raw ({cores} threads): {:.0}% — {}",
+        pct(h.rate, raw_n),
+        verdict(h.rate >= 0.5 * raw_n)
+    );
+    if args.alg == "RS256" {
+        println!("- handler ≥ 20,000 tokens/s with RS256: {:.0} — {}", h.rate, verdict(h.rate >= 20_000.0));
+    }
+    Ok(())
+}
