@@ -1,0 +1,230 @@
+// The README's `adieu demo` tour in headless Chromium: sign in to App A through the provider's sign-in
+// page, open App B (single sign-on), sign out of App A (RP-initiated logout through the provider's
+// /logout), and App B's page shows the user signed out because B was told over the back channel.
+//
+// Usage:
+//   node tour.mjs --provider URL --app-a URL --app-b URL --username NAME --password PW [--out DIR]
+// Each option can also come from the environment: TOUR_PROVIDER, TOUR_APP_A, TOUR_APP_B,
+// TOUR_USERNAME, TOUR_PASSWORD, TOUR_OUT, TOUR_CHROMIUM (default /usr/bin/chromium).
+// `crates/adieu/tests/browser.rs` starts `adieu demo` and runs this script; it can also be pointed at
+// a demo started by hand. Exits 0 when every step passed, 1 with a message naming the failed step.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values: args } = parseArgs({
+  options: {
+    provider: { type: 'string' },
+    'app-a': { type: 'string' },
+    'app-b': { type: 'string' },
+    username: { type: 'string' },
+    password: { type: 'string' },
+    out: { type: 'string' },
+    chromium: { type: 'string' },
+  },
+});
+const env = process.env;
+const opt = (name, envName, fallback) => args[name] ?? env[envName] ?? fallback;
+const config = {
+  provider: opt('provider', 'TOUR_PROVIDER'),
+  appA: opt('app-a', 'TOUR_APP_A'),
+  appB: opt('app-b', 'TOUR_APP_B'),
+  username: opt('username', 'TOUR_USERNAME'),
+  password: opt('password', 'TOUR_PASSWORD'),
+  out: resolve(opt('out', 'TOUR_OUT', 'browser-tour')),
+  chromium: opt('chromium', 'TOUR_CHROMIUM', '/usr/bin/chromium'),
+};
+for (const [key, value] of Object.entries(config)) {
+  if (!value) {
+    console.error(`tour: missing --${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} (see the usage at the top of tour.mjs)`);
+    process.exit(2);
+  }
+}
+const trim = (u) => u.replace(/\/+$/, '');
+const provider = trim(config.provider);
+const appA = trim(config.appA);
+const appB = trim(config.appB);
+
+// Generous: the provider hashes passwords with Argon2, and CI machines are small and busy.
+const STEP_TIMEOUT_MS = 20_000;
+
+class StepFailure extends Error {}
+let step = '(start)';
+const fail = (message) => {
+  throw new StepFailure(message);
+};
+const expect = (cond, message) => {
+  if (!cond) fail(message);
+};
+
+mkdirSync(config.out, { recursive: true });
+const shots = [];
+async function shot(page, name) {
+  const path = join(config.out, name);
+  await page.screenshot({ path, fullPage: true });
+  shots.push(path);
+}
+
+// Waits for visible text on the page. Locators survive the demo pages' 3-second meta refresh, which
+// a one-off read of the body would race against.
+async function seeText(page, text, what) {
+  try {
+    await page.getByText(text).first().waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+  } catch {
+    const body = await page
+      .locator('body')
+      .innerText({ timeout: 2_000 })
+      .catch(() => '(unreadable)');
+    fail(`${what}: expected the text "${text}" at ${page.url()}, the page shows:\n${body}`);
+  }
+}
+
+// Waits until the page's URL passes `test`; on a timeout the message names where the browser got
+// stuck and what that page says (an error page of the provider, typically).
+async function arrive(page, test, what) {
+  try {
+    await page.waitForURL(test, { timeout: STEP_TIMEOUT_MS });
+  } catch {
+    const body = await page
+      .locator('body')
+      .innerText({ timeout: 2_000 })
+      .catch(() => '(unreadable)');
+    fail(`${what}: the browser stayed at ${page.url()}, which shows:\n${body}`);
+  }
+}
+
+// Every URL the main frame navigated to, redirects included, so a step can prove which pages of the
+// provider it went through even when they only redirect.
+function trackNavigations(page) {
+  const urls = [];
+  page.on('request', (req) => {
+    if (req.isNavigationRequest() && req.frame() === page.mainFrame()) urls.push(req.url());
+  });
+  return {
+    since() {
+      const start = urls.length;
+      return () => urls.slice(start);
+    },
+  };
+}
+
+let browser;
+let exitCode = 0;
+try {
+  browser = await chromium.launch({
+    executablePath: config.chromium,
+    // Playwright adds --headless and starts each launch on a new, empty profile directory (it refuses a
+    // --user-data-dir here). Some of these it passes itself; listing them all keeps Chromium from calling
+    // out of a closed network even if its defaults change.
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    headless: true,
+    timeout: 60_000,
+  });
+  const context = await browser.newContext({ viewport: { width: 900, height: 640 } });
+  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
+  const tabA = await context.newPage();
+  const navA = trackNavigations(tabA);
+
+  step = '1. App A sends the browser to the provider to sign in';
+  await tabA.goto(`${appA}/`);
+  await seeText(tabA, 'You are signed out', 'App A before signing in');
+  await tabA.getByRole('link', { name: 'Sign in' }).click();
+  await arrive(tabA, (u) => u.href.startsWith(`${provider}/login`), "App A's sign-in link should lead to the provider's /login");
+  await seeText(tabA, 'Sign in to App A', "the provider's sign-in page");
+  await tabA.getByLabel('Username or email').fill(config.username);
+  await tabA.getByLabel('Password').fill(config.password);
+  await shot(tabA, '01-a-signin.png');
+
+  step = '2. signed in to App A';
+  await tabA.getByRole('button', { name: 'Sign in' }).click();
+  await arrive(
+    tabA,
+    (u) => u.href.startsWith(`${appA}/`) && !u.pathname.startsWith('/callback'),
+    'after the sign-in form the browser should be back at App A',
+  );
+  await seeText(tabA, `You are signed in as ${config.username}`, 'App A after signing in');
+  expect((await tabA.locator('#user').innerText()) === config.username, `App A shows the wrong user`);
+  await shot(tabA, '02-a-signed-in.png');
+
+  // App B in its own tab, kept open to the end: the README says its page notices the logout.
+  step = '3. App B signs in without a password (single sign-on)';
+  const tabB = await context.newPage();
+  const navB = trackNavigations(tabB);
+  await tabB.goto(`${appB}/`);
+  await seeText(tabB, 'You are signed out', 'App B before signing in');
+  const signInB = navB.since();
+  await tabB.getByRole('link', { name: 'Sign in' }).click();
+  await arrive(
+    tabB,
+    (u) => u.href.startsWith(`${appB}/`) && !['/login', '/callback'].includes(u.pathname),
+    'App B\'s sign-in should come back to App B',
+  );
+  await seeText(tabB, `You are signed in as ${config.username}`, 'App B after single sign-on');
+  const viaB = signInB();
+  expect(
+    viaB.some((u) => u.startsWith(`${provider}/authorize`)),
+    `App B's sign-in did not go through the provider's /authorize; navigations: ${viaB.join(' -> ')}`,
+  );
+  expect(
+    !viaB.some((u) => u.startsWith(`${provider}/login`)),
+    `single sign-on expected, but the provider showed its sign-in page again; navigations: ${viaB.join(' -> ')}`,
+  );
+  await shot(tabB, '03-b-signed-in.png');
+
+  step = '4. sign out of App A (RP-initiated logout through the provider)';
+  await tabA.bringToFront();
+  await tabA.goto(`${appA}/`);
+  await seeText(tabA, `You are signed in as ${config.username}`, 'App A still has its own session');
+  await shot(tabA, '04-a-before-signout.png');
+  const signOutA = navA.since();
+  await tabA.getByRole('button', { name: 'Sign out' }).click();
+  await arrive(
+    tabA,
+    (u) => u.href.startsWith(`${appA}/`) && u.searchParams.has('state'),
+    'after the provider\'s /logout the browser should be back at App A with a state',
+  );
+  await seeText(tabA, 'You are signed out', 'App A after signing out');
+  const viaA = signOutA();
+  expect(
+    viaA.some((u) => u.startsWith(`${provider}/logout`)),
+    `App A's sign-out did not go through the provider's /logout; navigations: ${viaA.join(' -> ')}`,
+  );
+  await shot(tabA, '05-a-signed-out.png');
+
+  step = "5. App B's page shows the user signed out (back-channel logout)";
+  await tabB.bringToFront();
+  // No reload by the test first: App B's page refreshes itself every 3 seconds, as the README says.
+  await seeText(tabB, 'You are signed out', 'App B after the logout at App A (its own refresh)');
+  await tabB.reload();
+  await seeText(tabB, 'You are signed out', 'App B after a reload');
+  expect((await tabB.locator('#user').count()) === 0, 'App B still names a signed-in user');
+  await shot(tabB, '06-b-signed-out.png');
+
+  console.log('tour: all 5 steps passed');
+} catch (e) {
+  exitCode = 1;
+  const message = e instanceof StepFailure ? e.message : (e && e.stack) || String(e);
+  console.error(`tour: FAILED at step "${step}":\n${message}`);
+  if (browser) {
+    for (const [i, p] of browser.contexts().flatMap((c) => c.pages()).entries()) {
+      await shot(p, `failure-tab${i + 1}.png`).catch(() => {});
+    }
+  }
+} finally {
+  await browser?.close().catch(() => {});
+}
+console.log(`tour: ${shots.length} screenshot(s) in ${config.out}`);
+for (const s of shots) console.log(`  ${s}`);
+// Not process.exit(): it can cut off output still queued for a pipe.
+process.exitCode = exitCode;
