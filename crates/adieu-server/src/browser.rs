@@ -97,7 +97,13 @@ pub fn check_csrf(state: &AppState, jar: &CookieJar, headers: &HeaderMap, submit
         return Err(CsrfRejected);
     }
     if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
-        let ok = origin.to_str().is_ok_and(|o| o == &*state.issuer_origin);
+        // A browser sends `Origin: null` for a form post from a page with a strict referrer policy
+        // (or a privacy setting); it is ours only if the browser also says the request is same-origin.
+        let same_origin_fetch = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|s| s.eq_ignore_ascii_case("same-origin"));
+        let ok = origin.to_str().is_ok_and(|o| o == &*state.issuer_origin || (o == "null" && same_origin_fetch));
         if !ok {
             return Err(CsrfRejected);
         }

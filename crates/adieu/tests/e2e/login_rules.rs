@@ -66,6 +66,42 @@ async fn login_from_another_origin_is_refused() {
     assert_eq!(res.status(), 403);
 }
 
+/// What Chromium sends for a form post under a strict referrer policy: `Origin: null`. Accepted
+/// only with `Sec-Fetch-Site: same-origin`; without it (or cross-site) it is refused.
+#[tokio::test]
+async fn login_with_a_null_origin_is_accepted_only_from_a_same_origin_fetch() {
+    let w = world().await;
+    for (fetch_site, accepted) in
+        [(None, false), (Some("cross-site"), false), (Some("same-site"), false), (Some("same-origin"), true)]
+    {
+        let b = Browser::new();
+        let (csrf, req) = login_form(&b, &w).await;
+        let mut form = vec![("username", "alice"), ("password", PASSWORD), ("csrf", csrf.as_str())];
+        if let Some(r) = req.as_deref() {
+            form.push(("request", r));
+        }
+        let mut post = b.http.post(w.op.url("/login")).header("origin", "null");
+        if let Some(site) = fetch_site {
+            post = post.header("sec-fetch-site", site);
+        }
+        let res = post.form(&form).send().await.unwrap();
+        if accepted {
+            assert!(res.status().is_redirection(), "Sec-Fetch-Site: {fetch_site:?}: {}", res.status());
+        } else {
+            assert_eq!(res.status(), 403, "Sec-Fetch-Site: {fetch_site:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn pages_keep_referrers_same_origin() {
+    let w = world().await;
+    let b = Browser::new();
+    let res = b.http.get(w.op.url("/authorize")).query(&auth_params(&w.a, &[])).send().await.unwrap();
+    let page = b.get(&w.op.issuer, &location(&res).unwrap()).await.unwrap();
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
+}
+
 #[tokio::test]
 async fn account_is_locked_after_five_failures_even_for_the_right_password() {
     let w = world().await;
