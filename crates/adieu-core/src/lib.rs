@@ -11,6 +11,7 @@
 //! - [`user`]: user accounts, identifier rules, and which initiator a change of account ends sessions with.
 //! - [`session`]: OP sessions, their lifetimes, and participations `(session, client, sid)`.
 //! - [`grant`]: authorization codes, access and refresh tokens, pending sign-in requests.
+//! - [`upstream`]: signing in through upstream providers and being logged out by them (`idp-logout`).
 //! - [`store`]: the storage traits every backend implements, and [`store::StoreError`].
 
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod net;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod upstream;
 pub mod user;
 
 pub use client::{Client, TokenEndpointAuthMethod};

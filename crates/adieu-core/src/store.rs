@@ -14,6 +14,7 @@ use crate::initiator::Initiator;
 use crate::session::SessionLifetime;
 use crate::session::{EndedSession, Participation, Session};
 use crate::time::UnixMillis;
+use crate::upstream::{PendingUpstreamLogin, UpstreamIdentity, UpstreamSessionQuery, UpstreamSignIn};
 use crate::user::{User, UserChanges, UserQuery, UserUpdated};
 use adieu_proto::SigningAlg;
 use async_trait::async_trait;
@@ -219,7 +220,8 @@ pub trait GrantStore: Send + Sync {
     /// Atomically rotates a refresh token of `client` out (first use wins). A token of another
     /// client is not touched.
     async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse>;
-    /// Deletes expired codes, pending requests and tokens; returns how many rows went.
+    /// Deletes expired codes, pending requests (and pending upstream sign-ins) and tokens; returns
+    /// how many rows went.
     async fn purge_expired(&self, now: UnixMillis) -> StoreResult<u64>;
 }
 
@@ -400,6 +402,41 @@ pub trait Health: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+/// Signing in through upstream providers, and finding the sessions an upstream logout names.
+#[async_trait]
+pub trait UpstreamStore: Send + Sync {
+    /// Stores a sign-in sent to an upstream until its callback.
+    async fn put_upstream_login(&self, login: &PendingUpstreamLogin) -> StoreResult<()>;
+    /// Takes (deletes and returns) the pending sign-in with this state hash, atomically: a second
+    /// caller gets `None`. An expired one is deleted and `None` returned.
+    async fn take_upstream_login(&self, state_hash: &str, now: UnixMillis)
+    -> StoreResult<Option<PendingUpstreamLogin>>;
+    /// The local user linked to the upstream account `(issuer, sub)`.
+    async fn user_by_upstream(&self, issuer: &str, sub: &str) -> StoreResult<Option<User>>;
+    /// Creates `user` linked to `identity`, in one transaction with a `user.created` audit event
+    /// (actor `actor`, the upstream named in the detail). `Conflict("username")` or
+    /// `Conflict("email")` if taken, `Conflict("upstream_identity")` if the upstream account is
+    /// already linked; then nothing is stored.
+    async fn create_upstream_user(&self, user: &User, identity: &UpstreamIdentity, actor: &str) -> StoreResult<()>;
+    /// [`SessionStore::create_session`] for a session authenticated by an upstream sign-in.
+    async fn create_upstream_session(
+        &self,
+        session: &Session,
+        cookie_hash: &str,
+        upstream: &UpstreamSignIn,
+    ) -> StoreResult<()>;
+    /// [`SessionStore::reauthenticate_session`] by an upstream sign-in, which the session now
+    /// remembers instead of any earlier one.
+    async fn reauthenticate_upstream_session(
+        &self,
+        id: &SessionId,
+        cookie_hash: &str,
+        upstream: &UpstreamSignIn,
+    ) -> StoreResult<()>;
+    /// The ids of the open sessions `query` names, oldest first.
+    async fn upstream_sessions(&self, query: &UpstreamSessionQuery) -> StoreResult<Vec<SessionId>>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
     UserStore
@@ -410,6 +447,7 @@ pub trait Store:
     + DeliveryStore
     + AuditStore
     + ApiTokenStore
+    + UpstreamStore
     + Health
     + std::fmt::Debug
 {
@@ -424,6 +462,7 @@ impl<T> Store for T where
         + DeliveryStore
         + AuditStore
         + ApiTokenStore
+        + UpstreamStore
         + Health
         + std::fmt::Debug
 {

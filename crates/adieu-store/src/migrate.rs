@@ -19,4 +19,5 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "deliveries", sql: include_str!("../migrations/sqlite/0002_deliveries.sql") },
     Migration { version: 3, name: "session_expiry", sql: include_str!("../migrations/sqlite/0003_session_expiry.sql") },
+    Migration { version: 4, name: "upstreams", sql: include_str!("../migrations/sqlite/0004_upstreams.sql") },
 ];

@@ -28,6 +28,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod upstream;
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -1138,6 +1140,7 @@ impl GrantStore for SqliteStore {
             "DELETE FROM auth_codes WHERE expires_at <= ?",
             "DELETE FROM access_tokens WHERE expires_at <= ?",
             "DELETE FROM refresh_tokens WHERE expires_at <= ?",
+            "DELETE FROM upstream_logins WHERE expires_at <= ?",
         ] {
             n += sqlx::query(stmt).bind(now.0).execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }

@@ -62,6 +62,9 @@ conformance!(
     end_user_sessions_ends_only_that_users_open_sessions,
     expired_sessions_end_in_batches_as_session_expired,
     participations_of_sessions_are_read_in_one_call,
+    upstream_logins_are_taken_once_and_expire,
+    upstream_users_are_created_with_their_link_in_one_transaction,
+    upstream_sessions_are_found_by_sid_or_by_sub_signed_in_before,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -755,5 +758,112 @@ async fn participations_of_sessions_are_read_in_one_call(s: Arc<dyn Store>) -> S
     let pairs: Vec<(&str, &str)> = got.iter().map(|p| (p.session_id.as_str(), p.client_id.as_str())).collect();
     assert_eq!(pairs, [("s1", "a"), ("s1", "b"), ("s1", "c"), ("s9", "a")]);
     assert!(s.participations_of_sessions(&[]).await?.is_empty());
+    Ok(())
+}
+
+// --- Upstream providers (idp-logout) ---------------------------------------------------------------
+
+fn pending_upstream(state_hash: &str, expires_at: UnixMillis) -> adieu_core::upstream::PendingUpstreamLogin {
+    adieu_core::upstream::PendingUpstreamLogin {
+        state_hash: state_hash.into(),
+        upstream_id: "corp".into(),
+        nonce: "n".into(),
+        code_verifier: "v".repeat(43),
+        request_id: Some("req".into()),
+        created_at: T0,
+        expires_at,
+    }
+}
+
+async fn upstream_logins_are_taken_once_and_expire(s: Arc<dyn Store>) -> StoreResult<()> {
+    let later = UnixMillis(T0.0 + 600_000);
+    s.put_upstream_login(&pending_upstream("h1", later)).await?;
+    let taken = s.take_upstream_login("h1", T0).await?.expect("the pending sign-in");
+    assert_eq!(taken, pending_upstream("h1", later));
+    assert!(s.take_upstream_login("h1", T0).await?.is_none(), "single use");
+    // An expired one is not handed out (and is gone).
+    s.put_upstream_login(&pending_upstream("h2", later)).await?;
+    assert!(s.take_upstream_login("h2", later).await?.is_none());
+    // Purge removes expired ones only.
+    s.put_upstream_login(&pending_upstream("h3", UnixMillis(T0.0 + 1))).await?;
+    s.put_upstream_login(&pending_upstream("h4", later)).await?;
+    assert_eq!(s.purge_expired(UnixMillis(T0.0 + 10)).await?, 1);
+    assert!(s.take_upstream_login("h4", T0).await?.is_some());
+    Ok(())
+}
+
+async fn upstream_users_are_created_with_their_link_in_one_transaction(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::upstream::{NO_PASSWORD, UpstreamIdentity};
+    let id = |sub: &str| UpstreamIdentity { issuer: "https://up".into(), sub: sub.into(), upstream_id: "corp".into() };
+    let mut carol = user("carol", Some("carol@up.example"));
+    carol.password_hash = NO_PASSWORD.into();
+    s.create_upstream_user(&carol, &id("u1"), "system").await?;
+    assert_eq!(s.user_by_upstream("https://up", "u1").await?.map(|u| u.username), Some("carol".into()));
+    assert!(s.user_by_upstream("https://other", "u1").await?.is_none(), "keyed by issuer and sub");
+    let log = s.audit_events(&AuditFilter { kind: Some("user.created".into()), ..Default::default() }).await?;
+    assert_eq!(log[0].detail["upstream"], "corp");
+    // The same upstream account again: refused, nothing stored.
+    let mut again = user("carol2", None);
+    again.id = UserId::new("id-carol2");
+    assert!(matches!(s.create_upstream_user(&again, &id("u1"), "system").await, Err(StoreError::Conflict(c)) if c == "upstream_identity"));
+    assert!(s.user_by_id(&again.id).await?.is_none());
+    // A taken username: refused, and the link is not stored either.
+    let mut taken = user("carol", None);
+    taken.id = UserId::new("id-carol-b");
+    assert!(matches!(s.create_upstream_user(&taken, &id("u2"), "system").await, Err(StoreError::Conflict(c)) if c == "username"));
+    assert!(s.user_by_upstream("https://up", "u2").await?.is_none());
+    // The link goes with the account.
+    s.delete_user(&carol.id, "test", T0).await?;
+    assert!(s.user_by_upstream("https://up", "u1").await?.is_none());
+    Ok(())
+}
+
+async fn upstream_sessions_are_found_by_sid_or_by_sub_signed_in_before(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::upstream::{UpstreamSessionQuery, UpstreamSignIn};
+    let up = |sub: &str, sid: Option<&str>, at: i64| UpstreamSignIn {
+        issuer: "https://up".into(),
+        sub: sub.into(),
+        sid: sid.map(Into::into),
+        at: UnixMillis(at),
+    };
+    s.create_upstream_session(&session("s1", "id-alice"), "c1", &up("u1", Some("sidA"), 1_000)).await?;
+    s.create_upstream_session(&session("s2", "id-alice"), "c2", &up("u1", Some("sidB"), 2_000)).await?;
+    s.create_upstream_session(&session("s3", "id-alice"), "c3", &up("u1", None, 5_000)).await?;
+    s.create_upstream_session(&session("s4", "id-bob"), "c4", &up("u2", Some("sidA"), 1_000)).await?;
+    s.create_session(&session("s5", "id-alice"), "c5").await?;
+    let q_sid = |sid: &str, sub: Option<&str>| UpstreamSessionQuery::Session {
+        issuer: "https://up".into(),
+        sid: sid.into(),
+        sub: sub.map(Into::into),
+    };
+    let ids = |v: Vec<SessionId>| v.into_iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>();
+    // BC-RP-11: by sid (here two accounts share it only because the test made them so).
+    assert_eq!(ids(s.upstream_sessions(&q_sid("sidA", None)).await?), ["s1", "s4"]);
+    // BC-RP-10: with sub, both must match.
+    assert_eq!(ids(s.upstream_sessions(&q_sid("sidA", Some("u1"))).await?), ["s1"]);
+    assert!(s.upstream_sessions(&q_sid("sidA", Some("u9"))).await?.is_empty());
+    // BC-LT-01 + BC-SEC-06: all of a sub's sessions signed in upstream before the token.
+    let q_sub = |before: i64| UpstreamSessionQuery::Subject {
+        issuer: "https://up".into(),
+        sub: "u1".into(),
+        signed_in_before: UnixMillis(before),
+    };
+    assert_eq!(ids(s.upstream_sessions(&q_sub(3_000)).await?), ["s1", "s2"]);
+    assert_eq!(ids(s.upstream_sessions(&q_sub(9_000)).await?), ["s1", "s2", "s3"]);
+    // Another issuer names nothing; ended sessions are not found.
+    let other = UpstreamSessionQuery::Subject {
+        issuer: "https://other".into(),
+        sub: "u1".into(),
+        signed_in_before: UnixMillis(9_000),
+    };
+    assert!(s.upstream_sessions(&other).await?.is_empty());
+    s.end_session(&SessionId::new("s1"), Initiator::IdpLogout, T0).await?;
+    assert_eq!(ids(s.upstream_sessions(&q_sub(9_000)).await?), ["s2", "s3"]);
+    // Re-authenticating through the upstream replaces what the session remembers.
+    s.reauthenticate_upstream_session(&SessionId::new("s2"), "c2b", &up("u1", Some("sidC"), 7_000)).await?;
+    assert!(s.upstream_sessions(&q_sid("sidB", None)).await?.is_empty());
+    assert_eq!(ids(s.upstream_sessions(&q_sid("sidC", None)).await?), ["s2"]);
+    assert_eq!(ids(s.upstream_sessions(&q_sub(6_000)).await?), ["s3"]);
+    assert_eq!(s.session_by_cookie("c2b").await?.map(|x| x.auth_time), Some(UnixMillis(7_000)));
     Ok(())
 }
