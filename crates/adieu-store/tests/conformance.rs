@@ -805,12 +805,16 @@ async fn upstream_users_are_created_with_their_link_in_one_transaction(s: Arc<dy
     // The same upstream account again: refused, nothing stored.
     let mut again = user("carol2", None);
     again.id = UserId::new("id-carol2");
-    assert!(matches!(s.create_upstream_user(&again, &id("u1"), "system").await, Err(StoreError::Conflict(c)) if c == "upstream_identity"));
+    assert!(
+        matches!(s.create_upstream_user(&again, &id("u1"), "system").await, Err(StoreError::Conflict(c)) if c == "upstream_identity")
+    );
     assert!(s.user_by_id(&again.id).await?.is_none());
     // A taken username: refused, and the link is not stored either.
     let mut taken = user("carol", None);
     taken.id = UserId::new("id-carol-b");
-    assert!(matches!(s.create_upstream_user(&taken, &id("u2"), "system").await, Err(StoreError::Conflict(c)) if c == "username"));
+    assert!(
+        matches!(s.create_upstream_user(&taken, &id("u2"), "system").await, Err(StoreError::Conflict(c)) if c == "username")
+    );
     assert!(s.user_by_upstream("https://up", "u2").await?.is_none());
     // The link goes with the account.
     s.delete_user(&carol.id, "test", T0).await?;

@@ -95,15 +95,17 @@ impl UpstreamStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query("INSERT INTO upstream_identities (issuer, sub, user_id, upstream_id, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&identity.issuer)
-            .bind(&identity.sub)
-            .bind(u.id.as_str())
-            .bind(&identity.upstream_id)
-            .bind(u.created_at.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO upstream_identities (issuer, sub, user_id, upstream_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&identity.issuer)
+        .bind(&identity.sub)
+        .bind(u.id.as_str())
+        .bind(&identity.upstream_id)
+        .bind(u.created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let e = AuditEvent::new(
             kind::USER_CREATED,
             actor,
