@@ -8,7 +8,8 @@
 //!    per token) on 1 thread for comparison.
 //! 3. **handler**: the axum endpoint (`BackchannelLogout`: form parsing, verification, session index
 //!    lookup, ending, forgetting) over loopback HTTP/1.1 keep-alive, with 16 requests in flight from a
-//!    load generator in the same process (its own runtime, sharing the cores). Every token names a
+//!    load generator in the same process (hyper's plain client, 16 connections, its own runtime,
+//!    sharing the cores). Every token names a
 //!    recorded session, so each request really ends one.
 //!
 //! Targets (issue 4): verify ≥ 80% of raw, the handler ≥ 50% of raw, and ≥ 20,000 verified tokens/s
@@ -49,6 +50,15 @@ struct Args {
     /// Distinct tokens (each names its own session).
     #[arg(long, default_value_t = 4000)]
     tokens: usize,
+    /// Worker threads of the server's runtime [default: one per core].
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// Only the handler measurement (e.g. for profiling it).
+    #[arg(long)]
+    handler_only: bool,
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
 }
 
 enum Signer {
@@ -189,14 +199,16 @@ struct HandlerResult {
 }
 
 fn handler_rate(
-    secs: u64,
+    args: &Args,
     tokens: &[Token],
     jwks: JwkSet,
     alg: jsonwebtoken::Algorithm,
     now: i64,
 ) -> Result<HandlerResult> {
+    let secs = args.secs;
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()?;
+    let server_threads = args.server_threads.unwrap_or(cores);
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(server_threads).enable_all().build()?;
     let policy = VerificationPolicy::new(ISSUER, CLIENT).with_algorithms(&[alg]).context("policy")?;
     let verifier = Arc::new(LogoutVerifier::new(policy, KeyCache::new(Arc::new(StaticJwks(jwks)))));
     let index = Arc::new(MemorySessionIndex::default());
@@ -210,20 +222,25 @@ fn handler_rate(
         tokio::spawn(async move { axum::serve(listener, app).await });
         anyhow::Ok(addr)
     })?;
-    let url = format!("http://{addr}/backchannel-logout");
     let bodies: Arc<Vec<(String, String, String)>> =
         Arc::new(tokens.iter().map(|t| (format!("logout_token={}", t.raw), t.sub.clone(), t.sid.clone())).collect());
 
-    let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()?;
+    let load_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads).enable_all().build()?;
     let result = load_rt.block_on(async move {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let counting = Arc::new(AtomicBool::new(false));
         let mut tasks = tokio::task::JoinSet::new();
         for worker in 0..CONCURRENCY {
-            let (client, url, bodies, stop, counting, index) =
-                (client.clone(), url.clone(), bodies.clone(), stop.clone(), counting.clone(), index.clone());
+            let (bodies, stop, counting, index) = (bodies.clone(), stop.clone(), counting.clone(), index.clone());
             tasks.spawn(async move {
+                // One keep-alive HTTP/1.1 connection per worker, with hyper's plain client: the load
+                // generator should spend as little of the shared CPU as it can.
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
                 let mut latencies = Vec::new();
                 let mut i = worker;
                 while !stop.load(Ordering::Relaxed) {
@@ -240,15 +257,15 @@ fn handler_rate(
                         })
                         .await
                         .map_err(|e| anyhow::anyhow!(e))?;
-                    let started = Instant::now();
-                    let res = client
-                        .post(&url)
+                    let req = hyper::Request::post("/backchannel-logout")
+                        .header("host", addr.to_string())
                         .header("content-type", "application/x-www-form-urlencoded")
-                        .body(body.clone())
-                        .send()
-                        .await?;
+                        .body(http_body_util::Full::new(bytes_of(body)))?;
+                    let started = Instant::now();
+                    sender.ready().await?;
+                    let res = sender.send_request(req).await?;
                     let status = res.status();
-                    res.bytes().await?;
+                    http_body_util::BodyExt::collect(res.into_body()).await?;
                     if status != 200 {
                         bail!("the handler answered {status}");
                     }
@@ -284,6 +301,10 @@ fn handler_rate(
     Ok(result)
 }
 
+fn bytes_of(body: &str) -> hyper::body::Bytes {
+    hyper::body::Bytes::copy_from_slice(body.as_bytes())
+}
+
 #[allow(clippy::disallowed_methods)] // the tokens carry real times
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs().cast_signed())
@@ -309,6 +330,11 @@ fn main() -> Result<()> {
     let verify_op = |t: &Token| verify_prepared(&t.raw, &prepared, &policy, now).is_ok();
     let verify_fresh_op = |t: &Token| verify(&t.raw, &jwks, &policy, now).is_ok();
 
+    if args.handler_only {
+        let h = handler_rate(&args, &tokens, jwks.clone(), alg, now)?;
+        println!("handler: {:.0} tokens/s, p50 {:?}, p99 {:?}, sessions ended {}", h.rate, h.p50, h.p99, h.ended);
+        return Ok(());
+    }
     eprintln!("raw verify, 1 thread…");
     let raw_1 = cpu_rate(1, args.secs, &tokens, &raw_op)?;
     eprintln!("raw verify, {cores} threads…");
@@ -320,7 +346,7 @@ fn main() -> Result<()> {
     eprintln!("adieu_rp::verify with a fresh key parse per token, 1 thread…");
     let fresh_1 = cpu_rate(1, args.secs, &tokens, &verify_fresh_op)?;
     eprintln!("handler over loopback HTTP, {CONCURRENCY} in flight…");
-    let h = handler_rate(args.secs, &tokens, jwks.clone(), alg, now)?;
+    let h = handler_rate(&args, &tokens, jwks.clone(), alg, now)?;
 
     let pct = |a: f64, b: f64| 100.0 * a / b;
     println!("| {} | tokens/s | % of raw (1 thread) | % of raw ({cores} threads) |", args.alg);
