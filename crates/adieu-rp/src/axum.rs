@@ -82,8 +82,21 @@ fn error_body(description: &str) -> String {
     serde_json::json!({"error": "invalid_request", "error_description": description}).to_string()
 }
 
-/// Reads the form and returns the single `logout_token`.
-async fn logout_token_of(req: Request, limit: usize) -> Result<String, LogoutRejection> {
+/// Reads a back-channel logout request (an `application/x-www-form-urlencoded` body of at most
+/// `limit` bytes) and returns its single `logout_token`; other parameters are ignored
+/// (BC-SEND-02). For endpoints that end sessions their own way but answer like
+/// [`BackchannelLogout`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let req = axum::http::Request::post("/bc")
+///     .header("content-type", "application/x-www-form-urlencoded")
+///     .body(axum::body::Body::from("logout_token=abc&other=1"))
+///     .unwrap();
+/// assert_eq!(adieu_rp::axum::read_logout_token(req, 1024).await.unwrap(), "abc");
+/// # });
+/// ```
+pub async fn read_logout_token(req: Request, limit: usize) -> Result<String, LogoutRejection> {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -159,7 +172,7 @@ where
     type Rejection = LogoutRejection;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Arc::<LogoutVerifier>::from_ref(state);
-        let raw = logout_token_of(req, DEFAULT_BODY_LIMIT).await?;
+        let raw = read_logout_token(req, DEFAULT_BODY_LIMIT).await?;
         let token = verifier.verify(&raw, now()).await.map_err(|e| rejection(&e))?;
         Ok(VerifiedLogout(token))
     }
@@ -311,7 +324,7 @@ impl BackchannelLogout {
     }
 
     async fn handle_inner(&self, req: axum::http::Request<Body>) -> Response {
-        let raw = match logout_token_of(req, self.body_limit).await {
+        let raw = match read_logout_token(req, self.body_limit).await {
             Ok(t) => t,
             Err(r) => {
                 self.stats.reject(match &r {

@@ -130,7 +130,26 @@ impl Provider {
         if !res.status().is_success() {
             return Err(DiscoveryError::Fetch(format!("{url} answered {}", res.status())));
         }
-        let doc: Document = res.json().await.map_err(|e| DiscoveryError::Fetch(e.to_string()))?;
+        let body = res.bytes().await.map_err(|e| DiscoveryError::Fetch(e.to_string()))?;
+        Provider::from_document(issuer, &body)
+    }
+
+    /// Checks a discovery document fetched for `issuer` by other means (for instance a client
+    /// with its own outbound policy): it must name exactly this issuer (CORE-01) and an allowed
+    /// `jwks_uri`.
+    ///
+    /// ```
+    /// use adieu_rp::discovery::{DiscoveryError, Provider};
+    /// let doc = br#"{"issuer":"https://op.example.com","jwks_uri":"https://op.example.com/jwks"}"#;
+    /// assert_eq!(Provider::from_document("https://op.example.com", doc).unwrap().jwks_uri, "https://op.example.com/jwks");
+    /// assert!(matches!(
+    ///     Provider::from_document("https://other.example.com", doc),
+    ///     Err(DiscoveryError::IssuerMismatch { .. })
+    /// ));
+    /// ```
+    pub fn from_document(issuer: &str, body: &[u8]) -> Result<Provider, DiscoveryError> {
+        let doc: Document = serde_json::from_slice(body)
+            .map_err(|e| DiscoveryError::Fetch(format!("the discovery document is invalid: {e}")))?;
         if doc.issuer != issuer {
             return Err(DiscoveryError::IssuerMismatch { expected: issuer.to_owned(), found: doc.issuer });
         }

@@ -4,6 +4,8 @@
 //!
 //! - [`verify`]: turn a raw `logout_token` into a [`verify::VerifiedLogoutToken`] or a precise
 //!   [`verify::LogoutTokenError`], in the order of BCL §2.6 (BC-RP-01..07).
+//! - [`id_token`]: ID token validation for the code flow (Core §3.1.3.7), with the same signature
+//!   checks; a logout token is never accepted as an ID token (BC-SEC-05).
 //! - [`keys`]: the issuer's JWK Set, cached, refetched on an unknown `kid` (rate limited).
 //! - [`replay`]: `jti` replay protection (BC-RP-08), recorded only after a successful logout.
 //! - [`verifier`]: policy + cached keys + replay cache; retries once after a key refresh.
@@ -24,6 +26,7 @@
 pub mod axum;
 #[cfg(feature = "http")]
 pub mod discovery;
+pub mod id_token;
 pub mod index;
 #[cfg(feature = "redis")]
 pub mod index_redis;

@@ -94,6 +94,18 @@ impl LogoutVerifier {
         &self.policy
     }
 
+    /// The issuer's cached keys (also usable for its ID tokens, see [`crate::id_token`]).
+    ///
+    /// ```
+    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier, verify::VerificationPolicy};
+    /// # let v = LogoutVerifier::new(VerificationPolicy::new("https://op", "c"), KeyCache::new(std::sync::Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: vec![] }))));
+    /// let keys: &KeyCache = v.keys();
+    /// # let _ = keys;
+    /// ```
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
     /// Verifies `raw` at `now` (seconds since the epoch), refreshing the keys once on an unknown
     /// `kid`, and refusing a `jti` already used for a successful logout.
     ///

@@ -652,7 +652,7 @@ fn check_signature(
     if check(input, &signature) { Ok(true) } else { Err(LogoutTokenError::BadSignature) }
 }
 
-type ParsedSlots = [OnceLock<Option<aws_lc_rs::signature::ParsedPublicKey>>; ASYMMETRIC.len()];
+pub(crate) type ParsedSlots = [OnceLock<Option<aws_lc_rs::signature::ParsedPublicKey>>; ASYMMETRIC.len()];
 
 /// An issuer's key set with each key parsed once per algorithm on first use, for
 /// [`verify_prepared`]. [`crate::keys::KeyCache`] hands these out.
@@ -673,6 +673,11 @@ impl std::fmt::Debug for VerificationKeys {
 }
 
 impl VerificationKeys {
+    /// The keys parsed so far, one slot per algorithm (for [`verify_jws`]).
+    pub(crate) fn parsed(&self) -> &Vec<ParsedSlots> {
+        &self.parsed
+    }
+
     /// Wraps `set`; keys are parsed lazily, when a token first needs them.
     ///
     /// ```
@@ -708,14 +713,14 @@ impl From<JwkSet> for VerificationKeys {
     }
 }
 
-fn number(v: Option<&Value>) -> Option<i64> {
+pub(crate) fn number(v: Option<&Value>) -> Option<i64> {
     match v? {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)),
         _ => None,
     }
 }
 
-fn non_empty_string(v: Option<&Value>) -> Option<String> {
+pub(crate) fn non_empty_string(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         _ => None,
@@ -765,6 +770,21 @@ fn verify_inner(
     policy: &VerificationPolicy,
     now: i64,
 ) -> Result<VerifiedLogoutToken, LogoutTokenError> {
+    let claims = verify_jws(raw, keys, parsed, &policy.algorithms, |header| check_typ(header, policy.typ))?;
+    check_claims(claims, policy, now)
+}
+
+/// The signed part of verification, shared with ID tokens ([`crate::id_token`]): the compact JWS
+/// shape (BC-RP-01: a JWE is refused), `crit`, the header check `check_header` (`typ`), the `alg`
+/// allow-list (BC-RP-03; never `none` or a symmetric algorithm), the issuer's key by `kid`, and
+/// the signature (BC-RP-02). Returns the claims, not yet checked.
+pub(crate) fn verify_jws(
+    raw: &str,
+    keys: &JwkSet,
+    parsed: Option<&Vec<ParsedSlots>>,
+    algorithms: &[Algorithm],
+    check_header: impl FnOnce(&Map<String, Value>) -> Result<(), LogoutTokenError>,
+) -> Result<Map<String, Value>, LogoutTokenError> {
     // Shape. BC-RP-01: a JWE has five parts.
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > MAX_TOKEN_LEN {
@@ -782,14 +802,14 @@ fn verify_inner(
     if header.contains_key("crit") {
         return Err(LogoutTokenError::UnsupportedCritical);
     }
-    check_typ(&header, policy.typ)?;
+    check_header(&header)?;
     let alg_name = match header.get("alg") {
         Some(Value::String(a)) => a.as_str(),
         _ => return Err(LogoutTokenError::Malformed),
     };
     let shown = || alg_name.chars().take(20).collect::<String>();
     let alg: Algorithm = alg_name.parse().map_err(|_| LogoutTokenError::AlgorithmNotAllowed(shown()))?;
-    if is_symmetric(alg) || !policy.algorithms.contains(&alg) {
+    if is_symmetric(alg) || !algorithms.contains(&alg) {
         return Err(LogoutTokenError::AlgorithmNotAllowed(shown()));
     }
 
@@ -815,9 +835,7 @@ fn verify_inner(
         }
     };
     debug_assert!(verified);
-    let claims = parse_json_object(parts[1])?;
-
-    check_claims(claims, policy, now)
+    parse_json_object(parts[1])
 }
 
 /// BC-RP-04..07 on signed claims.
