@@ -17,6 +17,9 @@
 //!
 //! Run: `cargo build --release -p adieu-bench && target/release/adieu-rp-bench [--alg RS256] [--secs 5]`.
 
+#[path = "../cpu.rs"]
+mod cpu;
+
 use adieu_rp::axum::BackchannelLogout;
 use adieu_rp::index::{LoginRecord, LogoutMarkers, MemorySessionIndex, SessionIndex};
 use adieu_rp::keys::{KeyCache, StaticJwks};
@@ -335,6 +338,8 @@ fn main() -> Result<()> {
         println!("handler: {:.0} tokens/s, p50 {:?}, p99 {:?}, sessions ended {}", h.rate, h.p50, h.p99, h.ended);
         return Ok(());
     }
+    let ticks = cpu::clock_ticks();
+    let (t0, busy0, own0) = (Instant::now(), cpu::machine_busy_secs(ticks), cpu::cpu_secs("self", ticks));
     eprintln!("raw verify, 1 thread…");
     let raw_1 = cpu_rate(1, args.secs, &tokens, &raw_op)?;
     eprintln!("raw verify, {cores} threads…");
@@ -348,6 +353,9 @@ fn main() -> Result<()> {
     eprintln!("handler over loopback HTTP, {CONCURRENCY} in flight…");
     let h = handler_rate(&args, &tokens, jwks.clone(), alg, now)?;
 
+    let (busy, own) = (cpu::machine_busy_secs(ticks) - busy0, cpu::cpu_secs("self", ticks) - own0);
+    #[allow(clippy::cast_precision_loss)]
+    let other = 100.0 * (busy - own).max(0.0) / (t0.elapsed().as_secs_f64() * cores as f64);
     let pct = |a: f64, b: f64| 100.0 * a / b;
     println!("| {} | tokens/s | % of raw (1 thread) | % of raw ({cores} threads) |", args.alg);
     println!("|---|---:|---:|---:|");
@@ -372,6 +380,7 @@ fn main() -> Result<()> {
         h.p99.as_secs_f64() * 1e3,
         h.ended
     );
+    println!("other processes used {other:.1}% of the machine's CPU during the run (a disturbed run shows here)");
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!();
     println!(
