@@ -1,12 +1,20 @@
 //! Storage backends of the adieu OpenID Provider.
 //!
 //! - [`sqlite`]: the embedded default ([`SqliteStore`]), one file in WAL mode.
-//! - [`migrate`]: the migrations shipped inside the binary and the runner that applies them.
+//! - [`postgres`]: PostgreSQL ([`PostgresStore`], cargo feature `postgres`, on by default) for
+//!   several replicas on one database; deliveries are claimed with `FOR UPDATE SKIP LOCKED` and
+//!   leased per replica.
+//! - [`migrate`]: the migrations shipped inside the binary (one directory per backend) and the
+//!   runners that apply them.
 //!
 //! Each backend is one type implementing every trait of [`adieu_core::store`]; there is no
 //! `if backend` in any query. The conformance tests in `tests/` run against each backend.
 
 pub mod migrate;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;

@@ -1,7 +1,10 @@
 //! Migrations embedded in the binary, applied in order at start-up (and by `adieu migrate`).
 //!
 //! Each migration runs in its own transaction together with the row that records it in
-//! `adieu_migrations`, so a crash leaves either all of a migration or none of it.
+//! `adieu_migrations`, so a crash leaves either all of a migration or none of it. SQLite and
+//! PostgreSQL have their own SQL (`migrations/sqlite`, `migrations/postgres`) with the same
+//! versions and names; on PostgreSQL the runner holds an advisory lock, so replicas that start
+//! together apply each migration once.
 
 /// One migration: a version number and its SQL.
 #[derive(Debug, Clone, Copy)]
@@ -21,3 +24,112 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 3, name: "session_expiry", sql: include_str!("../migrations/sqlite/0003_session_expiry.sql") },
     Migration { version: 4, name: "upstreams", sql: include_str!("../migrations/sqlite/0004_upstreams.sql") },
 ];
+
+/// The PostgreSQL migrations: the same versions and names as [`SQLITE`].
+pub const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, name: "deliveries", sql: include_str!("../migrations/postgres/0002_deliveries.sql") },
+    Migration {
+        version: 3,
+        name: "session_expiry",
+        sql: include_str!("../migrations/postgres/0003_session_expiry.sql"),
+    },
+    Migration { version: 4, name: "upstreams", sql: include_str!("../migrations/postgres/0004_upstreams.sql") },
+];
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres {
+    //! The PostgreSQL runner.
+
+    use super::{Migration, POSTGRES};
+    use sqlx::{Connection, PgConnection};
+
+    /// Applies every migration of [`POSTGRES`] not yet applied, on `conn` (a connection of its
+    /// own, closed by the caller: closing it also releases the lock if anything fails).
+    ///
+    /// A session-level advisory lock, keyed by the schema the migrations go to, serialises
+    /// runners: a second replica waits, then finds everything applied.
+    pub(crate) async fn run(conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_lock(hashtext('adieu.migrate.' || coalesce(current_schema(), '')))")
+            .execute(&mut *conn)
+            .await?;
+        let result = apply_all(conn).await;
+        let unlocked =
+            sqlx::query("SELECT pg_advisory_unlock(hashtext('adieu.migrate.' || coalesce(current_schema(), '')))")
+                .execute(&mut *conn)
+                .await;
+        let ran = result?;
+        unlocked?;
+        Ok(ran)
+    }
+
+    async fn apply_all(conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS adieu_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let mut ran = 0;
+        for m in POSTGRES {
+            if apply(conn, m).await? {
+                ran += 1;
+            }
+        }
+        Ok(ran)
+    }
+
+    async fn apply(conn: &mut PgConnection, m: &Migration) -> Result<bool, sqlx::Error> {
+        let mut tx = conn.begin().await?;
+        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM adieu_migrations WHERE version = $1")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            return Ok(false);
+        }
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO adieu_migrations (version, name, applied_at)
+             VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{POSTGRES, SQLITE};
+
+    /// Every SQLite migration has its PostgreSQL twin (same version and name), and the other way
+    /// round: a migration added for one backend only fails here.
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let names = |ms: &[super::Migration]| ms.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(names(SQLITE), names(POSTGRES));
+        for (i, m) in SQLITE.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "versions are 1, 2, 3, …");
+        }
+    }
+
+    /// The files in `migrations/` are exactly the embedded ones.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        for (dir, list) in [("sqlite", SQLITE), ("postgres", POSTGRES)] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dir);
+            let mut files: Vec<String> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|f| f.ends_with(".sql"))
+                .collect();
+            files.sort();
+            let embedded: Vec<String> = list.iter().map(|m| format!("{:04}_{}.sql", m.version, m.name)).collect();
+            assert_eq!(files, embedded, "migrations/{dir}");
+        }
+    }
+}

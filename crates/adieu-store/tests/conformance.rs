@@ -1,5 +1,8 @@
-//! The storage conformance suite: every backend must pass the same tests. Each test takes a fresh
-//! store from `backends()`; SQLite always runs.
+//! The storage conformance suite: every backend must pass the same tests. The `conformance!` macro
+//! instantiates each test once per backend, on a fresh store: SQLite always (a temporary file),
+//! PostgreSQL when `ADIEU_TEST_POSTGRES_URL` is set (a schema of its own per test, dropped at the
+//! end; see `conformance/postgres.rs`, which also holds the tests of several replicas). CI sets
+//! `ADIEU_REQUIRE_POSTGRES=1`, which turns a missing database into a failure instead of a skip.
 
 use adieu_core::audit::{AuditEvent, AuditFilter};
 use adieu_core::client::Client;
@@ -25,11 +28,35 @@ async fn sqlite() -> Fresh {
     Fresh { store: Arc::new(SqliteStore::open(&url).await.unwrap()), _dir: dir }
 }
 
+#[cfg(feature = "postgres")]
+#[path = "conformance/postgres.rs"]
+mod postgres;
+
+/// Without the `postgres` feature the PostgreSQL tests do not exist: say so where they are required.
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn postgres_backend_is_built_when_required() {
+    assert_ne!(
+        std::env::var("ADIEU_REQUIRE_POSTGRES").as_deref(),
+        Ok("1"),
+        "ADIEU_REQUIRE_POSTGRES=1 but adieu-store was built without its `postgres` feature"
+    );
+}
+
 /// Runs `test` against every backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
             $(#[tokio::test] async fn $name() { super::$name(super::sqlite().await.store).await.unwrap(); })*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres_backend {
+            $(#[tokio::test] async fn $name() {
+                let Some(schema) = super::postgres::Schema::create().await else { return };
+                let store = schema.store("replica-1").await;
+                super::$name(std::sync::Arc::new(store.clone())).await.unwrap();
+                store.pool().close().await;
+            })*
         }
     };
 }
@@ -65,6 +92,7 @@ conformance!(
     upstream_logins_are_taken_once_and_expire,
     upstream_users_are_created_with_their_link_in_one_transaction,
     upstream_sessions_are_found_by_sid_or_by_sub_signed_in_before,
+    a_conflict_names_the_taken_field,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -869,5 +897,16 @@ async fn upstream_sessions_are_found_by_sid_or_by_sub_signed_in_before(s: Arc<dy
     assert_eq!(ids(s.upstream_sessions(&q_sid("sidC", None)).await?), ["s2"]);
     assert_eq!(ids(s.upstream_sessions(&q_sub(6_000)).await?), ["s3"]);
     assert_eq!(s.session_by_cookie("c2b").await?.map(|x| x.auth_time), Some(UnixMillis(7_000)));
+    Ok(())
+}
+
+async fn a_conflict_names_the_taken_field(s: Arc<dyn Store>) -> StoreResult<()> {
+    s.create_user(&user("alice", Some("alice@example.com"))).await?;
+    let mut same_name = user("alice", None);
+    same_name.id = UserId::new("other");
+    assert_eq!(s.create_user(&same_name).await.unwrap_err().to_string(), "already exists: username");
+    let mut same_email = user("bob", Some("alice@example.com"));
+    same_email.id = UserId::new("other");
+    assert_eq!(s.create_user(&same_email).await.unwrap_err().to_string(), "already exists: email");
     Ok(())
 }
