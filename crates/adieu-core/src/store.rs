@@ -1,4 +1,4 @@
-//! Storage traits. Each backend (SQLite now, PostgreSQL for several replicas) is one type that
+//! Storage traits. Each backend (SQLite, and PostgreSQL for several replicas) is one type that
 //! implements all of them; [`Store`] is the sum the server holds as `Arc<dyn Store>`.
 //!
 //! Rules every backend keeps: times are [`UnixMillis`]; secrets (codes, tokens, cookie values, client
@@ -293,7 +293,9 @@ pub struct QueueStats {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Leases deliveries that are due (pending and `next_attempt_at <= now`, or leased with an
-    /// expired lease), oldest first, until `now + lease`, counting an attempt for each.
+    /// expired lease), oldest first, until `now + lease`, counting an attempt for each. Two
+    /// callers, in this process or in other replicas, never lease the same delivery while its
+    /// lease is valid.
     async fn claim_due(&self, claim: &Claim<'_>) -> StoreResult<Vec<Delivery>>;
     /// Records attempts and their results, all in one transaction (failures are audited too).
     /// For each: false if the delivery was no longer leased (e.g. discarded meanwhile), in which
@@ -316,7 +318,10 @@ pub trait DeliveryStore: Send + Sync {
     async fn delivery(&self, id: &str) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
     /// Puts a dead delivery back in the queue for a new round of attempts (audited). False if it is not dead.
     async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool>;
-    /// Makes every leased delivery claimable again (single-node start-up: no other worker holds them).
+    /// Makes the deliveries leased by this process's replica claimable again, at start-up; returns
+    /// how many. SQLite has one process per database file, so every lease is released. PostgreSQL
+    /// releases only the leases held under this store's replica id: other replicas' leases stay
+    /// theirs until they expire (a replica that died loses them then).
     async fn release_leases(&self) -> StoreResult<u64>;
     /// The earliest time something becomes claimable (a pending delivery's `next_attempt_at` or a
     /// leased one's `lease_until`), to know how long to sleep.
