@@ -1,4 +1,5 @@
-//! The provider's own start page: who is signed in here, with a sign-out button.
+//! The provider's own start page: who is signed in here, with a link to the account page and a
+//! sign-out button.
 
 use crate::AppState;
 use crate::browser::{csrf_token, current_session};
@@ -30,6 +31,7 @@ async fn home(State(state): State<AppState>, jar: CookieJar) -> Result<Response,
             csrf => csrf,
             logout_action => state.path("/logout/confirm"),
             login => state.path("/login"),
+            account => state.path("/account"),
         },
     );
     Ok((jar, html).into_response())

@@ -17,6 +17,8 @@
 //! - [`api`]: the management API (`/api/v1`: clients, users, sessions, deliveries, audit log, and
 //!   its OpenAPI document).
 //! - [`home`]: the provider's own start page.
+//! - [`account`]: the signed-in user's account page (sessions, sign out everywhere, password, email),
+//!   through the same [`users`] functions as the API.
 //! - [`health`]: `/healthz` and `/readyz`; [`metrics`]: `/metrics`.
 //! - [`delivery`]: back-channel logout delivery (workers, outbound policy, logout tokens).
 //!
@@ -24,6 +26,7 @@
 //! [`browser`] (cookies, CSRF), [`ratelimit`], [`pages`] (templates), [`error`], [`registration`]
 //! (validation of client metadata).
 
+pub mod account;
 pub mod api;
 pub mod authorize;
 pub mod browser;
@@ -158,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .merge(userinfo::routes())
         .merge(end_session::routes())
         .merge(home::routes())
+        .merge(account::routes())
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(register::routes())

@@ -14,6 +14,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("logout_confirm.html", include_str!("../templates/logout_confirm.html")),
         ("logged_out.html", include_str!("../templates/logged_out.html")),
         ("home.html", include_str!("../templates/home.html")),
+        ("account.html", include_str!("../templates/account.html")),
     ] {
         // Invariant: the embedded templates are checked by the test below.
         env.add_template(name, src).expect("embedded template parses");
@@ -46,7 +47,7 @@ mod tests {
         assert!(html.0.contains("&lt;script&gt;"));
         assert!(!html.0.contains("<script>x"));
         assert!(!html.0.contains("\"><b>"));
-        for t in ["message.html", "logout_confirm.html", "logged_out.html", "home.html"] {
+        for t in ["message.html", "logout_confirm.html", "logged_out.html", "home.html", "account.html"] {
             assert!(render(t, context! { title => "t", message => "m" }).0.contains("</html>"), "{t}");
         }
     }

@@ -11,8 +11,9 @@
 //! | [`delete`] | `account-deleted` (every token revoked, codes and the account row removed) |
 //! | [`revoke_session`], [`revoke_all_sessions`] | `session-revoked` |
 //!
-//! The caller says who acts ([`Ctx::actor`]: `admin-api`, `cli`, later the account page) and, in the
-//! server, passes the delivery hub so the workers are woken at once ([`crate::logout::announce`]).
+//! The caller says who acts ([`Ctx::actor`]: `admin-api`, `cli`, or `account:<user id>` on the
+//! account page, [`crate::account`]) and, in the server, passes the delivery hub so the workers are
+//! woken at once ([`crate::logout::announce`]).
 
 use crate::AppState;
 use crate::delivery::DeliveryHub;

@@ -104,7 +104,7 @@ async fn api(op: &TestOp, method: Method, path: &str, token: Option<&str>, body:
 }
 
 /// Verifies a logout token as an RP would (BC-RP-02..07) with jsonwebtoken and the JWKS.
-async fn verify_logout_token(op: &TestOp, token: &str, client_id: &str) -> Value {
+pub(crate) async fn verify_logout_token(op: &TestOp, token: &str, client_id: &str) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"), "BC-LT-05");
     let jwks: JwkSet = reqwest::get(op.url("/jwks")).await.unwrap().json().await.unwrap();

@@ -6,7 +6,10 @@
 //! - `binary`: the real `adieu` executable (zero-config serve, CLI on a live database, signals).
 //! - `initiators`: every way a session ends (API, CLI, clock, restart) notifies exactly the
 //!   applications subscribed to it; the users and sessions API and its OpenAPI document.
+//! - `account`: the self-service account page (sessions, sign out everywhere, password, email)
+//!   through a cookie-keeping browser, and its refusals.
 
+mod account;
 mod api;
 mod authorize_rules;
 mod backchannel;
