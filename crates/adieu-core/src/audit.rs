@@ -36,6 +36,9 @@ pub mod kind {
     pub const USER_UPDATED: &str = "user.updated";
     /// A user account was deleted.
     pub const USER_DELETED: &str = "user.deleted";
+    /// An upstream provider's back-channel logout was received and verified (the sessions it
+    /// ended are audited as `session.ended` with `idp-logout`).
+    pub const UPSTREAM_LOGOUT: &str = "upstream.logout";
 }
 
 /// One audit event.

@@ -21,6 +21,8 @@
 //!   through the same [`users`] functions as the API.
 //! - [`health`]: `/healthz` and `/readyz`; [`metrics`]: `/metrics`.
 //! - [`delivery`]: back-channel logout delivery (workers, outbound policy, logout tokens).
+//! - [`upstream`]: signing in through upstream OpenID Providers and their back-channel logouts
+//!   (`idp-logout`).
 //!
 //! Support: [`settings`], [`keys`] (signing and JWKS), [`id_token`], [`crypto`], [`password`],
 //! [`browser`] (cookies, CSRF), [`ratelimit`], [`pages`] (templates), [`error`], [`registration`]
@@ -50,6 +52,7 @@ pub mod registration;
 pub mod settings;
 pub mod sweeper;
 pub mod token;
+pub mod upstream;
 pub mod userinfo;
 pub mod users;
 
@@ -87,6 +90,8 @@ pub struct AppState {
     pub issuer_origin: Arc<str>,
     /// Connects request handlers with the delivery workers.
     pub delivery: Arc<delivery::DeliveryHub>,
+    /// Upstream OpenID Providers users may sign in with.
+    pub upstreams: Arc<upstream::Upstreams>,
 }
 
 impl AppState {
@@ -97,6 +102,7 @@ impl AppState {
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let keys = keys::Keys::load_or_generate(store.as_ref(), clock.now()).await?;
         let l = &settings.login;
+        let upstreams = upstream::Upstreams::new(&settings, &outbound_client(&settings)?);
         Ok(AppState {
             keys: Arc::new(keys),
             passwords: password::Passwords::new(l.hash_concurrency),
@@ -111,6 +117,7 @@ impl AppState {
             issuer_origin: settings.issuer.origin().ascii_serialization().into(),
             settings: Arc::new(settings),
             delivery: Arc::new(delivery::DeliveryHub::default()),
+            upstreams: Arc::new(upstreams),
             store,
             clock,
         })
@@ -123,31 +130,41 @@ impl AppState {
 
     /// The outbound policy for logout deliveries, from the settings.
     pub fn outbound_policy(&self) -> delivery::outbound::OutboundPolicy {
-        delivery::outbound::OutboundPolicy {
-            development: self.settings.is_development(),
-            // Invariant: validated in Settings::validate.
-            allow_cidrs: self.settings.delivery.allow_cidrs().unwrap_or_default(),
-        }
+        outbound_policy(&self.settings)
     }
 
     /// The outbound client for logout deliveries with the system resolver.
     pub fn outbound(&self) -> anyhow::Result<delivery::outbound::Outbound> {
-        let d = &self.settings.delivery;
-        let timeouts = delivery::outbound::OutboundTimeouts {
-            connect: Duration::from_millis(d.connect_timeout_ms),
-            total: Duration::from_millis(d.request_timeout_ms),
-        };
-        Ok(delivery::outbound::Outbound::new(
-            self.outbound_policy(),
-            timeouts,
-            Arc::new(delivery::outbound::SystemLookup),
-        )?)
+        outbound_client(&self.settings)
     }
 
     /// The issuer's path prefix ("" for an issuer at the root), for links on pages.
     pub fn path(&self, path: &str) -> String {
         format!("{}{}", self.settings.issuer.path().trim_end_matches('/'), path)
     }
+}
+
+/// The outbound policy (deliveries and calls to upstreams), from the settings.
+fn outbound_policy(settings: &Settings) -> delivery::outbound::OutboundPolicy {
+    delivery::outbound::OutboundPolicy {
+        development: settings.is_development(),
+        // Invariant: validated in Settings::validate.
+        allow_cidrs: settings.delivery.allow_cidrs().unwrap_or_default(),
+    }
+}
+
+/// An outbound client under that policy with the delivery timeouts and the system resolver.
+fn outbound_client(settings: &Settings) -> anyhow::Result<delivery::outbound::Outbound> {
+    let d = &settings.delivery;
+    let timeouts = delivery::outbound::OutboundTimeouts {
+        connect: Duration::from_millis(d.connect_timeout_ms),
+        total: Duration::from_millis(d.request_timeout_ms),
+    };
+    Ok(delivery::outbound::Outbound::new(
+        outbound_policy(settings),
+        timeouts,
+        Arc::new(delivery::outbound::SystemLookup),
+    )?)
 }
 
 /// The whole application. Routes live beside their handlers; an issuer with a path is served
@@ -165,7 +182,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(register::routes())
-        .merge(api::routes());
+        .merge(api::routes())
+        .merge(upstream::routes());
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };
     app.with_state(state)

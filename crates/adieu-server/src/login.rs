@@ -16,6 +16,7 @@ use adieu_core::grant::PendingAuthorization;
 use adieu_core::id::SessionId;
 use adieu_core::initiator::Initiator;
 use adieu_core::session::Session;
+use adieu_core::upstream::UpstreamSignIn;
 use adieu_core::user::User;
 use axum::Router;
 use axum::extract::{Form, Query, State};
@@ -96,6 +97,10 @@ fn page(
             client_name => client.map(|c| c.name.clone()),
             username => username,
             error => error,
+            upstreams => crate::upstream::buttons(state, request)
+                .into_iter()
+                .map(|b| context! { label => b.label, href => b.href })
+                .collect::<Vec<_>>(),
         },
     );
     (status, jar, html).into_response()
@@ -178,12 +183,26 @@ async fn submit(
 /// otherwise ends the other user's session (`session-revoked`) and starts a new one. The cookie value
 /// is always new.
 pub async fn sign_in(state: &AppState, jar: CookieJar, user: &User) -> Result<(CookieJar, Session), PageError> {
+    sign_in_with(state, jar, user, None).await
+}
+
+/// [`sign_in`], by a password (`upstream` = `None`) or through an upstream provider, whose
+/// `iss`/`sub`/`sid` the session then remembers so that the upstream's logout finds it.
+pub async fn sign_in_with(
+    state: &AppState,
+    jar: CookieJar,
+    user: &User,
+    upstream: Option<&UpstreamSignIn>,
+) -> Result<(CookieJar, Session), PageError> {
     let now = state.clock.now();
     let (cookie, cookie_hash) = new_cookie_value();
     let current = current_session(state, &jar).await?;
     let session = match current {
         Some(s) if s.user_id == user.id => {
-            state.store.reauthenticate_session(&s.id, &cookie_hash, now).await?;
+            match upstream {
+                Some(up) => state.store.reauthenticate_upstream_session(&s.id, &cookie_hash, up).await?,
+                None => state.store.reauthenticate_session(&s.id, &cookie_hash, now).await?,
+            }
             Session { auth_time: now, last_seen_at: now, ..s }
         }
         other => {
@@ -199,7 +218,10 @@ pub async fn sign_in(state: &AppState, jar: CookieJar, user: &User) -> Result<(C
                 ended_at: None,
                 end_reason: None,
             };
-            state.store.create_session(&s, &cookie_hash).await?;
+            match upstream {
+                Some(up) => state.store.create_upstream_session(&s, &cookie_hash, up).await?,
+                None => state.store.create_session(&s, &cookie_hash).await?,
+            }
             s
         }
     };

@@ -149,8 +149,9 @@ impl Passwords {
         self.pool.run(move || hash_now(&password)).await.ok_or(PasswordError::Hashing)?
     }
 
-    /// Verifies `password` against `hash`; with `hash = None` (unknown user) it spends the same time
-    /// on a dummy hash and answers false, so timing does not tell which accounts exist.
+    /// Verifies `password` against `hash`; with `hash = None` (unknown user) or a hash that is not a
+    /// PHC string (an account without a password) it spends the same time on a dummy hash and
+    /// answers false, so timing does not tell which accounts exist or have a password.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> bool {
         if password.len() > 1024 {
             return false;
@@ -160,9 +161,10 @@ impl Passwords {
         let password = Zeroizing::new(password.to_owned());
         self.pool
             .run(move || match &known {
-                Some(hash) => verify_now(&password, hash),
-                None => {
-                    // Unknown user: the same work on a dummy hash, and never a match.
+                Some(hash) if hash.starts_with('$') => verify_now(&password, hash),
+                _ => {
+                    // Unknown user, or an account without a password (`NO_PASSWORD`, made by an
+                    // upstream sign-in): the same work on a dummy hash, and never a match.
                     let dummy = dummy.get_or_init(|| hash_now("adieu-dummy-password").unwrap_or_default());
                     let _ = verify_now(&password, dummy);
                     false

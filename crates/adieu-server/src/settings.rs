@@ -26,6 +26,50 @@ pub struct Settings {
     /// An initial access token for dynamic client registration from configuration
     /// (`ADIEU_REGISTRATION_TOKEN`), besides those created with the CLI. At least 32 characters.
     pub registration_token: Option<Secret>,
+    /// Upstream OpenID Providers users may sign in with (`[[upstreams]]`).
+    pub upstreams: Vec<UpstreamSettings>,
+}
+
+/// An upstream OpenID Provider (`[[upstreams]]`): adieu is its client, signs users in through it,
+/// and ends their sessions when it sends a back-channel logout (`idp-logout`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// A short slug used in URLs (`/upstream/{id}/callback`): 1 to 32 of `a-z`, `0-9`, `-`.
+    pub id: String,
+    /// The upstream's issuer, exactly as its `iss` (discovery at
+    /// `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// adieu's client id at the upstream.
+    pub client_id: String,
+    /// adieu's client secret at the upstream (`client_secret_basic`).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// The name of an environment variable holding the secret instead (read at start).
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// The button text: "Sign in with {display_name}".
+    pub display_name: String,
+    /// Scopes to request; `openid` is always added (default `openid profile email`).
+    #[serde(default = "default_upstream_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_upstream_scopes() -> Vec<String> {
+    ["openid", "profile", "email"].map(str::to_owned).to_vec()
+}
+
+impl UpstreamSettings {
+    /// The scope parameter: the configured scopes with `openid` first, each once.
+    pub fn scope(&self) -> String {
+        let mut out = vec!["openid"];
+        for s in &self.scopes {
+            if !out.contains(&s.as_str()) {
+                out.push(s);
+            }
+        }
+        out.join(" ")
+    }
 }
 
 /// A secret setting: never printed.
@@ -162,6 +206,7 @@ impl Default for Settings {
             delivery: DeliverySettings::default(),
             admin_token: None,
             registration_token: None,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -221,6 +266,9 @@ pub enum SettingsError {
     /// An allow-list entry that is not a CIDR.
     #[error("delivery.allow_private_cidrs: {0:?} is not a CIDR (e.g. 10.0.0.0/8)")]
     Cidr(String),
+    /// An `[[upstreams]]` entry that cannot work; the text says which and why.
+    #[error("upstreams: {0}")]
+    Upstream(String),
 }
 
 impl Settings {
@@ -269,6 +317,66 @@ impl Settings {
         for (name, t) in [("admin_token", &self.admin_token), ("registration_token", &self.registration_token)] {
             if t.as_ref().is_some_and(|t| t.0.len() < 32) {
                 return Err(SettingsError::WeakToken(name));
+            }
+        }
+        self.validate_upstreams()
+    }
+
+    /// `[[upstreams]]`: slug ids, each id and issuer once, an `https` issuer (plain `http` only on a
+    /// loopback host in the development profile), a client id and secret, a display name.
+    fn validate_upstreams(&self) -> Result<(), SettingsError> {
+        let bad = |id: &str, why: String| Err(SettingsError::Upstream(format!("{id:?}: {why}")));
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let id = u.id.as_str();
+            if id.is_empty()
+                || id.len() > 32
+                || id.starts_with('-')
+                || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return bad(id, "the id must be 1 to 32 characters of a-z, 0-9 and -, not starting with -".into());
+            }
+            if self.upstreams[..i].iter().any(|o| o.id == u.id) {
+                return bad(id, "two upstreams have this id".into());
+            }
+            if self.upstreams[..i].iter().any(|o| o.issuer == u.issuer) {
+                return bad(id, format!("two upstreams have the issuer {}", u.issuer));
+            }
+            let Ok(url) = Url::parse(&u.issuer) else { return bad(id, format!("issuer {:?} is not a URL", u.issuer)) };
+            if url.query().is_some() || url.fragment().is_some() || url.host().is_none() {
+                return bad(id, format!("issuer {:?} must be an absolute URL without query or fragment", u.issuer));
+            }
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            match url.scheme() {
+                "https" => {}
+                "http" if loopback && self.is_development() => {}
+                _ => {
+                    return bad(
+                        id,
+                        format!(
+                            "issuer {:?} must use https (http only for a loopback upstream in the development profile)",
+                            u.issuer
+                        ),
+                    );
+                }
+            }
+            if u.client_id.is_empty() {
+                return bad(id, "client_id is empty".into());
+            }
+            if u.client_secret.as_ref().is_none_or(|s| s.0.is_empty()) {
+                return bad(id, "client_secret is missing (set client_secret or client_secret_env)".into());
+            }
+            let name = u.display_name.trim();
+            if name.is_empty() || name.len() > 100 {
+                return bad(id, "display_name must be 1 to 100 bytes".into());
+            }
+            if let Some(s) = u.scopes.iter().find(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '"'))
+            {
+                return bad(id, format!("scope {s:?} is not a scope token"));
             }
         }
         Ok(())
@@ -336,6 +444,74 @@ mod tests {
         assert_eq!(s.validate(), Err(SettingsError::TooLarge("session.sweep_interval_secs", 3600)));
         s.session.sweep_interval_secs = 3600;
         s.validate().unwrap();
+    }
+
+    fn upstream(id: &str, issuer: &str) -> UpstreamSettings {
+        UpstreamSettings {
+            id: id.into(),
+            issuer: issuer.into(),
+            client_id: "adieu".into(),
+            client_secret: Some(Secret("s3cret".into())),
+            client_secret_env: None,
+            display_name: "Corp".into(),
+            scopes: default_upstream_scopes(),
+        }
+    }
+
+    fn upstream_error(s: &Settings) -> String {
+        match s.validate() {
+            Err(SettingsError::Upstream(e)) => e,
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn upstreams_need_slug_ids_unique_ids_and_issuers_and_a_secret() {
+        let mut s = with_issuer("https://id.example.com");
+        s.upstreams = vec![upstream("corp", "https://corp.example"), upstream("social-1", "https://social.example/")];
+        s.validate().unwrap();
+        s.upstreams[1].id = "Social".into();
+        assert!(upstream_error(&s).contains("a-z"));
+        s.upstreams[1].id = "corp".into();
+        assert!(upstream_error(&s).contains("two upstreams have this id"));
+        s.upstreams[1] = upstream("other", "https://corp.example");
+        assert!(upstream_error(&s).contains("issuer"));
+        s.upstreams[1] = upstream("other", "https://other.example");
+        s.upstreams[1].client_secret = None;
+        assert!(upstream_error(&s).contains("client_secret_env"));
+        s.upstreams[1] = upstream("other", "https://other.example");
+        s.upstreams[1].display_name = " ".into();
+        assert!(upstream_error(&s).contains("display_name"));
+    }
+
+    #[test]
+    fn an_upstream_issuer_must_be_https_except_loopback_in_development() {
+        let mut prod = with_issuer("https://id.example.com");
+        prod.upstreams = vec![upstream("corp", "http://corp.example")];
+        assert!(upstream_error(&prod).contains("https"));
+        prod.upstreams = vec![upstream("corp", "http://127.0.0.1:9000")];
+        assert!(upstream_error(&prod).contains("https"), "loopback http is for the development profile only");
+        let mut dev = with_issuer("http://127.0.0.1:8080");
+        dev.upstreams = vec![upstream("corp", "http://localhost:9000")];
+        dev.validate().unwrap();
+        dev.upstreams = vec![upstream("corp", "http://corp.example")];
+        assert!(upstream_error(&dev).contains("https"));
+        dev.upstreams = vec![upstream("corp", "https://corp.example/?tenant=1")];
+        assert!(upstream_error(&dev).contains("query"));
+    }
+
+    #[test]
+    fn the_upstream_scope_always_starts_with_openid() {
+        let mut u = upstream("corp", "https://corp.example");
+        assert_eq!(u.scope(), "openid profile email");
+        u.scopes = vec!["email".into(), "openid".into(), "groups".into()];
+        assert_eq!(u.scope(), "openid email groups");
+    }
+
+    #[test]
+    fn upstream_secrets_are_never_printed() {
+        let u = upstream("corp", "https://corp.example");
+        assert!(!format!("{u:?}").contains("s3cret"));
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Issuer URL (default `http://{listen}`). Not loopback ⇒ must be https.
     pub issuer: Option<Url>,
-    /// Database URL (default `sqlite://./adieu-data/adieu.db`).
+    /// Database URL (default `sqlite://./adieu-data/adieu.db`; `postgres://…` for PostgreSQL).
     pub database_url: String,
+    /// PostgreSQL pool size and replica name (`[database]`).
+    pub database: crate::store::DatabaseSettings,
     /// OP session lifetimes.
     pub session: SessionSettings,
     /// Token lifetimes.
@@ -41,6 +43,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             issuer: None,
             database_url: "sqlite://./adieu-data/adieu.db".into(),
+            database: crate::store::DatabaseSettings::default(),
             session: SessionSettings::default(),
             tokens: TokenSettings::default(),
             login: LoginSettings::default(),
@@ -51,8 +54,18 @@ impl Default for Config {
     }
 }
 
-const TOP_LEVEL: [&str; 9] =
-    ["listen", "issuer", "database_url", "session", "tokens", "login", "delivery", "admin_token", "registration_token"];
+const TOP_LEVEL: [&str; 10] = [
+    "listen",
+    "issuer",
+    "database_url",
+    "database",
+    "session",
+    "tokens",
+    "login",
+    "delivery",
+    "admin_token",
+    "registration_token",
+];
 
 impl Config {
     /// Loads the layers. Environment variables that are not configuration keys (such as

@@ -104,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Migrate => {
             let _ = store::open(&config).await?;
-            println!("migrations applied to {}", config.database_url);
+            println!("migrations applied to {}", store::redacted(&config.database_url));
             Ok(())
         }
         Command::User(cmd) => admin::user(&config, cmd).await,

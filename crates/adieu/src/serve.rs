@@ -20,7 +20,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let state = AppState::new(store.clone(), settings, Arc::new(SystemClock)).await?;
-    // One process owns this database (SQLite): leases left by a previous run are released at once.
+    // Leases this replica's previous run left are released at once: on SQLite every lease (one
+    // process owns the file), on PostgreSQL those of this `database.replica_id` (other replicas'
+    // stay theirs until they expire).
     let released = store.release_leases().await?;
     if released > 0 {
         tracing::info!(released, "resuming deliveries that were in flight when the last run stopped");
@@ -30,7 +32,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sweeper = adieu_server::sweeper::spawn(state.clone());
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, issuer = %state.issuer, database = %config.database_url, "adieu is listening");
+    tracing::info!(%addr, issuer = %state.issuer, database = %crate::store::redacted(&config.database_url), "adieu is listening");
     println!("adieu is listening on http://{addr} (issuer {})", state.issuer);
 
     let purge_state = state.clone();

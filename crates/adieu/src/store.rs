@@ -1,10 +1,30 @@
-//! Choosing the storage backend: the only place that does.
+//! Choosing the storage backend: the only place that does. `sqlite:` URLs open the embedded
+//! database; `postgres:`/`postgresql:` URLs open PostgreSQL (cargo feature `postgres`, on by
+//! default), where several replicas share one database.
 
 use crate::config::Config;
 use adieu_core::Store;
-use adieu_store::SqliteStore;
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// `[database]`: the PostgreSQL connection pool and this replica's name. SQLite ignores both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connections in this process's pool (default 10, at least 1).
+    pub max_connections: u32,
+    /// This replica's name as the owner of delivery leases. A stable name, unique per replica,
+    /// lets a restarted replica resume its in-flight deliveries at once; by default a random name
+    /// is drawn at every start, and those deliveries wait for their leases to expire.
+    pub replica_id: Option<String>,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings { max_connections: 10, replica_id: None }
+    }
+}
 
 /// Opens the configured database and applies migrations.
 pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -13,11 +33,64 @@ pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         if let Some(dir) = config.sqlite_dir() {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let store = SqliteStore::open(url).await.with_context(|| format!("cannot open {url}"))?;
+        let store = adieu_store::SqliteStore::open(url).await.with_context(|| format!("cannot open {url}"))?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        anyhow::bail!("PostgreSQL is not supported by this version yet; use a sqlite:// database_url");
+        return open_postgres(url, &config.database).await;
     }
-    anyhow::bail!("unsupported database_url {url:?} (expected sqlite://PATH)")
+    anyhow::bail!("unsupported database_url {:?} (expected sqlite://PATH or postgres://…)", redacted(url))
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, db: &DatabaseSettings) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::ensure!(db.max_connections >= 1, "database.max_connections must be at least 1");
+    let options = adieu_store::PostgresOptions {
+        max_connections: db.max_connections,
+        replica_id: db.replica_id.clone(),
+        ..Default::default()
+    };
+    let store = adieu_store::PostgresStore::open(url, &options)
+        .await
+        .with_context(|| format!("cannot open {}", redacted(url)))?;
+    tracing::debug!(replica_id = store.replica_id(), max_connections = db.max_connections, "PostgreSQL store open");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str, _db: &DatabaseSettings) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!("this adieu was built without PostgreSQL support (cargo feature `postgres`)")
+}
+
+/// `url` with its password (in the user part or a `password=` parameter) replaced by `***`, for
+/// logs and error messages.
+pub fn redacted(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else { return url.to_owned() };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(redacted("postgres://adieu:s3cret@db:5432/adieu"), "postgres://adieu:***@db:5432/adieu");
+        assert_eq!(redacted("postgres://adieu@db/adieu?sslmode=require"), "postgres://adieu@db/adieu?sslmode=require");
+        assert_eq!(redacted("postgres://db/adieu?user=a&password=s3cret"), "postgres://db/adieu?user=a&password=***");
+        assert_eq!(redacted("sqlite://./adieu-data/adieu.db"), "sqlite://./adieu-data/adieu.db");
+    }
 }

@@ -163,6 +163,24 @@ impl Outbound {
         &self.policy
     }
 
+    /// A request to `uri` under the same policy, for calls to upstream providers (discovery,
+    /// keys, token, userinfo): the scheme and a literal address are checked here, host names by
+    /// the resolver when connecting; redirects are not followed; the timeouts apply.
+    pub fn request(&self, method: reqwest::Method, uri: &str) -> Result<reqwest::RequestBuilder, String> {
+        let url = Url::parse(uri).map_err(|e| format!("invalid URI {uri:?}: {e}"))?;
+        self.policy.check_uri(&url)?;
+        Ok(self.http.request(method, url))
+    }
+
+    /// Why a request failed, in the words of the delivery log (a refused address, a timeout, a
+    /// connection error with its causes).
+    pub fn describe_error(e: &reqwest::Error) -> String {
+        match classify(e) {
+            Response::Failed { reason, .. } => reason,
+            Response::Status { code, .. } => format!("HTTP {code}"),
+        }
+    }
+
     /// POSTs `logout_token` as `application/x-www-form-urlencoded` to `uri`, keeping its query
     /// (BC-SEND-01, BC-REG-02), and classifies what happened.
     pub async fn send_logout_token(&self, uri: &str, logout_token: &str) -> Response {

@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_adieu");
 
-fn command(dir: &Path) -> Command {
+pub(crate) fn command(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(dir)
         .env_remove("ADIEU_ISSUER")
@@ -21,7 +21,7 @@ fn command(dir: &Path) -> Command {
     c
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -29,7 +29,7 @@ async fn serve(dir: &Path, port: u16) -> Child {
     serve_with(dir, port, &[]).await
 }
 
-async fn serve_with(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
+pub(crate) async fn serve_with(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     let child = command(dir)
         .arg("serve")
         .envs(env.iter().copied())
@@ -51,7 +51,7 @@ async fn serve_with(dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     panic!("adieu serve did not become healthy");
 }
 
-async fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub(crate) async fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut child =
         command(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
@@ -249,7 +249,7 @@ async fn cli_manages_users_and_clients_of_a_running_server() {
 
 /// Signs a fresh browser in to `client_id` on a running server and logs it out through the
 /// confirmation form (RP-initiated logout without a hint): one committed logout.
-async fn sign_in_and_log_out(base: &str, client_id: &str, redirect_uri: &str, password: &str) {
+pub(crate) async fn sign_in_and_log_out(base: &str, client_id: &str, redirect_uri: &str, password: &str) {
     let browser = Browser::new();
     let params =
         [("client_id", client_id), ("redirect_uri", redirect_uri), ("response_type", "code"), ("scope", "openid")];
@@ -267,7 +267,7 @@ async fn sign_in_and_log_out(base: &str, client_id: &str, redirect_uri: &str, pa
     assert_eq!(res.status(), 200);
 }
 
-fn count_lines(out: &str, status: &str) -> usize {
+pub(crate) fn count_lines(out: &str, status: &str) -> usize {
     out.lines().filter(|l| l.split('\t').nth(1) == Some(status)).count()
 }
 

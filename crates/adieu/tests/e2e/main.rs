@@ -6,6 +6,8 @@
 //! - `binary`: the real `adieu` executable (zero-config serve, CLI on a live database, signals).
 //! - `initiators`: every way a session ends (API, CLI, clock, restart) notifies exactly the
 //!   applications subscribed to it; the users and sessions API and its OpenAPI document.
+//! - `postgres`: the real executable on PostgreSQL (migrate, CLI, sign-in, back-channel logout,
+//!   readiness when the database goes away).
 //! - `account`: the self-service account page (sessions, sign out everywhere, password, email)
 //!   through a cookie-keeping browser, and its refusals.
 
@@ -18,6 +20,7 @@ mod end_session_rules;
 mod flow;
 mod initiators;
 mod login_rules;
+mod postgres;
 mod sdk;
 mod support;
 mod token_rules;
