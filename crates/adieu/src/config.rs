@@ -2,7 +2,9 @@
 //! variables (nested keys with `__`, e.g. `ADIEU_SESSION__IDLE_TIMEOUT_SECS=3600`).
 
 use adieu_server::Settings;
-use adieu_server::settings::{DeliverySettings, LoginSettings, Secret, SessionSettings, TokenSettings};
+use adieu_server::settings::{
+    DeliverySettings, LoginSettings, Secret, SessionSettings, TokenSettings, UpstreamSettings,
+};
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -35,6 +37,9 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Initial access token for dynamic registration (`ADIEU_REGISTRATION_TOKEN`), at least 32 characters.
     pub registration_token: Option<Secret>,
+    /// Upstream OpenID Providers (`[[upstreams]]`); their secrets may come from the environment
+    /// (`client_secret_env`).
+    pub upstreams: Vec<UpstreamSettings>,
 }
 
 impl Default for Config {
@@ -50,11 +55,12 @@ impl Default for Config {
             delivery: DeliverySettings::default(),
             admin_token: None,
             registration_token: None,
+            upstreams: Vec::new(),
         }
     }
 }
 
-const TOP_LEVEL: [&str; 10] = [
+const TOP_LEVEL: [&str; 11] = [
     "listen",
     "issuer",
     "database_url",
@@ -65,6 +71,7 @@ const TOP_LEVEL: [&str; 10] = [
     "delivery",
     "admin_token",
     "registration_token",
+    "upstreams",
 ];
 
 impl Config {
@@ -99,6 +106,7 @@ impl Config {
             delivery: self.delivery.clone(),
             admin_token: self.admin_token.clone(),
             registration_token: self.registration_token.clone(),
+            upstreams: self.upstreams.iter().map(resolve_upstream_secret).collect::<anyhow::Result<_>>()?,
         };
         s.validate()?;
         Ok(s)
@@ -110,4 +118,21 @@ impl Config {
         let path = path.split('?').next().unwrap_or(path);
         Path::new(path).parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty())
     }
+}
+
+/// An upstream with `client_secret_env` gets its secret from that environment variable (which
+/// must be set and not empty); giving both `client_secret` and `client_secret_env` is an error.
+fn resolve_upstream_secret(u: &UpstreamSettings) -> anyhow::Result<UpstreamSettings> {
+    let mut u = u.clone();
+    if let Some(var) = u.client_secret_env.take() {
+        anyhow::ensure!(
+            u.client_secret.is_none(),
+            "upstreams: {:?} has both client_secret and client_secret_env; give one",
+            u.id
+        );
+        let v = std::env::var(&var).ok().filter(|v| !v.is_empty());
+        let v = v.with_context(|| format!("upstreams: {:?}: the environment variable {var} is not set", u.id))?;
+        u.client_secret = Some(Secret(v));
+    }
+    Ok(u)
 }

@@ -20,6 +20,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let state = AppState::new(store.clone(), settings, Arc::new(SystemClock)).await?;
+    adieu_server::upstream::announce(&state);
     // Leases this replica's previous run left are released at once: on SQLite every lease (one
     // process owns the file), on PostgreSQL those of this `database.replica_id` (other replicas'
     // stay theirs until they expire).

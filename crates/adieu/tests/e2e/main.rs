@@ -8,6 +8,8 @@
 //!   applications subscribed to it; the users and sessions API and its OpenAPI document.
 //! - `postgres`: the real executable on PostgreSQL (migrate, CLI, sign-in, back-channel logout,
 //!   readiness when the database goes away).
+//! - `upstream`: signing in through upstream providers (a second real `adieu serve`, and an
+//!   in-process upstream whose tokens the test signs) and their back-channel logouts (`idp-logout`).
 //! - `account`: the self-service account page (sessions, sign out everywhere, password, email)
 //!   through a cookie-keeping browser, and its refusals.
 
@@ -24,3 +26,4 @@ mod postgres;
 mod sdk;
 mod support;
 mod token_rules;
+mod upstream;
