@@ -9,7 +9,8 @@
 //! - `postgres`: the real executable on PostgreSQL (migrate, CLI, sign-in, back-channel logout,
 //!   readiness when the database goes away).
 //! - `upstream`: signing in through upstream providers (a second real `adieu serve`, and an
-//!   in-process upstream whose tokens the test signs) and their back-channel logouts (`idp-logout`).
+//!   in-process upstream whose tokens the test signs) and their back-channel logouts (`idp-logout`);
+//!   `upstream_interop`: the same with oidc-provider (Node.js) as the upstream.
 //! - `account`: the self-service account page (sessions, sign out everywhere, password, email)
 //!   through a cookie-keeping browser, and its refusals.
 
@@ -27,3 +28,4 @@ mod sdk;
 mod support;
 mod token_rules;
 mod upstream;
+mod upstream_interop;
