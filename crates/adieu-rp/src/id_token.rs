@@ -109,29 +109,91 @@ pub struct VerifiedIdToken {
 
 impl VerifiedIdToken {
     /// `sub`: with the issuer, the stable identifier of the person (Core §5.7).
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::id_token::sample_for_docs();
+    /// let t = adieu_rp::id_token::verify_id_token(&token, &keys, &policy, "nonce-1", now).unwrap();
+    /// assert_eq!(t.subject(), "user-1");
+    /// ```
     pub fn subject(&self) -> &str {
         &self.sub
     }
     /// `sid`, if the provider sends one (BC-SID-04: keep it to match logout tokens).
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::id_token::sample_for_docs();
+    /// # let t = adieu_rp::id_token::verify_id_token(&token, &keys, &policy, "nonce-1", now).unwrap();
+    /// assert_eq!(t.sid(), Some("sid-1"));
+    /// ```
     pub fn sid(&self) -> Option<&str> {
         self.sid.as_deref()
     }
     /// `iat`, seconds since the epoch.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::id_token::sample_for_docs();
+    /// # let t = adieu_rp::id_token::verify_id_token(&token, &keys, &policy, "nonce-1", now).unwrap();
+    /// assert_eq!(t.issued_at(), now);
+    /// ```
     pub fn issued_at(&self) -> i64 {
         self.issued_at
     }
     /// `exp`, seconds since the epoch.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::id_token::sample_for_docs();
+    /// # let t = adieu_rp::id_token::verify_id_token(&token, &keys, &policy, "nonce-1", now).unwrap();
+    /// assert_eq!(t.expires_at(), now + 300);
+    /// ```
     pub fn expires_at(&self) -> i64 {
         self.expires_at
     }
     /// A string claim (`preferred_username`, `email`…), if present and a non-empty string.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::id_token::sample_for_docs();
+    /// # let t = adieu_rp::id_token::verify_id_token(&token, &keys, &policy, "nonce-1", now).unwrap();
+    /// assert_eq!(t.string_claim("preferred_username"), Some("alice"));
+    /// assert_eq!(t.string_claim("email"), None);
+    /// ```
     pub fn string_claim(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
     /// Every claim.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::id_token::sample_for_docs();
+    /// # let t = adieu_rp::id_token::verify_id_token(&token, &keys, &policy, "nonce-1", now).unwrap();
+    /// assert_eq!(t.claims()["nonce"], "nonce-1");
+    /// ```
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
     }
+}
+
+/// A key set, a valid EdDSA ID token (nonce `nonce-1`), its policy and the time, for documentation
+/// examples.
+#[doc(hidden)]
+pub fn sample_for_docs() -> (VerificationKeys, String, IdTokenPolicy, i64) {
+    crate::install_crypto();
+    // A fixed Ed25519 key (PKCS#8 v1: a fixed prefix, then the 32-byte seed); for examples only.
+    let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    der.extend_from_slice(&[8u8; 32]);
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("fixed example key");
+    jwk.common.key_id = Some("doc-key".into());
+    let now = 1_800_000_000;
+    let claims = serde_json::json!({
+        "iss": "https://op.example.com", "aud": "my-client", "iat": now, "exp": now + 300,
+        "sub": "user-1", "sid": "sid-1", "nonce": "nonce-1", "preferred_username": "alice"
+    });
+    let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+    header.kid = Some("doc-key".into());
+    let token = jsonwebtoken::encode(&header, &claims, &key).expect("signing the example token");
+    let policy = IdTokenPolicy::new("https://op.example.com", "my-client")
+        .with_algorithms(&[Algorithm::EdDSA])
+        .expect("asymmetric");
+    (VerificationKeys::new(jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }), token, policy, now)
 }
 
 /// Why an ID token was refused. Each variant names the rule it enforces.
@@ -251,6 +313,16 @@ pub fn verify_id_token(
 
 /// [`verify_id_token`] with the issuer's cached keys, refetched once (rate limited) when the
 /// token names an unknown `kid` (key rotation).
+///
+/// ```
+/// use adieu_rp::keys::{KeyCache, StaticJwks};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # let (keys, token, policy, now) = adieu_rp::id_token::sample_for_docs();
+/// let cache = KeyCache::new(std::sync::Arc::new(StaticJwks(keys.set().clone())));
+/// let t = adieu_rp::id_token::verify_id_token_cached(&token, &cache, &policy, "nonce-1", now).await.unwrap();
+/// assert_eq!(t.subject(), "user-1");
+/// # });
+/// ```
 pub async fn verify_id_token_cached(
     raw: &str,
     keys: &KeyCache,
