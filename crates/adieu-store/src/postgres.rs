@@ -177,13 +177,15 @@ impl AuditStore for PostgresStore {
             None => (None, None),
         };
         // ILIKE: SQLite's LIKE ignores ASCII case, and the prefix filter must match the same events.
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            rows::audit_cols!(),
+            " FROM audit_log
              WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR kind ILIKE $2)
                AND ($3::text IS NULL OR client_id = $3)
                AND ($4::bigint IS NULL OR at >= $4) AND ($5::bigint IS NULL OR at < $5)
-             ORDER BY id DESC LIMIT $6",
-        )
+             ORDER BY id DESC LIMIT $6"
+        ))
         .bind(exact)
         .bind(prefix)
         .bind(&f.client_id)
@@ -200,7 +202,7 @@ impl AuditStore for PostgresStore {
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+        let rows = sqlx::query("SELECT kid, alg, private_pkcs8, created_at FROM signing_keys ORDER BY created_at, kid")
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;

@@ -1,6 +1,7 @@
 //! Registered applications, their logout URI changes (audited) and the discarding of deliveries
 //! when they unsubscribe.
 
+use super::rows::client_cols;
 use super::{PostgresStore, append_audit_in, backend, json_err, rows};
 use adieu_core::audit::{AuditEvent, kind};
 use adieu_core::client::Client;
@@ -94,7 +95,7 @@ impl ClientStore for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // FOR UPDATE: waits for logouts that are writing deliveries for this client (they hold
         // KEY SHARE), and makes them wait for this change.
-        let old = sqlx::query("SELECT * FROM clients WHERE id = $1 FOR UPDATE")
+        let old = sqlx::query(concat!("SELECT ", client_cols!(), " FROM clients WHERE id = $1 FOR UPDATE"))
             .bind(c.id.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -129,7 +130,7 @@ impl ClientStore for PostgresStore {
     }
 
     async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
-        let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
+        let row = sqlx::query(concat!("SELECT ", client_cols!(), " FROM clients WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -138,7 +139,10 @@ impl ClientStore for PostgresStore {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query("SELECT * FROM clients ORDER BY id").fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query(concat!("SELECT ", client_cols!(), " FROM clients ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(rows::client).collect()
     }
 
@@ -147,7 +151,7 @@ impl ClientStore for PostgresStore {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = ids.iter().map(ClientId::as_str).collect();
-        let rows = sqlx::query("SELECT * FROM clients WHERE id = ANY($1)")
+        let rows = sqlx::query(concat!("SELECT ", client_cols!(), " FROM clients WHERE id = ANY($1)"))
             .bind(&ids)
             .fetch_all(&self.pool)
             .await

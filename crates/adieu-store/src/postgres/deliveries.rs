@@ -7,6 +7,7 @@
 //! when they expire. Recording locks the batch's rows in id order first, so concurrent recorders
 //! and unsubscriptions (which lock the same way) wait for each other instead of deadlocking.
 
+use super::rows::{attempt_cols, delivery_cols};
 use super::{PostgresStore, append_audit_in, backend, rows};
 use adieu_core::audit::{AuditEvent, kind};
 use adieu_core::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -35,7 +36,7 @@ async fn record_attempt_in(
     result: AttemptResult,
     reason: Option<&str>,
 ) -> StoreResult<bool> {
-    let row = sqlx::query("SELECT * FROM deliveries WHERE id = $1 FOR UPDATE")
+    let row = sqlx::query(concat!("SELECT ", delivery_cols!(), " FROM deliveries WHERE id = $1 FOR UPDATE"))
         .bind(&a.delivery_id)
         .fetch_optional(&mut *conn)
         .await
@@ -217,11 +218,12 @@ impl DeliveryStore for PostgresStore {
         if chosen.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "UPDATE deliveries SET status = 'leased', lease_until = $1, lease_owner = $2, attempts = attempts + 1,
                total_attempts = total_attempts + 1
-             WHERE id = ANY($3) RETURNING *",
-        )
+             WHERE id = ANY($3) RETURNING ",
+            delivery_cols!()
+        ))
         .bind(until.0)
         .bind(&*self.replica)
         .bind(&chosen)
@@ -267,12 +269,14 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn deliveries(&self, f: &DeliveryFilter) -> StoreResult<Vec<Delivery>> {
-        let rows = sqlx::query(
-            "SELECT * FROM deliveries
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            delivery_cols!(),
+            " FROM deliveries
              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR client_id = $2)
                AND ($3::text IS NULL OR session_id = $3)
-             ORDER BY created_at DESC, id LIMIT $4",
-        )
+             ORDER BY created_at DESC, id LIMIT $4"
+        ))
         .bind(f.status.map(|s| s.as_str()))
         .bind(f.client_id.as_ref().map(|c| c.as_str()))
         .bind(f.session_id.as_ref().map(|s| s.as_str()))
@@ -284,30 +288,35 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn delivery(&self, id: &str) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
-        let row = sqlx::query("SELECT * FROM deliveries WHERE id = $1")
+        let row = sqlx::query(concat!("SELECT ", delivery_cols!(), " FROM deliveries WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
-        let attempts = sqlx::query("SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY number")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(rows::attempt)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let attempts = sqlx::query(concat!(
+            "SELECT ",
+            attempt_cols!(),
+            " FROM delivery_attempts WHERE delivery_id = $1 ORDER BY number"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(rows::attempt)
+        .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some((rows::delivery(&row)?, attempts)))
     }
 
     async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, round_started_at = $1,
                finished_at = NULL
-             WHERE id = $2 AND status = 'dead' RETURNING *",
-        )
+             WHERE id = $2 AND status = 'dead' RETURNING ",
+            delivery_cols!()
+        ))
         .bind(at.0)
         .bind(id)
         .fetch_optional(&mut *tx)

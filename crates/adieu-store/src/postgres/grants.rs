@@ -1,5 +1,6 @@
 //! Codes, tokens and pending sign-in requests.
 
+use super::rows::{access_cols, code_cols, refresh_cols};
 use super::sessions::revoke_user_tokens_in;
 use super::{PostgresStore, backend, json_err, rows};
 use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
@@ -74,7 +75,7 @@ impl GrantStore for PostgresStore {
     async fn redeem_code(&self, code_hash: &str, at: UnixMillis) -> StoreResult<CodeRedemption> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // FOR UPDATE: concurrent redeemers queue here; the second one sees `used_at`.
-        let row = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = $1 FOR UPDATE")
+        let row = sqlx::query(concat!("SELECT ", code_cols!(), " FROM auth_codes WHERE code_hash = $1 FOR UPDATE"))
             .bind(code_hash)
             .fetch_optional(&mut *tx)
             .await
@@ -138,7 +139,7 @@ impl GrantStore for PostgresStore {
     }
 
     async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
-        let row = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = $1")
+        let row = sqlx::query(concat!("SELECT ", access_cols!(), " FROM access_tokens WHERE token_hash = $1"))
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await
@@ -172,11 +173,12 @@ impl GrantStore for PostgresStore {
     async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // FOR UPDATE: concurrent rotations queue here; first use wins, the others see a replay.
-        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE")
-            .bind(token_hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let row =
+            sqlx::query(concat!("SELECT ", refresh_cols!(), " FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE"))
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
         let Some(row) = row else { return Ok(RefreshUse::Unknown) };
         let mut token = rows::refresh(&row)?;
         if token.client_id != *client {

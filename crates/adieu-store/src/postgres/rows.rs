@@ -1,4 +1,80 @@
-//! Rows → domain types (the PostgreSQL column types: BIGINT, BOOLEAN, TEXT, BYTEA).
+//! Rows → domain types (the PostgreSQL column types: BIGINT, BOOLEAN, TEXT, BYTEA), and the column
+//! lists queries select.
+//!
+//! Queries name their columns instead of `SELECT *`: sqlx prepares and caches statements per
+//! connection, and PostgreSQL refuses to run a cached `SELECT *` whose tables have gained a column
+//! since ("cached plan must not change result type"). With named columns, a replica keeps working
+//! while a newer replica migrates the schema (a rolling upgrade).
+
+/// The columns of `users` that [`user`] reads.
+macro_rules! user_cols {
+    () => {
+        "id, username, email, password_hash, created_at, updated_at"
+    };
+}
+/// The columns of `clients` that [`client`] reads.
+macro_rules! client_cols {
+    () => {
+        "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri,
+         backchannel_logout_session_required, backchannel_logout_initiators, token_endpoint_auth_method,
+         id_token_signed_response_alg, created_at, updated_at"
+    };
+}
+/// The columns of `sessions` that [`session`] reads.
+macro_rules! session_cols {
+    () => {
+        "id, user_id, auth_time, created_at, last_seen_at, ended_at, end_reason"
+    };
+}
+/// The columns of `participations` that [`participation`] reads.
+macro_rules! participation_cols {
+    () => {
+        "session_id, client_id, sid, created_at"
+    };
+}
+/// The columns of `auth_codes` that [`code`] reads.
+macro_rules! code_cols {
+    () => {
+        "code_hash, grant_id, client_id, redirect_uri, user_id, session_id, sid, scope, nonce, code_challenge,
+         auth_time, created_at, expires_at, used_at"
+    };
+}
+/// The columns of `access_tokens` that [`access`] reads.
+macro_rules! access_cols {
+    () => {
+        "token_hash, grant_id, client_id, user_id, session_id, scope, offline, created_at, expires_at, revoked_at"
+    };
+}
+/// The columns of `refresh_tokens` that [`refresh`] reads.
+macro_rules! refresh_cols {
+    () => {
+        "token_hash, grant_id, client_id, user_id, session_id, sid, scope, offline, auth_time, created_at,
+         expires_at, rotated_at, revoked_at"
+    };
+}
+/// The columns of `deliveries` that [`delivery`] reads, and `total_attempts`.
+macro_rules! delivery_cols {
+    () => {
+        "id, session_id, client_id, sub, sid, initiator, status, attempts, total_attempts, next_attempt_at,
+         lease_until, round_started_at, created_at, finished_at, last_error"
+    };
+}
+/// The columns of `delivery_attempts` that [`attempt`] reads.
+macro_rules! attempt_cols {
+    () => {
+        "delivery_id, number, at, latency_ms, http_status, error"
+    };
+}
+/// The columns of `audit_log` that [`audit`] reads.
+macro_rules! audit_cols {
+    () => {
+        "id, at, kind, actor, client_id, user_id, session_id, delivery_id, detail"
+    };
+}
+pub(super) use {
+    access_cols, attempt_cols, audit_cols, client_cols, code_cols, delivery_cols, participation_cols, refresh_cols,
+    session_cols, user_cols,
+};
 
 use super::{backend, json_err};
 use adieu_core::audit::AuditEvent;

@@ -1,6 +1,7 @@
 //! OP sessions, participations, and ending a session: the one code path every initiator goes
 //! through, inside the caller's transaction (the outbox).
 
+use super::rows::{delivery_cols, participation_cols, session_cols};
 use super::{PostgresStore, append_audit_in, backend, json_err, rows};
 use adieu_core::audit::{AuditEvent, kind};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
@@ -33,9 +34,10 @@ pub(super) async fn end_session_in(
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    let row = sqlx::query(
-        "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL RETURNING *",
-    )
+    let row = sqlx::query(concat!(
+        "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL RETURNING ",
+        session_cols!()
+    ))
     .bind(at.0)
     .bind(initiator.as_str())
     .bind(id.as_str())
@@ -53,15 +55,18 @@ pub(super) async fn end_session_in(
         revoked +=
             sqlx::query(stmt).bind(at.0).bind(id.as_str()).execute(&mut *conn).await.map_err(backend)?.rows_affected();
     }
-    let participations =
-        sqlx::query("SELECT * FROM participations WHERE session_id = $1 ORDER BY created_at, client_id")
-            .bind(id.as_str())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(rows::participation)
-            .collect::<StoreResult<Vec<_>>>()?;
+    let participations = sqlx::query(concat!(
+        "SELECT ",
+        participation_cols!(),
+        " FROM participations WHERE session_id = $1 ORDER BY created_at, client_id"
+    ))
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(rows::participation)
+    .collect::<StoreResult<Vec<_>>>()?;
     // The outbox: one delivery per participant that subscribes to this initiator.
     let subscribers = sqlx::query(
         "SELECT p.client_id, p.sid, c.backchannel_logout_initiators FROM participations p
@@ -85,14 +90,15 @@ pub(super) async fn end_session_in(
     }
     let mut deliveries = Vec::new();
     if !clients.is_empty() {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "INSERT INTO deliveries (id, session_id, client_id, sub, sid, initiator, status, attempts, total_attempts,
                next_attempt_at, lease_until, lease_owner, round_started_at, created_at, finished_at, last_error)
              SELECT replace(gen_random_uuid()::text, '-', ''), $1, t.client, $2, t.sid, $3, 'pending', 0, 0,
                     $4, NULL, NULL, $4, $4, NULL, NULL
              FROM unnest($5::text[], $6::text[]) AS t(client, sid)
-             RETURNING *",
-        )
+             RETURNING ",
+            delivery_cols!()
+        ))
         .bind(id.as_str())
         .bind(session.user_id.as_str())
         .bind(initiator.as_str())
@@ -186,7 +192,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn session_by_cookie(&self, cookie_hash: &str) -> StoreResult<Option<Session>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE cookie_hash = $1")
+        let row = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE cookie_hash = $1"))
             .bind(cookie_hash)
             .fetch_optional(&self.pool)
             .await
@@ -195,7 +201,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id = $1")
+        let row = sqlx::query(concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -228,12 +234,15 @@ impl SessionStore for PostgresStore {
     }
 
     async fn open_sessions_of_user(&self, user: &UserId) -> StoreResult<Vec<Session>> {
-        let rows =
-            sqlx::query("SELECT * FROM sessions WHERE user_id = $1 AND ended_at IS NULL ORDER BY created_at DESC")
-                .bind(user.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE user_id = $1 AND ended_at IS NULL ORDER BY created_at DESC"
+        ))
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         rows.iter().map(rows::session).collect()
     }
 
@@ -242,9 +251,11 @@ impl SessionStore for PostgresStore {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = sessions.iter().map(SessionId::as_str).collect();
-        let rows = sqlx::query(
-            "SELECT * FROM participations WHERE session_id = ANY($1) ORDER BY session_id, created_at, client_id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            participation_cols!(),
+            " FROM participations WHERE session_id = ANY($1) ORDER BY session_id, created_at, client_id"
+        ))
         .bind(&ids)
         .fetch_all(&self.pool)
         .await
@@ -273,18 +284,22 @@ impl SessionStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let row = sqlx::query("SELECT * FROM participations WHERE session_id = $1 AND client_id = $2")
-            .bind(session.as_str())
-            .bind(client.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            participation_cols!(),
+            " FROM participations WHERE session_id = $1 AND client_id = $2"
+        ))
+        .bind(session.as_str())
+        .bind(client.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         rows::participation(&row)
     }
 
     async fn participation_by_sid(&self, sid: &Sid) -> StoreResult<Option<Participation>> {
-        let row = sqlx::query("SELECT * FROM participations WHERE sid = $1")
+        let row = sqlx::query(concat!("SELECT ", participation_cols!(), " FROM participations WHERE sid = $1"))
             .bind(sid.as_str())
             .fetch_optional(&self.pool)
             .await

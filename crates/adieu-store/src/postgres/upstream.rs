@@ -1,6 +1,7 @@
 //! Upstream providers: pending upstream sign-ins, links from upstream accounts to local users, and
 //! the upstream sign-in each session remembers (migration 0004).
 
+use super::rows::user_cols;
 use super::{PostgresStore, append_audit_in, backend, rows};
 use adieu_core::audit::{AuditEvent, kind};
 use adieu_core::id::SessionId;
@@ -39,11 +40,14 @@ impl UpstreamStore for PostgresStore {
         now: UnixMillis,
     ) -> StoreResult<Option<PendingUpstreamLogin>> {
         // One statement: of two concurrent callbacks with the same state, only one gets the row.
-        let row = sqlx::query("DELETE FROM upstream_logins WHERE state_hash = $1 RETURNING *")
-            .bind(state_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(
+            "DELETE FROM upstream_logins WHERE state_hash = $1
+             RETURNING state_hash, upstream_id, nonce, code_verifier, request_id, created_at, expires_at",
+        )
+        .bind(state_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         let Some(r) = row else { return Ok(None) };
         let login = PendingUpstreamLogin {
             state_hash: r.try_get("state_hash").map_err(backend)?,
@@ -58,10 +62,11 @@ impl UpstreamStore for PostgresStore {
     }
 
     async fn user_by_upstream(&self, issuer: &str, sub: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(
-            "SELECT users.* FROM upstream_identities JOIN users ON users.id = upstream_identities.user_id
-             WHERE upstream_identities.issuer = $1 AND upstream_identities.sub = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE id = (SELECT user_id FROM upstream_identities WHERE issuer = $1 AND sub = $2)"
+        ))
         .bind(issuer)
         .bind(sub)
         .fetch_optional(&self.pool)

@@ -1,5 +1,6 @@
 //! User accounts.
 
+use super::rows::user_cols;
 use super::sessions::{end_user_sessions_in, revoke_user_tokens_in};
 use super::{PostgresStore, append_audit_in, backend, rows};
 use adieu_core::audit::{AuditEvent, kind};
@@ -42,7 +43,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -52,23 +53,28 @@ impl UserStore for PostgresStore {
 
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
         let login = login.trim().to_lowercase();
-        let row =
-            sqlx::query("SELECT * FROM users WHERE username = $1 OR email = $1 ORDER BY (username = $1) DESC LIMIT 1")
-                .bind(login)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE username = $1 OR email = $1 ORDER BY (username = $1) DESC LIMIT 1"
+        ))
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(rows::user).transpose()
     }
 
     async fn list_users(&self, q: &UserQuery) -> StoreResult<Vec<User>> {
         // `strpos` rather than LIKE: no wildcard characters to escape in the filter.
-        let rows = sqlx::query(
-            "SELECT * FROM users
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users
              WHERE ($1::text IS NULL OR strpos(username, $1) > 0 OR strpos(coalesce(email, ''), $1) > 0)
                AND ($2::text IS NULL OR username > $2)
-             ORDER BY username LIMIT $3",
-        )
+             ORDER BY username LIMIT $3"
+        ))
         .bind(q.contains.as_ref().map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()))
         .bind(&q.after)
         .bind(i64::from(q.page_size()))
@@ -86,7 +92,7 @@ impl UserStore for PostgresStore {
         at: UnixMillis,
     ) -> StoreResult<Option<UserUpdated>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1 FOR UPDATE")
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1 FOR UPDATE"))
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await

@@ -267,3 +267,139 @@ async fn sweepers_on_two_replicas_end_each_session_once() {
     r1.pool().close().await;
     r2.pool().close().await;
 }
+
+/// Most store operations, on names made unique by `n`.
+async fn workload(s: &Arc<dyn Store>, n: &str) {
+    use adieu_core::delivery::Attempt;
+    use adieu_core::store::{AttemptResult, DeliveryFilter, StoredSigningKey};
+    use adieu_core::upstream::{PendingUpstreamLogin, UpstreamIdentity, UpstreamSessionQuery, UpstreamSignIn};
+    use adieu_core::user::{UserChanges, UserQuery};
+    let user = |name: &str| adieu_core::user::User {
+        id: UserId::new(format!("id-{name}")),
+        ..super::user(name, Some(&format!("{name}@example.com")))
+    };
+    let alice = user(&format!("alice{n}"));
+    s.create_user(&alice).await.unwrap();
+    assert!(s.user_by_login(&alice.username).await.unwrap().is_some());
+    assert!(!s.list_users(&UserQuery::default()).await.unwrap().is_empty());
+    let client = super::client_with(&format!("app{n}"), Some("https://a/bc"), Default::default());
+    s.create_client(&client, "test").await.unwrap();
+    assert!(s.client_by_id(&client.id).await.unwrap().is_some());
+    assert!(!s.list_clients().await.unwrap().is_empty());
+    assert_eq!(s.clients_by_ids(std::slice::from_ref(&client.id)).await.unwrap().len(), 1);
+    s.update_client(&client, "test", T0).await.unwrap().unwrap();
+    let sid = SessionId::new(format!("s{n}"));
+    s.create_session(
+        &adieu_core::session::Session { user_id: alice.id.clone(), ..session(sid.as_str(), "x") },
+        &format!("ck{n}"),
+    )
+    .await
+    .unwrap();
+    assert!(s.session_by_cookie(&format!("ck{n}")).await.unwrap().is_some());
+    s.ensure_participation(&sid, &client.id, &adieu_core::id::Sid::new(format!("sid{n}")), T0).await.unwrap();
+    assert_eq!(s.participations_of_sessions(std::slice::from_ref(&sid)).await.unwrap().len(), 1);
+    assert!(s.participation_by_sid(&adieu_core::id::Sid::new(format!("sid{n}"))).await.unwrap().is_some());
+    let code = adieu_core::grant::AuthCode { code_hash: format!("code{n}"), ..super::code("x") };
+    s.insert_code(&code).await.unwrap();
+    assert!(matches!(
+        s.redeem_code(&code.code_hash, T0).await.unwrap(),
+        adieu_core::store::CodeRedemption::Redeemed(_)
+    ));
+    let rt = super::refresh(&format!("rt{n}"), sid.as_str(), client.id.as_str(), false);
+    s.insert_refresh_token(&rt).await.unwrap();
+    s.use_refresh_token(&rt.token_hash, &client.id, T0).await.unwrap();
+    s.insert_access_token(&super::access(&format!("at{n}"), sid.as_str(), false)).await.unwrap();
+    assert!(s.access_token(&format!("at{n}")).await.unwrap().is_some());
+    assert!(!s.open_sessions_of_user(&alice.id).await.unwrap().is_empty());
+    let email = UserChanges { email: Some(Some(format!("new{n}@example.com"))), ..Default::default() };
+    let up = s.update_user(&alice.id, &email, "test", T0).await.unwrap().unwrap();
+    assert_eq!(up.ended.len(), 1, "an email change ends the sessions");
+    assert!(up.ended[0].deliveries.is_empty(), "the default subscription leaves out email-identifier-changed");
+    let ended = s.end_session(&sid, Initiator::RpLogout, T0).await.unwrap();
+    assert!(ended.is_none(), "already ended by the email change");
+    let sid2 = SessionId::new(format!("t{n}"));
+    s.create_session(&session(sid2.as_str(), alice.id.as_str()), &format!("ck2{n}")).await.unwrap();
+    s.ensure_participation(&sid2, &client.id, &adieu_core::id::Sid::new(format!("sid2{n}")), T0).await.unwrap();
+    let ended = s.end_session(&sid2, Initiator::RpLogout, T0).await.unwrap().unwrap();
+    assert_eq!(ended.deliveries.len(), 1);
+    let batch = s.claim_due(&Claim { exclude_clients: &[], ..claim(UnixMillis(T0.0 + 1)) }).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    let attempt = |d: &adieu_core::delivery::Delivery| Attempt {
+        delivery_id: d.id.clone(),
+        number: 0,
+        at: T0,
+        latency_ms: 1,
+        http_status: Some(404),
+        error: None,
+    };
+    assert!(s.record_attempt(&attempt(&batch[0]), AttemptResult::Dead, Some("HTTP 404")).await.unwrap());
+    assert!(s.retry_dead(&batch[0].id, "test", T0).await.unwrap());
+    let again = s.claim_due(&claim(UnixMillis(T0.0 + 2))).await.unwrap();
+    assert!(s.record_attempt(&attempt(&again[0]), AttemptResult::Delivered, None).await.unwrap());
+    assert_eq!(s.delivery(&again[0].id).await.unwrap().unwrap().1.len(), 2);
+    assert!(!s.deliveries(&DeliveryFilter::default()).await.unwrap().is_empty());
+    s.release_leases().await.unwrap();
+    s.next_due().await.unwrap();
+    s.queue_stats().await.unwrap();
+    assert!(!s.audit_events(&adieu_core::audit::AuditFilter::default()).await.unwrap().is_empty());
+    let key = StoredSigningKey {
+        kid: format!("k{n}"),
+        alg: adieu_proto::SigningAlg::ES256,
+        private_pkcs8: vec![1, 2, 3],
+        created_at: T0,
+    };
+    s.insert_signing_key(&key).await.unwrap();
+    assert!(s.signing_keys().await.unwrap().contains(&key));
+    let login = PendingUpstreamLogin {
+        state_hash: format!("st{n}"),
+        upstream_id: "up".into(),
+        nonce: "n".into(),
+        code_verifier: "v".into(),
+        request_id: None,
+        created_at: T0,
+        expires_at: UnixMillis(T0.0 + 60_000),
+    };
+    s.put_upstream_login(&login).await.unwrap();
+    assert!(s.take_upstream_login(&login.state_hash, T0).await.unwrap().is_some());
+    let bob = user(&format!("bob{n}"));
+    let identity = UpstreamIdentity { issuer: "https://up".into(), sub: format!("u{n}"), upstream_id: "up".into() };
+    s.create_upstream_user(&bob, &identity, "test").await.unwrap();
+    assert!(s.user_by_upstream("https://up", &identity.sub).await.unwrap().is_some());
+    let sign_in =
+        UpstreamSignIn { issuer: "https://up".into(), sub: identity.sub.clone(), sid: Some(format!("us{n}")), at: T0 };
+    s.create_upstream_session(&session(&format!("u{n}"), bob.id.as_str()), &format!("ck3{n}"), &sign_in).await.unwrap();
+    let q = UpstreamSessionQuery::Session { issuer: "https://up".into(), sid: format!("us{n}"), sub: None };
+    assert_eq!(s.upstream_sessions(&q).await.unwrap().len(), 1);
+    let life = SessionLifetime { idle: Duration::from_secs(1), absolute: Duration::from_secs(1) };
+    assert!(!s.end_expired_sessions(life, UnixMillis(T0.0 + 10_000), 100).await.unwrap().is_empty());
+    s.delete_user(&bob.id, "test", T0).await.unwrap().unwrap();
+    s.delete_client(&client.id, "test", T0).await.unwrap();
+    s.purge_expired(T0).await.unwrap();
+}
+
+/// Proves: a running replica keeps working after a newer replica's migration adds columns to its
+/// tables (a rolling upgrade): the statements it has prepared and cached name their columns, so
+/// their result types do not change under them.
+#[tokio::test]
+async fn a_running_replica_survives_a_migration_that_adds_columns() {
+    let Some(schema) = Schema::create().await else { return };
+    // One connection: every statement of the second round runs where the first round cached it.
+    let options = PostgresOptions { max_connections: 1, replica_id: Some("old".into()), ..Default::default() };
+    let old = PostgresStore::open(&schema.url(), &options).await.unwrap();
+    let s: Arc<dyn Store> = Arc::new(old.clone());
+    workload(&s, "1").await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(old.pool())
+    .await
+    .unwrap();
+    assert!(tables.len() >= 15, "{tables:?}");
+    let mut newer = PgConnection::connect(&schema.url()).await.unwrap();
+    for t in &tables {
+        sqlx::query(&format!("ALTER TABLE {t} ADD COLUMN added_later TEXT")).execute(&mut newer).await.unwrap();
+    }
+    let _ = newer.close().await;
+    workload(&s, "2").await;
+    old.pool().close().await;
+}
