@@ -2,11 +2,11 @@
 //!
 //! - [`Provider`]: the real `adieu` binary as a child process on a free loopback port, with a fresh
 //!   SQLite database in a temporary directory, one user and one ES256 client per receiver, all made
-//!   with the binary's own CLI.
+//!   with the binary's own CLI ([`Prepared`], which a scenario may add to before the server starts).
 //! - [`Receivers`]: N back-channel logout endpoints, each its own axum server on its own loopback
 //!   address (`127.0.x.y`, so each is a distinct host to the provider's per-host limit; see
 //!   [`Hosts`]). Each receipt is timestamped on arrival, after verification when the receiver
-//!   verifies.
+//!   verifies, and may carry the token's unverified `sub` and `sid`.
 //! - [`Web`] and [`Browser`]: a scripted browser that signs in (authorization code flow with the
 //!   sign-in form), collects participations by single sign-on, and signs out at `/logout/confirm`.
 //!   Cookies are kept by hand (two values per browser) so that thousands of browsers share one
@@ -93,11 +93,29 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-impl Provider {
-    /// Creates the database, the user and one ES256 client per receiver port with the CLI, then
-    /// starts `adieu serve` with `extra_env` (e.g. `ADIEU_DELIVERY__LOGOUT_WAIT_MS=0`) and waits
-    /// until `/healthz` answers.
-    pub async fn start(adieu: &Path, receivers: &[SocketAddr], extra_env: &[(&str, String)]) -> Result<Provider> {
+/// A provider's directory and configuration before `adieu serve` starts: the database is migrated
+/// and holds the benchmark user and one ES256 client per receiver, all made with the binary's CLI.
+/// A scenario may add to the database (see [`Prepared::database_url`]) before [`Prepared::serve`].
+#[derive(Debug)]
+pub struct Prepared {
+    adieu: PathBuf,
+    env: Vec<(String, String)>,
+    base: String,
+    /// The registered clients, in receiver order.
+    pub clients: Vec<ClientReg>,
+    dir: tempfile::TempDir,
+}
+
+impl Prepared {
+    /// Creates the database, the user and one ES256 client per receiver address with the CLI
+    /// (`client add` gets `client_args` too, e.g. `--backchannel-logout-initiators account-deleted`);
+    /// `extra_env` (e.g. `ADIEU_DELIVERY__LOGOUT_WAIT_MS=0`) applies to every command and to `serve`.
+    pub async fn new(
+        adieu: &Path,
+        receivers: &[SocketAddr],
+        extra_env: &[(&str, String)],
+        client_args: &[&str],
+    ) -> Result<Prepared> {
         let dir = tempfile::Builder::new().prefix("adieu-bench-").tempdir()?;
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
@@ -109,39 +127,14 @@ impl Provider {
             ("ADIEU_LOGIN__MAX_FAILURES_PER_ACCOUNT".into(), "1000000".into()),
         ];
         env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-        let command = |args: &[&str]| {
-            let mut c = Command::new(adieu);
-            // Nothing from the caller's environment may change the configuration (the log filter
-            // ADIEU_LOG may pass, e.g. `ADIEU_LOG=info,sqlx::query=debug` to time every statement).
-            for (k, _) in std::env::vars() {
-                if k.starts_with("ADIEU_") && k != "ADIEU_LOG" {
-                    c.env_remove(k);
-                }
-            }
-            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).current_dir(dir.path()).args(args);
-            c
-        };
-        let run = |args: Vec<String>| {
-            let mut c = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-            async move {
-                let out = c.output().await.context("cannot run the adieu binary (build it with --release first)")?;
-                ensure!(
-                    out.status.success(),
-                    "adieu {} failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                Ok(())
-            }
-        };
-        run(vec!["migrate".into()]).await?;
-        run(vec!["user".into(), "add".into(), USERNAME.into(), "--password".into(), PASSWORD.into()]).await?;
+        let mut p = Prepared { adieu: adieu.to_owned(), env, base, clients: Vec::new(), dir };
+        p.cli(&["migrate"]).await?;
+        p.cli(&["user", "add", USERNAME, "--password", PASSWORD]).await?;
         // One client per receiver, four CLI processes at a time (SQLite serialises the writes).
-        let mut clients = Vec::with_capacity(receivers.len());
         let mut jobs = JoinSet::new();
         for (i, addr) in receivers.iter().enumerate() {
             let reg = ClientReg { id: client_id(i), redirect_uri: format!("http://{addr}/cb") };
-            let args: Vec<String> = [
+            let mut args: Vec<String> = [
                 "client",
                 "add",
                 "--name",
@@ -158,17 +151,49 @@ impl Provider {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-            clients.push(reg);
+            args.extend(client_args.iter().map(|s| (*s).to_owned()));
+            p.clients.push(reg);
             if jobs.len() >= 4 {
                 join_next(&mut jobs).await?;
             }
-            jobs.spawn(run(args));
+            let mut c = p.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            jobs.spawn(async move { run(&mut c, &args).await.map(drop) });
         }
         while join_next(&mut jobs).await?.is_some() {}
+        Ok(p)
+    }
 
-        let log = dir.path().join("serve.log");
+    /// The `adieu` binary with this provider's configuration and nothing from the caller's
+    /// environment that could change it (the log filter `ADIEU_LOG` may pass, e.g.
+    /// `ADIEU_LOG=info,sqlx::query=debug` to time every statement).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.adieu);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ADIEU_") && k != "ADIEU_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).current_dir(self.dir.path()).args(args);
+        c
+    }
+
+    /// Runs an `adieu` command on this provider's database; returns its standard output.
+    pub async fn cli(&self, args: &[&str]) -> Result<String> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        run(&mut self.command(&args.iter().map(String::as_str).collect::<Vec<_>>()), &args).await
+    }
+
+    /// The SQLite database's URL (`sqlite:///tmp/adieu-bench-…/adieu.db`).
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}/adieu.db", self.dir.path().display())
+    }
+
+    /// Starts `adieu serve` and waits until `/healthz` answers.
+    pub async fn serve(self) -> Result<Provider> {
+        let log = self.dir.path().join("serve.log");
         let out = std::fs::File::create(&log)?;
-        let child = command(&["serve"])
+        let child = self
+            .command(&["serve"])
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .stdin(Stdio::null())
@@ -177,10 +202,25 @@ impl Provider {
             .context("cannot start adieu serve")?;
         let pid = child.id().context("adieu serve exited at once")?;
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
+        let Prepared { base, clients, dir, .. } = self;
         let mut p = Provider { child, pid, base, clients, log, http, dir };
         p.wait_healthy().await?;
         eprintln!("    adieu serve: pid {pid}, {}, log {}", p.base, p.log.display());
         Ok(p)
+    }
+}
+
+/// Runs a prepared `adieu` command to completion; its standard output, or an error with its stderr.
+async fn run(c: &mut Command, args: &[String]) -> Result<String> {
+    let out = c.output().await.context("cannot run the adieu binary (build it with --release first)")?;
+    ensure!(out.status.success(), "adieu {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Provider {
+    /// [`Prepared::new`] without extra client arguments, then [`Prepared::serve`].
+    pub async fn start(adieu: &Path, receivers: &[SocketAddr], extra_env: &[(&str, String)]) -> Result<Provider> {
+        Prepared::new(adieu, receivers, extra_env, &[]).await?.serve().await
     }
 
     async fn wait_healthy(&mut self) -> Result<()> {
@@ -378,6 +418,18 @@ pub struct Receipt {
     pub at: Instant,
     /// `Some(Ok(sid))` verified, `Some(Err(_))` failed verification, `None` not verified.
     pub verified: Option<Result<String, String>>,
+    /// `(sub, sid)` read from the token's payload without checking it, when the receivers peek
+    /// ([`Receivers::peek_subjects`]); `None` otherwise or if the payload has no such strings.
+    pub subject: Option<(String, String)>,
+}
+
+/// `(sub, sid)` from a JWT's payload, unverified (cheap: no signature check).
+fn peek_subject(token: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    Some((claims["sub"].as_str()?.to_owned(), claims["sid"].as_str()?.to_owned()))
 }
 
 #[derive(Debug)]
@@ -385,6 +437,7 @@ struct Shared {
     tx: mpsc::UnboundedSender<Receipt>,
     verifier: OnceLock<Verifier>,
     verify: Verify,
+    peek: AtomicBool,
     seen: AtomicU64,
 }
 
@@ -421,7 +474,8 @@ async fn backchannel(State(ep): State<Arc<Endpoint>>, Form(form): Form<HashMap<S
         None => Err("the receiver has no verifier yet".to_owned()),
     });
     let ok = !matches!(verified, Some(Err(_)));
-    let _ = ep.shared.tx.send(Receipt { receiver: ep.index, at: Instant::now(), verified });
+    let subject = if ep.shared.peek.load(Ordering::Relaxed) { peek_subject(token) } else { None };
+    let _ = ep.shared.tx.send(Receipt { receiver: ep.index, at: Instant::now(), verified, subject });
     if ok { StatusCode::OK } else { StatusCode::BAD_REQUEST }
 }
 
@@ -435,7 +489,13 @@ impl Receivers {
         verify: Verify,
     ) -> Result<Receivers> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { tx, verifier: OnceLock::new(), verify, seen: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            tx,
+            verifier: OnceLock::new(),
+            verify,
+            peek: AtomicBool::new(false),
+            seen: AtomicU64::new(0),
+        });
         let mut addrs = Vec::with_capacity(n);
         let mut servers = Vec::with_capacity(n);
         for i in 0..n {
@@ -458,6 +518,20 @@ impl Receivers {
     /// Installs the verifier (known only once the provider runs, which needs the addresses first).
     pub fn set_verifier(&self, v: Verifier) -> Result<()> {
         self.shared.verifier.set(v).map_err(|_| anyhow!("the verifier is already set"))
+    }
+
+    /// From now on, read `sub` and `sid` of every token (unverified) into [`Receipt::subject`].
+    pub fn peek_subjects(&self) {
+        self.shared.peek.store(true, Ordering::Relaxed);
+    }
+
+    /// The next receipt, waiting at most until `deadline`.
+    pub async fn next(&mut self, deadline: tokio::time::Instant) -> Result<Receipt> {
+        match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => bail!("the receivers stopped"),
+            Err(_) => bail!("no logout token arrived before the deadline"),
+        }
     }
 
     /// Throws away receipts that arrived so far.

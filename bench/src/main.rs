@@ -16,12 +16,17 @@
 //!   fired at once, 64 in flight), compared with the raw ES256 signing rate of all cores. Target:
 //!   ≥ 50% of that rate. Receivers only count here and verify a 1% sample.
 //! - **d** Peak memory (`VmHWM`) of the server during c. Target: < 150 MB.
+//! - **e** Account deletion at scale ([`scenario_e`]): 10,000 users with 3 sessions × 2 applications
+//!   each, seeded with `adieu-store` before the server starts, all deleted through the management API
+//!   (16 requests in flight): time from the first delete to the last of the 60,000 deliveries
+//!   (`account-deleted`), deletes/s, deliveries/s, duplicates, and the server's peak memory.
 //!
 //! Everything (server, receivers, browsers) shares the machine's cores; see docs/benchmarks.md.
 //! Run: `cargo build --release -p adieu -p adieu-bench && target/release/adieu-bench --scenario all`.
 
 mod cpu;
 mod harness;
+mod scenario_e;
 
 use cpu::{clock_ticks, cpu_secs, machine_busy_secs};
 
@@ -44,7 +49,9 @@ enum Scenario {
     B,
     /// Mass-logout throughput versus raw signing rate, and the server's peak memory (d).
     C,
-    /// a, b and c (with d).
+    /// Account deletion: 10,000 users × 3 sessions × 2 applications = 60,000 deliveries.
+    E,
+    /// a, b, c (with d) and e.
     All,
 }
 
@@ -137,6 +144,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if matches!(args.scenario, Scenario::C | Scenario::All) {
         verdicts.extend(scenario_c(&opts).await.context("scenario c")?);
+    }
+    if matches!(args.scenario, Scenario::E | Scenario::All) {
+        verdicts.extend(scenario_e::run(&opts).await.context("scenario e")?);
     }
     println!("## Summary\n");
     println!("| Target | Goal | Measured | Result |");
