@@ -1276,7 +1276,9 @@ impl DeliveryStore for SqliteStore {
         // size, not the queue length. A few more than needed, so per-client caps can skip some.
         // If the window is taken by clients that are excluded or already at their cap (a dead
         // application with a backlog), look again without them: one application's backlog must
-        // never hide another's due deliveries (no head-of-line blocking).
+        // never hide another's due deliveries (no head-of-line blocking). Until this claim commits,
+        // the deliveries it chose are still due, so a later pass leaves them out by id: counted
+        // again, they would take the place of others in the batch.
         let window = i64::from(c.limit).saturating_mul(4).max(64);
         let mut skip: Vec<String> = c.exclude_clients.iter().map(|x| x.as_str().to_owned()).collect();
         let mut per_client: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
@@ -1288,18 +1290,21 @@ impl DeliveryStore for SqliteStore {
                      SELECT id, client_id, next_attempt_at AS due FROM deliveries
                      WHERE status = 'pending' AND next_attempt_at <= ?1
                        AND client_id NOT IN (SELECT value FROM json_each(?3))
+                       AND id NOT IN (SELECT value FROM json_each(?4))
                      ORDER BY next_attempt_at LIMIT ?2)
                    UNION ALL
                    SELECT id, client_id, due FROM (
                      SELECT id, client_id, lease_until AS due FROM deliveries
                      WHERE status = 'leased' AND lease_until <= ?1
                        AND client_id NOT IN (SELECT value FROM json_each(?3))
+                       AND id NOT IN (SELECT value FROM json_each(?4))
                      ORDER BY lease_until LIMIT ?2))
                  ORDER BY due LIMIT ?2",
             )
             .bind(c.now.0)
             .bind(window)
             .bind(serde_json::to_string(&skip).map_err(json_err)?)
+            .bind(serde_json::to_string(&chosen).map_err(json_err)?)
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;

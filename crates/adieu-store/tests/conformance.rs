@@ -79,6 +79,7 @@ conformance!(
     dead_deliveries_can_be_retried,
     claims_skip_excluded_clients_and_cap_each_clients_share,
     one_clients_backlog_never_hides_another_clients_due_deliveries,
+    a_second_claim_pass_does_not_count_the_first_passs_choices_again,
     audit_log_filters_by_kind_prefix_client_and_time,
     users_are_listed_in_pages_with_a_filter,
     add_user_is_audited_with_its_actor,
@@ -591,6 +592,59 @@ async fn one_clients_backlog_never_hides_another_clients_due_deliveries(s: Arc<d
     let excluded = adieu_core::store::Claim { limit: 16, exclude_clients: &exclude, ..claim(now) };
     let batch = s.claim_due(&excluded).await?;
     assert_eq!(batch.iter().map(|d| d.client_id.as_str()).collect::<Vec<_>>(), vec!["c"]);
+    Ok(())
+}
+
+/// One session of alice with `client` (created with a URI and every initiator if new), ended at `at`:
+/// one delivery due at `at`.
+async fn one_delivery_for(s: &Arc<dyn Store>, client: &str, name: &str, at: UnixMillis) -> StoreResult<()> {
+    use adieu_core::initiator::{InitiatorMode, InitiatorSubscription};
+    if s.client_by_id(&ClientId::new(client)).await?.is_none() {
+        let all = InitiatorSubscription { mode: InitiatorMode::All, selected_initiators: vec![] };
+        s.create_client(&client_with(client, Some(&format!("https://{client}/bc")), all), "test").await?;
+    }
+    s.create_session(&session(name, "id-alice"), &format!("cookie-{name}")).await?;
+    s.ensure_participation(&SessionId::new(name), &ClientId::new(client), &Sid::new(format!("sid-{name}")), T0).await?;
+    s.end_session(&SessionId::new(name), Initiator::RpLogout, at).await?.expect("ended");
+    Ok(())
+}
+
+/// Regression (a claim's second pass): when the first look at the queue is filled by one client's
+/// backlog, the claim looks again without that client. That second look sees the deliveries the
+/// first one already chose (they are not leased until the claim commits); it must not count them
+/// again against their client's share or the batch size, or a batch comes out smaller than the
+/// due work allows (here 9 instead of 10).
+async fn a_second_claim_pass_does_not_count_the_first_passs_choices_again(s: Arc<dyn Store>) -> StoreResult<()> {
+    // Oldest first: 2 of `a`, 62 of `busy` (together the 64-row window of a 10-delivery claim),
+    // then 5 each of `c` and `d`.
+    let mut t = T0.0;
+    let mut next = || {
+        t += 1;
+        UnixMillis(t)
+    };
+    for i in 0..2 {
+        one_delivery_for(&s, "a", &format!("a{i}"), next()).await?;
+    }
+    for i in 0..62 {
+        one_delivery_for(&s, "busy", &format!("busy{i}"), next()).await?;
+    }
+    for client in ["c", "d"] {
+        for i in 0..5 {
+            one_delivery_for(&s, client, &format!("{client}{i}"), next()).await?;
+        }
+    }
+    let c = adieu_core::store::Claim { limit: 10, per_client_limit: 3, ..claim(UnixMillis(T0.0 + 1_000)) };
+    let batch = s.claim_due(&c).await?;
+    let mut per_client = std::collections::BTreeMap::new();
+    for d in &batch {
+        *per_client.entry(d.client_id.as_str().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(batch.len(), 10, "a full batch: {per_client:?}");
+    assert_eq!(per_client.get("a"), Some(&2), "{per_client:?}");
+    assert_eq!(per_client.get("busy"), Some(&3), "{per_client:?}");
+    assert!(per_client.values().all(|n| *n <= 3), "{per_client:?}");
+    let distinct: std::collections::HashSet<&str> = batch.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(distinct.len(), 10);
     Ok(())
 }
 

@@ -21,12 +21,12 @@ use std::time::Duration;
 
 /// Due pending deliveries, oldest first, through the partial index `deliveries_due`.
 const DUE_PENDING: &str = "SELECT id, client_id, next_attempt_at AS due FROM deliveries
-     WHERE status = 'pending' AND next_attempt_at <= $1 AND client_id <> ALL($3)
+     WHERE status = 'pending' AND next_attempt_at <= $1 AND client_id <> ALL($3) AND id <> ALL($4)
      ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 
 /// Leased deliveries whose lease has expired, oldest first, through `deliveries_leased`.
 const DUE_EXPIRED: &str = "SELECT id, client_id, lease_until AS due FROM deliveries
-     WHERE status = 'leased' AND lease_until <= $1 AND client_id <> ALL($3)
+     WHERE status = 'leased' AND lease_until <= $1 AND client_id <> ALL($3) AND id <> ALL($4)
      ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED";
 
 /// Records one attempt inside the caller's transaction (its row already locked).
@@ -165,12 +165,13 @@ impl DeliveryStore for PostgresStore {
         // If the window is taken by clients that are excluded or already at their cap (a dead
         // application with a backlog), look again without them: one application's backlog must
         // never hide another's due deliveries (no head-of-line blocking). Rows another replica is
-        // claiming are skipped; rows this claim looked at stay locked until it commits.
+        // claiming are skipped; rows this claim looked at stay locked until it commits. A later pass
+        // leaves out the rows already chosen (still due until the commit), so they do not take the
+        // place of others in its window.
         let window = i64::from(c.limit).saturating_mul(4).max(64);
         let mut skip: Vec<String> = c.exclude_clients.iter().map(|x| x.as_str().to_owned()).collect();
         let mut per_client: HashMap<String, u32> = HashMap::new();
         let mut chosen: Vec<String> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
         for _pass in 0..4 {
             let mut candidates: Vec<(i64, String, String)> = Vec::new();
             for sql in [DUE_PENDING, DUE_EXPIRED] {
@@ -178,6 +179,7 @@ impl DeliveryStore for PostgresStore {
                     .bind(c.now.0)
                     .bind(window)
                     .bind(&skip)
+                    .bind(&chosen)
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(backend)?;
@@ -196,10 +198,6 @@ impl DeliveryStore for PostgresStore {
                 if chosen.len() >= c.limit as usize {
                     break;
                 }
-                // A later pass sees this claim's earlier choices again (they are ours, locked).
-                if seen.contains(&id) {
-                    continue;
-                }
                 let n = per_client.entry(client.clone()).or_default();
                 if *n >= c.per_client_limit.max(1) {
                     if !skip.contains(&client) {
@@ -208,7 +206,6 @@ impl DeliveryStore for PostgresStore {
                     continue;
                 }
                 *n += 1;
-                seen.insert(id.clone());
                 chosen.push(id);
             }
             if chosen.len() >= c.limit as usize || !full_window {
