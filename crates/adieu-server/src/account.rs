@@ -264,11 +264,15 @@ async fn sign_out_everywhere(
     let actor = actor(&who.user);
     let ended = users::revoke_all_sessions(&Ctx::server(&state, &actor), &who.user.id).await?;
     tracing::info!(sub = %who.user.id, sessions = ended.len(), "account page: signed out everywhere");
-    let message = format!(
-        "{} session(s) ended, the one in this browser too. The applications you had signed in to through them are \
-         being told.",
-        ended.len()
-    );
+    let message = match ended.len() {
+        0 | 1 => "Your session in this browser has ended. The applications you had signed in to through it are \
+                  being told."
+            .to_owned(),
+        n => format!(
+            "All {n} of your sessions have ended, the one in this browser too. The applications you had signed in \
+             to through them are being told."
+        ),
+    };
     Ok(signed_out(&state, jar, "You are signed out everywhere", &message))
 }
 

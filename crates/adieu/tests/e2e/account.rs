@@ -203,7 +203,10 @@ async fn sign_out_everywhere_ends_every_session_and_notifies_only_subscribers() 
     let res = post(&s.browser, &s.op, "/account/sign-out-everywhere", &[("csrf", &token)]).await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
-    assert!(html.contains("You are signed out everywhere") && html.contains("2 session(s) ended"), "{html}");
+    assert!(
+        html.contains("You are signed out everywhere") && html.contains("All 2 of your sessions have ended"),
+        "{html}"
+    );
     assert_notified(&s, Initiator::SessionRevoked, &[&s.sid_sub, &sid_second]).await;
     assert!(!signed_in(&s.browser, &s.op).await && !signed_in(&second, &s.op).await);
     assert_eq!(account_page(&s.browser, &s.op).await.0, 401);
