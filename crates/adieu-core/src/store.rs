@@ -318,11 +318,24 @@ pub trait DeliveryStore: Send + Sync {
     async fn delivery(&self, id: &str) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
     /// Puts a dead delivery back in the queue for a new round of attempts (audited). False if it is not dead.
     async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool>;
-    /// Makes the deliveries leased by this process's replica claimable again, at start-up; returns
-    /// how many. SQLite has one process per database file, so every lease is released. PostgreSQL
-    /// releases only the leases held under this store's replica id: other replicas' leases stay
-    /// theirs until they expire (a replica that died loses them then).
+    /// Makes the deliveries leased by this process's replica claimable again, at start-up and at
+    /// the end of a graceful shutdown; returns how many. SQLite has one process per database file,
+    /// so every lease is released. PostgreSQL releases only the leases held under this store's
+    /// replica id (other replicas' leases stay theirs until they expire; a replica that died loses
+    /// them then), and notifies the other replicas' workers.
     async fn release_leases(&self) -> StoreResult<u64>;
+    /// Listens for word from other processes that deliveries became claimable (written, released
+    /// or put back for a retry) and calls `wake` for each; also once as soon as it listens, so
+    /// that whatever came while it was not listening is looked for. Returns only with an error
+    /// (the connection was lost); the caller calls it again after a pause. PostgreSQL listens on
+    /// the channel `adieu_deliveries`, which every transaction that makes deliveries claimable
+    /// notifies at commit. The default never returns and never calls `wake`: with SQLite the only
+    /// other writer is the command line, whose deliveries the worker's polling finds.
+    async fn listen_for_deliveries(&self, wake: &(dyn Fn() + Send + Sync)) -> StoreResult<()> {
+        let _ = wake;
+        std::future::pending::<()>().await;
+        Ok(())
+    }
     /// The earliest time something becomes claimable (a pending delivery's `next_attempt_at` or a
     /// leased one's `lease_until`), to know how long to sleep.
     async fn next_due(&self) -> StoreResult<Option<UnixMillis>>;

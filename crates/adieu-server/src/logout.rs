@@ -78,6 +78,10 @@ pub async fn end_session_and_wait(
     let ended = end_session(state, session, initiator).await?;
     let mut outcomes = HashMap::new();
     let Some(e) = &ended else { return Ok((ended, outcomes)) };
+    if !state.settings.delivery.worker {
+        // An API-only replica: the attempts run on other replicas, whose results do not come here.
+        return Ok((ended, outcomes));
+    }
     let mut waiting: HashMap<&str, &ClientId> = e.deliveries.iter().map(|d| (d.id.as_str(), &d.client_id)).collect();
     if waiting.is_empty() || tokio::time::Instant::now() >= deadline {
         return Ok((ended, outcomes));

@@ -109,6 +109,16 @@ pub struct DeliverySettings {
     pub logout_wait_ms: u64,
     /// How long a worker holds a claimed delivery before another may take it, seconds (default 60).
     pub lease_secs: u64,
+    /// Whether this process runs a delivery worker (default true). `false` is for API-only
+    /// replicas: they write deliveries, and the replicas that run workers send them.
+    pub worker: bool,
+    /// The longest an idle worker waits before it looks at the queue again, milliseconds (default
+    /// 500). A logout in this process, a retry due, an expired lease and (on PostgreSQL) a NOTIFY
+    /// from another replica wake it sooner; polling finds what the command line wrote.
+    pub poll_interval_ms: u64,
+    /// On SIGTERM, how long in-flight attempts may take to finish before they are abandoned and
+    /// their deliveries released for another replica, seconds (default 10; 0 releases at once).
+    pub shutdown_grace_secs: u64,
     /// CIDRs of private networks whose applications may be called outside the development profile.
     pub allow_private_cidrs: Vec<String>,
 }
@@ -126,6 +136,9 @@ impl Default for DeliverySettings {
             per_host_concurrency: 32,
             logout_wait_ms: 1000,
             lease_secs: 60,
+            worker: true,
+            poll_interval_ms: 500,
+            shutdown_grace_secs: 10,
             allow_private_cidrs: Vec::new(),
         }
     }
@@ -243,6 +256,9 @@ impl Default for LoginSettings {
 /// The longest sweep interval: an expired session's applications are told within this.
 pub const MAX_SWEEP_INTERVAL_SECS: u64 = 3600;
 
+/// The longest idle wait of a delivery worker (one hour).
+pub const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
+
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SettingsError {
@@ -305,6 +321,7 @@ impl Settings {
             ("delivery.per_host_concurrency", self.delivery.per_host_concurrency as u64),
             ("delivery.lease_secs", self.delivery.lease_secs),
             ("delivery.deadline_secs", self.delivery.deadline_secs),
+            ("delivery.poll_interval_ms", self.delivery.poll_interval_ms),
         ] {
             if v == 0 {
                 return Err(SettingsError::Zero(name));
@@ -321,6 +338,9 @@ impl Settings {
         }
         self.validate_upstreams()
     }
+        if self.delivery.poll_interval_ms > MAX_POLL_INTERVAL_MS {
+            return Err(SettingsError::TooLarge("delivery.poll_interval_ms", MAX_POLL_INTERVAL_MS));
+        }
 
     /// `[[upstreams]]`: slug ids, each id and issuer once, an `https` issuer (plain `http` only on a
     /// loopback host in the development profile), a client id and secret, a display name.

@@ -3,7 +3,9 @@
 //! - this file: [`PostgresStore`], opening (pool, migrations, replica id), errors, and the small
 //!   stores (keys, API tokens, audit log, health);
 //! - `rows`: row → domain type mapping;
-//! - `users`, `clients`, `sessions`, `grants`, `deliveries`, `upstream`: one store trait each.
+//! - `users`, `clients`, `sessions`, `grants`, `deliveries`, `upstream`: one store trait each;
+//! - `notify`: `LISTEN/NOTIFY`, which wakes the other replicas' workers when deliveries become
+//!   claimable.
 //!
 //! Semantics are those of the SQLite backend (the conformance suite runs both); what differs is how
 //! concurrent writers are kept apart. SQLite has one writer; here transactions run side by side at
@@ -24,6 +26,7 @@
 mod clients;
 mod deliveries;
 mod grants;
+mod notify;
 mod rows;
 mod sessions;
 mod upstream;
@@ -98,24 +101,33 @@ fn json_err(e: serde_json::Error) -> StoreError {
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host/db`, libpq-style parameters such as `sslmode`
-    /// and `options=-c search_path=…` accepted) and applies the embedded migrations.
+    /// and `options=-c search_path=…` accepted) and applies the embedded migrations. The
+    /// connections' `application_name` is `adieu <replica id>` unless the URL sets one.
     pub async fn open(url: &str, options: &PostgresOptions) -> StoreResult<Self> {
-        let connect = PgConnectOptions::from_str(url).map_err(backend)?;
+        let mut connect = PgConnectOptions::from_str(url).map_err(backend)?;
+        let replica: Arc<str> = match &options.replica_id {
+            Some(id) if !id.trim().is_empty() => id.trim().into(),
+            Some(_) => return Err(StoreError::Backend("the replica id must not be empty".into())),
+            None => {
+                let mut conn = PgConnection::connect_with(&connect).await.map_err(backend)?;
+                let id: String = sqlx::query_scalar("SELECT 'replica-' || replace(gen_random_uuid()::text, '-', '')")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(backend)?;
+                let _ = conn.close().await;
+                id.into()
+            }
+        };
+        // Operators (and the fault tests) tell replicas' connections apart in pg_stat_activity.
+        if connect.get_application_name().is_none() {
+            connect = connect.application_name(&format!("adieu {replica}"));
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
             .map_err(backend)?;
-        let replica: Arc<str> = match &options.replica_id {
-            Some(id) if !id.trim().is_empty() => id.trim().into(),
-            Some(_) => return Err(StoreError::Backend("the replica id must not be empty".into())),
-            None => sqlx::query_scalar::<_, String>("SELECT 'replica-' || replace(gen_random_uuid()::text, '-', '')")
-                .fetch_one(&pool)
-                .await
-                .map_err(backend)?
-                .into(),
-        };
         let store = PostgresStore { pool, replica };
         store.migrate().await?;
         Ok(store)

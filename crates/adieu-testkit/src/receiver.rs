@@ -1,5 +1,6 @@
 //! A recording back-channel receiver: a real HTTP server on `127.0.0.1:0` that records every POST
-//! and answers as scripted (a status, a redirect, `Retry-After`, or never).
+//! (with the moment it arrived) and answers as scripted (a status, after a delay or at once, a
+//! redirect, `Retry-After`, or never).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How the receiver answers one request.
@@ -23,6 +24,8 @@ pub enum Behavior {
     Redirect(String),
     /// Never answer.
     Hang,
+    /// Answer with this status after this delay (a slow application).
+    Slow(u16, Duration),
 }
 
 /// One request the receiver got.
@@ -34,6 +37,8 @@ pub struct Received {
     pub query: Option<String>,
     /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// When the request arrived (before any scripted delay).
+    pub at: Instant,
 }
 
 impl Received {
@@ -68,7 +73,7 @@ async fn handle(
 ) -> Response {
     let form = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    inner.received.lock().unwrap().push(Received { form, query, content_type });
+    inner.received.lock().unwrap().push(Received { form, query, content_type, at: Instant::now() });
     inner.arrived.notify_waiters();
     let behavior = inner.script.lock().unwrap().pop_front().unwrap_or_else(|| inner.default.lock().unwrap().clone());
     match behavior {
@@ -86,6 +91,10 @@ async fn handle(
         Behavior::Hang => {
             std::future::pending::<()>().await;
             StatusCode::OK.into_response()
+        }
+        Behavior::Slow(code, delay) => {
+            tokio::time::sleep(delay).await;
+            StatusCode::from_u16(code).unwrap_or(StatusCode::OK).into_response()
         }
     }
 }

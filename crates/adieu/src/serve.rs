@@ -1,4 +1,6 @@
-//! `adieu serve`: the provider, until SIGINT or SIGTERM.
+//! `adieu serve`: the provider, until SIGINT or SIGTERM; then a graceful stop (requests in flight
+//! finish; deliveries in flight finish within `delivery.shutdown_grace_secs`, and the leases of
+//! the rest are released for other replicas).
 
 use crate::config::Config;
 use adieu_core::SystemClock;
@@ -28,7 +30,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if released > 0 {
         tracing::info!(released, "resuming deliveries that were in flight when the last run stopped");
     }
-    let worker = adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?);
+    let worker = if state.settings.delivery.worker {
+        Some(adieu_server::delivery::worker::start(state.clone(), state.outbound()?))
+    } else {
+        tracing::info!("delivery.worker = false: this replica sends no back-channel logouts (other replicas do)");
+        None
+    };
     // Sweeps once now (sessions that expired while the server was stopped), then periodically.
     let sweeper = adieu_server::sweeper::spawn(state.clone());
     let listener = TcpListener::bind(config.listen).await?;
@@ -49,11 +56,45 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
+    let grace = Duration::from_secs(state.settings.delivery.shutdown_grace_secs);
     let app = adieu_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    tokio::select! {
+        () = shutdown_signal() => {}
+        served = &mut http => {
+            served??;
+            anyhow::bail!("the HTTP server stopped by itself");
+        }
+    }
+    // On a signal, in parallel: the HTTP server finishes the requests in flight and accepts no
+    // more; the worker claims nothing more, lets its attempts finish within the grace period,
+    // and releases the leases of what it did not finish so that another replica sends them now.
+    let _ = stop_http.send(());
+    let stop_worker = async {
+        match worker {
+            Some(w) => Some(w.shutdown(grace).await),
+            None => None,
+        }
+    };
+    let (served, stopped) = tokio::join!(http, stop_worker);
     purger.abort();
     sweeper.abort();
-    worker.abort();
+    if let Some(r) = stopped {
+        tracing::info!(
+            in_flight = r.in_flight,
+            abandoned = r.abandoned,
+            released = r.released,
+            "delivery worker stopped: deliveries not finished were released for other replicas"
+        );
+    }
+    served??;
     tracing::info!("adieu stopped");
     Ok(())
 }
@@ -77,5 +118,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests and deliveries");
 }

@@ -9,7 +9,20 @@
 //! Results go to one recorder task that writes them in batches (one transaction for up to 512
 //! attempts); a slot stays taken until its result is committed, so in-flight work is bounded.
 //! The clients of a claimed batch are loaded in one query, so a changed logout URI applies to the
-//! next attempt.
+//! next attempt. A recording that fails (the database connection was cut) is tried again, with
+//! backoff, for up to [`RECORD_PATIENCE`], so a short outage costs no duplicate sends.
+//!
+//! An idle worker sleeps until the next retry or lease expiry is due, at most
+//! `delivery.poll_interval_ms`; a logout in this process wakes it at once, and so does a listener
+//! task ([`DeliveryStore::listen_for_deliveries`]: on PostgreSQL, a NOTIFY from another replica's
+//! commit). The listener reconnects by itself, with backoff, when its connection drops.
+//!
+//! Stopping ([`Running::shutdown`], on SIGTERM): the worker claims nothing more, lets the attempts
+//! in flight finish and their results be recorded for up to a grace period, abandons those still
+//! running then, and releases the leases of everything it did not finish (this replica's only), so
+//! another replica sends them at once instead of after the lease.
+//!
+//! [`DeliveryStore::listen_for_deliveries`]: adieu_core::store::DeliveryStore::listen_for_deliveries
 
 use super::outbound::Outbound;
 use super::{AttemptEvent, Outcome};
@@ -22,7 +35,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// The worker's state.
@@ -33,10 +46,24 @@ pub struct Worker {
     policy: RetryPolicy,
     lease: Duration,
     per_host: usize,
+    poll_interval: Duration,
+    slots: usize,
     global: Arc<Semaphore>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     client_hosts: Mutex<HashMap<ClientId, String>>,
     results: mpsc::UnboundedSender<Finished>,
+    phase: watch::Sender<Phase>,
+}
+
+/// Where the worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Claiming and sending.
+    Running,
+    /// Claiming nothing more; attempts in flight finish.
+    Draining,
+    /// Attempts still in flight are dropped (their deliveries will be released).
+    Abandon,
 }
 
 /// A finished attempt on its way to the recorder, holding its slot.
@@ -52,23 +79,150 @@ struct Finished {
 
 const RECORD_BATCH: usize = 512;
 
-/// Starts the worker for `state`, sending through `outbound`. It runs until the runtime stops.
-pub fn spawn(state: AppState, outbound: Outbound) -> JoinHandle<()> {
+/// How long the recorder keeps trying to write a batch of results before it gives up on it (the
+/// leases then expire and the deliveries are sent again).
+pub const RECORD_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a stopping worker waits for results already in hand to be recorded after the grace
+/// period, before it releases the leases anyway.
+const FINAL_RECORD_WAIT: Duration = Duration::from_secs(5);
+
+/// A running worker: its claiming loop, its recorder and its listener. Dropping it stops them and
+/// drops the attempts in flight (their leases then expire); [`Running::shutdown`] stops gracefully.
+#[derive(Debug)]
+pub struct Running {
+    worker: Arc<Worker>,
+    claimer: Option<JoinHandle<()>>,
+    recorder: JoinHandle<()>,
+    listener: JoinHandle<()>,
+}
+
+/// What a graceful stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopReport {
+    /// Attempts in flight (sending, or waiting to be recorded) when the stop began.
+    pub in_flight: usize,
+    /// Of those, how many were still unfinished at the end of the grace period and were abandoned.
+    pub abandoned: usize,
+    /// Deliveries whose leases this replica released (claimable again by any replica at once).
+    pub released: u64,
+}
+
+/// Starts the worker for `state`, sending through `outbound`.
+pub fn start(state: AppState, outbound: Outbound) -> Running {
     let d = &state.settings.delivery;
     let (results, rx) = mpsc::unbounded_channel();
-    tokio::spawn(record(state.clone(), rx));
+    let recorder = tokio::spawn(record(state.clone(), rx));
+    let listener = tokio::spawn(listen(state.clone()));
     let worker = Arc::new(Worker {
         policy: d.retry_policy(),
         lease: Duration::from_secs(d.lease_secs),
         per_host: d.per_host_concurrency,
+        poll_interval: Duration::from_millis(d.poll_interval_ms),
+        slots: d.global_concurrency,
         global: Arc::new(Semaphore::new(d.global_concurrency)),
         hosts: Mutex::default(),
         client_hosts: Mutex::default(),
         results,
+        phase: watch::Sender::new(Phase::Running),
         outbound,
         state,
     });
-    tokio::spawn(worker.run())
+    let claimer = tokio::spawn(worker.clone().run());
+    Running { worker, claimer: Some(claimer), recorder, listener }
+}
+
+/// [`start`], as one task: aborting it stops the worker as dropping [`Running`] does.
+pub fn spawn(state: AppState, outbound: Outbound) -> JoinHandle<()> {
+    let running = start(state, outbound);
+    tokio::spawn(async move {
+        let _running = running;
+        std::future::pending::<()>().await;
+    })
+}
+
+impl Running {
+    /// Stops gracefully: claims nothing more, waits up to `grace` for the attempts in flight to
+    /// finish and be recorded, abandons the rest, and releases this replica's leases (everything
+    /// it claimed and did not finish). On PostgreSQL the release notifies the other replicas.
+    pub async fn shutdown(mut self, grace: Duration) -> StopReport {
+        let w = self.worker.clone();
+        let slots = u32::try_from(w.slots).unwrap_or(u32::MAX);
+        w.phase.send_replace(Phase::Draining);
+        // The claiming loop finishes the claim it may be making (without sending it) and stops.
+        if let Some(claimer) = self.claimer.take() {
+            let _ = claimer.await;
+        }
+        let in_flight = w.slots - w.global.available_permits();
+        if in_flight > 0 {
+            tracing::info!(in_flight, grace_secs = grace.as_secs_f64(), "stopping: waiting for deliveries in flight");
+        }
+        // A slot is free once its attempt's result is recorded: all free means all recorded.
+        let mut abandoned = 0;
+        if tokio::time::timeout(grace, w.global.acquire_many(slots)).await.is_err() {
+            abandoned = w.slots - w.global.available_permits();
+            w.phase.send_replace(Phase::Abandon);
+            // Results already in hand are still recorded, if the database lets us soon.
+            let _ = tokio::time::timeout(FINAL_RECORD_WAIT, w.global.acquire_many(slots)).await;
+            tracing::warn!(abandoned, "stopping: attempts still in flight after the grace period were abandoned");
+        }
+        self.listener.abort();
+        let released = match w.state.store.release_leases().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "stopping: releasing the leases failed; they will expire");
+                0
+            }
+        };
+        StopReport { in_flight, abandoned, released }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.worker.phase.send_replace(Phase::Abandon);
+        if let Some(c) = &self.claimer {
+            c.abort();
+        }
+        self.recorder.abort();
+        self.listener.abort();
+    }
+}
+
+/// Wakes the worker whenever the store says deliveries became claimable elsewhere; listens again
+/// after a pause when the connection is lost (the worker polls meanwhile).
+async fn listen(state: AppState) {
+    const FIRST_PAUSE: Duration = Duration::from_millis(100);
+    const LONGEST_PAUSE: Duration = Duration::from_secs(10);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let hub = state.delivery.clone();
+        let wake = move || hub.wake();
+        let started = Instant::now();
+        let Err(e) = state.store.listen_for_deliveries(&wake).await else { return };
+        // A listener that ran for a while failed for a new reason: start the backoff over.
+        if started.elapsed() > LONGEST_PAUSE * 3 {
+            pause = FIRST_PAUSE;
+        }
+        tracing::warn!(error = %e, retry_in_ms = pause.as_millis(), "listening for deliveries failed; polling meanwhile");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+/// Resolves once the worker's phase is at least `phase`.
+async fn reached(rx: &mut watch::Receiver<Phase>, phase: Phase) {
+    loop {
+        let now = *rx.borrow_and_update();
+        let past = match phase {
+            Phase::Running => true,
+            Phase::Draining => now != Phase::Running,
+            Phase::Abandon => now == Phase::Abandon,
+        };
+        if past || rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn jitter() -> f64 {
@@ -79,16 +233,18 @@ fn jitter() -> f64 {
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Longest idle sleep: bounds how late a delivery written by another process (CLI, replica) starts.
-const MAX_IDLE: Duration = Duration::from_millis(500);
-
 impl Worker {
     async fn run(self: Arc<Self>) {
+        let mut phase = self.phase.subscribe();
         loop {
             // Wait for at least one free slot, then claim as many as are free.
-            let first = match self.global.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => return,
+            let first = tokio::select! {
+                biased;
+                () = reached(&mut phase, Phase::Draining) => return,
+                p = self.global.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
             };
             let limit = 1 + self.global.available_permits();
             let exclude = self.saturated_clients();
@@ -104,10 +260,17 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly");
                     drop(first);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = reached(&mut phase, Phase::Draining) => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                     continue;
                 }
             };
+            if *phase.borrow() != Phase::Running {
+                // Stopping: what was just claimed is not sent; the stop releases its leases.
+                return;
+            }
             let full = batch.len() >= limit;
             // The batch's clients in one query (fresh: a changed URI applies to this attempt).
             let mut ids: Vec<ClientId> = batch.iter().map(|d| d.client_id.clone()).collect();
@@ -118,7 +281,10 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(error = %e, "loading clients failed; the leases will expire and the deliveries be retried");
                     drop(first);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = reached(&mut phase, Phase::Draining) => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                     continue;
                 }
             };
@@ -136,7 +302,15 @@ impl Worker {
                     },
                 };
                 let client = clients.get(&d.client_id).cloned();
-                tokio::spawn(self.clone().attempt(d, client, permit));
+                let (worker, mut phase) = (self.clone(), phase.clone());
+                tokio::spawn(async move {
+                    // Abandoned at the end of a stop's grace period: the slot is freed unrecorded
+                    // and the stop releases the lease.
+                    tokio::select! {
+                        () = reached(&mut phase, Phase::Abandon) => {}
+                        () = worker.attempt(d, client, permit) => {}
+                    }
+                });
             }
             drop(first);
             if full {
@@ -145,19 +319,14 @@ impl Worker {
             let wait = match self.state.store.next_due().await {
                 Ok(Some(t)) => {
                     let ms = (t.0 - self.state.clock.now().0).max(0);
-                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_IDLE)
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(self.poll_interval)
                 }
-                _ => MAX_IDLE,
+                _ => self.poll_interval,
             };
-            if wait.is_zero() {
-                // Due now but not claimable (its host is saturated): wait until a slot frees up.
-                tokio::select! {
-                    () = self.state.delivery.wake.notified() => {}
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-                continue;
-            }
+            // Due now but not claimable (its host is saturated): wait until a slot frees up.
+            let wait = if wait.is_zero() { Duration::from_millis(50) } else { wait };
             tokio::select! {
+                () = reached(&mut phase, Phase::Draining) => return,
                 () = self.state.delivery.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
@@ -246,6 +415,27 @@ impl Worker {
     }
 }
 
+/// Records a batch, trying again with backoff for up to [`RECORD_PATIENCE`] (recording twice is
+/// harmless: a result for a delivery no longer leased changes nothing). `None` if it never worked.
+async fn record_patiently(state: &AppState, records: &[Recorded]) -> Option<Vec<bool>> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match state.store.record_attempts(records).await {
+            Ok(s) => return Some(s),
+            Err(e) if started.elapsed() + pause < RECORD_PATIENCE => {
+                tracing::warn!(error = %e, attempts = records.len(), retry_in_ms = pause.as_millis(), "recording attempts failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempts = records.len(), "recording attempts failed; their leases will expire and they will be retried");
+                return None;
+            }
+        }
+    }
+}
+
 /// Writes finished attempts in batches, then reports them (metrics, logs, the logout page).
 async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
     let mut batch: Vec<Finished> = Vec::with_capacity(RECORD_BATCH);
@@ -258,13 +448,9 @@ async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
             }
         }
         let records: Vec<Recorded> = batch.iter().map(|f| f.recorded.clone()).collect();
-        let stored = match state.store.record_attempts(&records).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, attempts = batch.len(), "recording attempts failed; their leases will expire and they will be retried");
-                batch.clear();
-                continue;
-            }
+        let Some(stored) = record_patiently(&state, &records).await else {
+            batch.clear();
+            continue;
         };
         for (f, ok) in batch.drain(..).zip(stored) {
             let d = &f.delivery;

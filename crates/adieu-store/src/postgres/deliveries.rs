@@ -7,6 +7,7 @@
 //! when they expire. Recording locks the batch's rows in id order first, so concurrent recorders
 //! and unsubscriptions (which lock the same way) wait for each other instead of deadlocking.
 
+use super::notify::notify_in;
 use super::rows::{attempt_cols, delivery_cols};
 use super::{PostgresStore, append_audit_in, backend, rows};
 use adieu_core::audit::{AuditEvent, kind};
@@ -321,6 +322,7 @@ impl DeliveryStore for PostgresStore {
         .map_err(backend)?;
         let Some(row) = row else { return Ok(false) };
         let d = rows::delivery(&row)?;
+        notify_in(&mut tx).await?;
         let e = AuditEvent::new(kind::DELIVERY_RETRIED, actor, at, json!({}))
             .client(d.client_id.as_str())
             .session(d.session_id.as_str())
@@ -331,17 +333,27 @@ impl DeliveryStore for PostgresStore {
     }
 
     /// Releases the leases held by this store's replica only: other replicas' leases are theirs
-    /// until they expire.
+    /// until they expire. The other replicas are told at once.
     async fn release_leases(&self) -> StoreResult<u64> {
-        Ok(sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let n = sqlx::query(
             "UPDATE deliveries SET status = 'pending', lease_until = NULL, lease_owner = NULL
              WHERE status = 'leased' AND lease_owner = $1",
         )
         .bind(&*self.replica)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?
-        .rows_affected())
+        .rows_affected();
+        if n > 0 {
+            notify_in(&mut tx).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+
+    async fn listen_for_deliveries(&self, wake: &(dyn Fn() + Send + Sync)) -> StoreResult<()> {
+        self.listen(wake).await
     }
 
     async fn next_due(&self) -> StoreResult<Option<UnixMillis>> {

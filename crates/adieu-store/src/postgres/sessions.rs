@@ -1,6 +1,7 @@
 //! OP sessions, participations, and ending a session: the one code path every initiator goes
 //! through, inside the caller's transaction (the outbox).
 
+use super::notify::notify_in;
 use super::rows::{delivery_cols, participation_cols, session_cols};
 use super::{PostgresStore, append_audit_in, backend, json_err, rows};
 use adieu_core::audit::{AuditEvent, kind};
@@ -112,6 +113,8 @@ pub(super) async fn end_session_in(
             deliveries.push(rows::delivery(d)?);
         }
         deliveries.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        // Every replica's worker is woken at commit (not at all on rollback).
+        notify_in(&mut *conn).await?;
     }
     let event = AuditEvent::new(
         kind::SESSION_ENDED,

@@ -8,6 +8,8 @@
 //!   applications subscribed to it; the users and sessions API and its OpenAPI document.
 //! - `postgres`: the real executable on PostgreSQL (migrate, CLI, sign-in, back-channel logout,
 //!   readiness when the database goes away).
+//! - `replicas`: several real replicas on one PostgreSQL schema, and faults (NOTIFY, SIGTERM hand-over,
+//!   SIGKILL mid fan-out, an application down for a while, cut database connections).
 //! - `upstream`: signing in through upstream providers (a second real `adieu serve`, and an
 //!   in-process upstream whose tokens the test signs) and their back-channel logouts (`idp-logout`);
 //!   `upstream_interop`: the same with oidc-provider (Node.js) as the upstream.
@@ -24,6 +26,7 @@ mod flow;
 mod initiators;
 mod login_rules;
 mod postgres;
+mod replicas;
 mod sdk;
 mod support;
 mod token_rules;

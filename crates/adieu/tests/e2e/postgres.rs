@@ -12,13 +12,13 @@ use std::time::Duration;
 
 /// A schema and a login role, both `e2e_<random>`, owned by the role and dropped (with every
 /// object in them) when this is dropped, also when the test fails.
-struct Database {
-    admin_url: String,
-    name: String,
+pub(crate) struct Database {
+    pub(crate) admin_url: String,
+    pub(crate) name: String,
 }
 
 impl Database {
-    async fn create() -> Option<Database> {
+    pub(crate) async fn create() -> Option<Database> {
         let admin_url = match std::env::var("ADIEU_TEST_POSTGRES_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => {
@@ -52,7 +52,7 @@ impl Database {
     }
 
     /// The URL adieu is given: this role, this schema as the search path.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let mut url = url::Url::parse(&self.admin_url).unwrap();
         url.set_username(&self.name).unwrap();
         url.set_password(Some(&self.name)).unwrap();
@@ -60,7 +60,7 @@ impl Database {
         url.to_string()
     }
 
-    async fn admin(&self, sql: &str) {
+    pub(crate) async fn admin(&self, sql: &str) {
         let mut conn = PgConnection::connect(&self.admin_url).await.unwrap();
         sqlx::query(sql).execute(&mut conn).await.unwrap();
         let _ = conn.close().await;
