@@ -377,10 +377,37 @@ async fn sigterm_releases_the_deliveries_in_flight_for_another_replica() {
     wait_all_delivered(&db, N, Duration::from_secs(30)).await;
 }
 
+/// Proves (issue 6, graceful shutdown): attempts in flight at SIGTERM that finish within the grace
+/// period (an application answering after 1.5 s; grace 10 s) are recorded as delivered before the
+/// process exits: nothing is released, and nothing is sent twice.
+#[tokio::test]
+async fn sigterm_lets_attempts_in_flight_finish_and_records_them() {
+    const N: usize = 6;
+    let Some(db) = Database::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(Behavior::Slow(200, Duration::from_millis(1500))).await;
+    let seeded = seed(&db, 1, N, &[("app", receiver.uri.as_str())]).await;
+    let issuer = format!("http://127.0.0.1:{}", free_port());
+    let mut only =
+        Replica::start(dir.path(), &db, "only", &issuer, &[("ADIEU_DELIVERY__SHUTDOWN_GRACE_SECS", "10")]).await;
+    only.revoke_all(&seeded.sessions, N).await;
+    assert_eq!(receiver.wait_for(N, Duration::from_secs(30)).await.len(), N, "all in flight");
+    let stopping = Instant::now();
+    let status = only.sigterm().await;
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status}\n{}", only.log());
+    let after = statuses(&db).await;
+    eprintln!("SIGTERM: {N} attempts in flight finished within the grace period; stopped in {took:?}; then {after:?}");
+    assert_eq!(after.get("delivered").copied(), Some(N as i64), "{after:?}");
+    assert_eq!(after.len(), 1, "none pending or leased: {after:?}");
+    assert!(only.log().contains(&format!("in_flight={N} abandoned=0 released=0")), "{}", only.log());
+    assert_eq!(receiver.received().len(), N, "nothing sent twice");
+}
+
 /// Proves (issue 6, fault a): 200 sessions × 2 applications revoked through replica 1, whose
 /// worker and replica 2's share the fan-out (slow applications: 300 ms each, 8 at a time per
 /// host); replica 1 is killed with SIGKILL a quarter of the way. Replica 2 takes over replica 1's
-/// deliveries when their 3-second leases end. Every expected `(sub, sid, client)` arrives; the
+/// deliveries when their 5-second leases end. Every expected `(sub, sid, client)` arrives; the
 /// duplicates are all deliveries replica 1 held a lease on when it died, and no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_fan_out_loses_nothing() {
@@ -391,7 +418,7 @@ async fn a_replica_killed_mid_fan_out_loses_nothing() {
     let seeded = seed(&db, 20, 10, &[("app-a", a.uri.as_str()), ("app-b", b.uri.as_str())]).await;
     let total = seeded.expected.len();
     let issuer = format!("http://127.0.0.1:{}", free_port());
-    let settings = [("ADIEU_DELIVERY__LEASE_SECS", "3"), ("ADIEU_DELIVERY__PER_HOST_CONCURRENCY", "8")];
+    let settings = [("ADIEU_DELIVERY__LEASE_SECS", "5"), ("ADIEU_DELIVERY__PER_HOST_CONCURRENCY", "8")];
     let mut r1 = Replica::start(dir.path(), &db, "r1", &issuer, &settings).await;
     let _r2 = Replica::start(dir.path(), &db, "r2", &issuer, &settings).await;
 
