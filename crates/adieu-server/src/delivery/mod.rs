@@ -7,7 +7,8 @@
 //! - [`metrics`]: Prometheus counters and gauges.
 //!
 //! The [`DeliveryHub`] in the application state connects the parts: ending a session wakes the
-//! workers, and workers report each attempt so the logout page can show who confirmed.
+//! workers (so does the worker's listener when another replica commits deliveries), and workers
+//! report each attempt so the logout page can show who confirmed.
 
 pub mod metrics;
 pub mod outbound;
@@ -46,7 +47,8 @@ pub struct AttemptEvent {
 /// Shared between the request handlers and the workers.
 #[derive(Debug)]
 pub struct DeliveryHub {
-    /// Wakes idle workers (a logout was committed, or an operator retried a delivery).
+    /// Wakes idle workers (a logout was committed, an operator retried a delivery, or another
+    /// process said it wrote deliveries: a PostgreSQL NOTIFY).
     pub wake: Notify,
     /// Attempt results, for anyone waiting on them.
     pub events: broadcast::Sender<AttemptEvent>,
