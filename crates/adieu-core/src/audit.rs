@@ -39,6 +39,11 @@ pub mod kind {
     /// An upstream provider's back-channel logout was received and verified (the sessions it
     /// ended are audited as `session.ended` with `idp-logout`).
     pub const UPSTREAM_LOGOUT: &str = "upstream.logout";
+    /// A signing key was created (first start or rotation); the detail has its kid, algorithm,
+    /// generation and when it starts signing.
+    pub const KEY_CREATED: &str = "key.created";
+    /// A signing key was retired: removed from the JWKS, its private key erased.
+    pub const KEY_RETIRED: &str = "key.retired";
 }
 
 /// One audit event.

@@ -11,6 +11,7 @@
 //! - [`user`]: user accounts, identifier rules, and which initiator a change of account ends sessions with.
 //! - [`session`]: OP sessions, their lifetimes, and participations `(session, client, sid)`.
 //! - [`grant`]: authorization codes, access and refresh tokens, pending sign-in requests.
+//! - [`keys`]: signing keys: generations, pre-publication, which key signs when, retirement.
 //! - [`upstream`]: signing in through upstream providers and being logged out by them (`idp-logout`).
 //! - [`store`]: the storage traits every backend implements, and [`store::StoreError`].
 
@@ -20,6 +21,7 @@ pub mod delivery;
 pub mod grant;
 pub mod id;
 pub mod initiator;
+pub mod keys;
 pub mod net;
 pub mod session;
 pub mod store;

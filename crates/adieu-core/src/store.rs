@@ -16,7 +16,6 @@ use crate::session::{EndedSession, Participation, Session};
 use crate::time::UnixMillis;
 use crate::upstream::{PendingUpstreamLogin, UpstreamIdentity, UpstreamSessionQuery, UpstreamSignIn};
 use crate::user::{User, UserChanges, UserQuery, UserUpdated};
-use adieu_proto::SigningAlg;
 use async_trait::async_trait;
 
 /// A storage failure.
@@ -380,37 +379,27 @@ pub trait ApiTokenStore: Send + Sync {
     async fn api_token_exists(&self, hash: &str, kind: ApiTokenKind) -> StoreResult<bool>;
 }
 
-/// A signing key as stored: PKCS#8 DER of the private key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredSigningKey {
-    /// Key id (published in the JWKS and the JWS header).
-    pub kid: String,
-    /// The one algorithm this key signs with (RFC 8725 §3.1).
-    pub alg: SigningAlg,
-    /// PKCS#8 v1 DER.
-    pub private_pkcs8: Vec<u8>,
-    /// Creation time.
-    pub created_at: UnixMillis,
-}
+pub use crate::keys::{RetireRefusal, StoredSigningKey};
 
-impl std::fmt::Debug for StoredSigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredSigningKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .field("private_pkcs8", &"<redacted>")
-            .field("created_at", &self.created_at)
-            .finish()
-    }
-}
-
-/// Signing keys.
+/// Signing keys, shared by every replica through the database (see [`crate::keys`] for the rules).
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// All signing keys, oldest first.
+    /// All signing keys, retired ones included, oldest first.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
-    /// Adds a signing key.
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Adds a signing key and audits `key.created` with `actor`, in one transaction.
+    /// `Conflict("generation")` if its algorithm already has a key of that generation (another
+    /// replica or the command line inserted one first): then nothing is stored.
+    async fn insert_signing_key(&self, key: &StoredSigningKey, actor: &str) -> StoreResult<()>;
+    /// Retires the key `kid` at `at` and audits `key.retired` with `actor`, in one transaction:
+    /// it leaves the JWKS and its private key is erased. With the algorithm's keys locked, the
+    /// rules of [`crate::keys::check_retire`] decide at `at`: the current signer and the last
+    /// published key of an algorithm are refused (then nothing changes).
+    async fn retire_signing_key(
+        &self,
+        kid: &str,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Result<StoredSigningKey, RetireRefusal>>;
 }
 
 /// Liveness of the backend.

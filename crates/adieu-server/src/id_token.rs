@@ -41,7 +41,7 @@ pub fn mint(state: &AppState, input: IdTokenInput<'_>) -> Result<String, KeyErro
         sid: input.sid.to_string(),
         at_hash: Some(at_hash(alg, input.access_token)),
     };
-    state.keys.sign(alg, "JWT", &claims)
+    state.keys.sign(alg, "JWT", &claims, now)
 }
 
 /// The claims of an `id_token_hint` that matter for logout.

@@ -24,9 +24,9 @@
 //! - [`upstream`]: signing in through upstream OpenID Providers and their back-channel logouts
 //!   (`idp-logout`).
 //!
-//! Support: [`settings`], [`keys`] (signing and JWKS), [`id_token`], [`crypto`], [`password`],
-//! [`browser`] (cookies, CSRF), [`ratelimit`], [`pages`] (templates), [`error`], [`registration`]
-//! (validation of client metadata).
+//! Support: [`settings`], [`keys`] (signing, JWKS, rotation shared through the database, the
+//! key-encryption key), [`id_token`], [`crypto`], [`password`], [`browser`] (cookies, CSRF),
+//! [`ratelimit`], [`pages`] (templates), [`error`], [`registration`] (validation of client metadata).
 
 pub mod account;
 pub mod api;
@@ -70,7 +70,7 @@ pub use settings::Settings;
 pub struct AppState {
     /// Storage.
     pub store: Arc<dyn Store>,
-    /// Signing keys.
+    /// Signing keys: swapped in place when a reload finds a rotation or retirement.
     pub keys: Arc<keys::Keys>,
     /// Settings.
     pub settings: Arc<Settings>,
@@ -100,7 +100,7 @@ impl AppState {
         settings.validate()?;
         // jsonwebtoken picks its crypto backend at run time; install ours (STACK.md pitfall 1).
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-        let keys = keys::Keys::load_or_generate(store.as_ref(), clock.now()).await?;
+        let (keys, _) = keys::Keys::load_or_generate(store.as_ref(), clock.now(), settings.kek()?).await?;
         let l = &settings.login;
         let upstreams = upstream::Upstreams::new(&settings, &outbound_client(&settings)?);
         Ok(AppState {

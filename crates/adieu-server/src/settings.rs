@@ -28,6 +28,36 @@ pub struct Settings {
     pub registration_token: Option<Secret>,
     /// Upstream OpenID Providers users may sign in with (`[[upstreams]]`).
     pub upstreams: Vec<UpstreamSettings>,
+    /// Base64 of 32 random bytes (`ADIEU_KEY_ENCRYPTION_KEY`; `adieu keys generate-kek`): when set,
+    /// new signing keys are stored encrypted with it (AES-256-GCM), and encrypted ones need it.
+    pub key_encryption_key: Option<Secret>,
+    /// Signing-key rotation.
+    pub keys: KeySettings,
+}
+
+/// Signing-key rotation (`[keys]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeySettings {
+    /// How long a rotated key is published in the JWKS before it signs, seconds (default 600): longer
+    /// than relying parties cache the JWKS (adieu serves it with `max-age=300`) plus
+    /// `reload_interval_secs`. The first key of an algorithm signs at once.
+    pub publish_ahead_secs: u64,
+    /// How often every replica re-reads the keys from the database, seconds (default 30; 1 to 3600).
+    pub reload_interval_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        KeySettings { publish_ahead_secs: 600, reload_interval_secs: 30 }
+    }
+}
+
+impl KeySettings {
+    /// `publish_ahead_secs` as a duration.
+    pub fn publish_ahead(&self) -> Duration {
+        Duration::from_secs(self.publish_ahead_secs)
+    }
 }
 
 /// An upstream OpenID Provider (`[[upstreams]]`): adieu is its client, signs users in through it,
@@ -220,6 +250,8 @@ impl Default for Settings {
             admin_token: None,
             registration_token: None,
             upstreams: Vec::new(),
+            key_encryption_key: None,
+            keys: KeySettings::default(),
         }
     }
 }
@@ -256,6 +288,9 @@ impl Default for LoginSettings {
 /// The longest sweep interval: an expired session's applications are told within this.
 pub const MAX_SWEEP_INTERVAL_SECS: u64 = 3600;
 
+/// The longest interval between two reloads of the signing keys.
+pub const MAX_KEY_RELOAD_INTERVAL_SECS: u64 = 3600;
+
 /// The longest idle wait of a delivery worker (one hour).
 pub const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 
@@ -285,6 +320,9 @@ pub enum SettingsError {
     /// An `[[upstreams]]` entry that cannot work; the text says which and why.
     #[error("upstreams: {0}")]
     Upstream(String),
+    /// The key-encryption key is not base64 of 32 bytes (the text never contains it).
+    #[error(transparent)]
+    KeyEncryptionKey(#[from] crate::keys::kek::KekError),
 }
 
 impl Settings {
@@ -322,6 +360,7 @@ impl Settings {
             ("delivery.lease_secs", self.delivery.lease_secs),
             ("delivery.deadline_secs", self.delivery.deadline_secs),
             ("delivery.poll_interval_ms", self.delivery.poll_interval_ms),
+            ("keys.reload_interval_secs", self.keys.reload_interval_secs),
         ] {
             if v == 0 {
                 return Err(SettingsError::Zero(name));
@@ -330,6 +369,13 @@ impl Settings {
         if self.session.sweep_interval_secs > MAX_SWEEP_INTERVAL_SECS {
             return Err(SettingsError::TooLarge("session.sweep_interval_secs", MAX_SWEEP_INTERVAL_SECS));
         }
+        if self.delivery.poll_interval_ms > MAX_POLL_INTERVAL_MS {
+            return Err(SettingsError::TooLarge("delivery.poll_interval_ms", MAX_POLL_INTERVAL_MS));
+        }
+        if self.keys.reload_interval_secs > MAX_KEY_RELOAD_INTERVAL_SECS {
+            return Err(SettingsError::TooLarge("keys.reload_interval_secs", MAX_KEY_RELOAD_INTERVAL_SECS));
+        }
+        self.kek()?;
         self.delivery.allow_cidrs()?;
         for (name, t) in [("admin_token", &self.admin_token), ("registration_token", &self.registration_token)] {
             if t.as_ref().is_some_and(|t| t.0.len() < 32) {
@@ -338,9 +384,6 @@ impl Settings {
         }
         self.validate_upstreams()
     }
-        if self.delivery.poll_interval_ms > MAX_POLL_INTERVAL_MS {
-            return Err(SettingsError::TooLarge("delivery.poll_interval_ms", MAX_POLL_INTERVAL_MS));
-        }
 
     /// `[[upstreams]]`: slug ids, each id and issuer once, an `https` issuer (plain `http` only on a
     /// loopback host in the development profile), a client id and secret, a display name.
@@ -411,6 +454,11 @@ impl Settings {
             Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
             None => false,
         }
+    }
+
+    /// The key-encryption key, parsed, if one is set.
+    pub fn kek(&self) -> Result<Option<crate::keys::Kek>, SettingsError> {
+        Ok(self.key_encryption_key.as_ref().map(|s| crate::keys::Kek::from_base64(&s.0)).transpose()?)
     }
 
     /// The issuer as it appears in `iss`: without a trailing slash.
@@ -532,6 +580,35 @@ mod tests {
     fn upstream_secrets_are_never_printed() {
         let u = upstream("corp", "https://corp.example");
         assert!(!format!("{u:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_key_encryption_key_must_be_base64_of_32_bytes_and_is_never_printed() {
+        let mut s = Settings { key_encryption_key: Some(Secret("c2hvcnQ=".into())), ..Settings::default() };
+        let err = s.validate().unwrap_err();
+        assert!(matches!(err, SettingsError::KeyEncryptionKey(crate::keys::kek::KekError::Length(5))), "{err:?}");
+        assert!(!err.to_string().contains("c2hvcnQ"), "{err}");
+        s.key_encryption_key = Some(Secret("!!!".into()));
+        assert!(err_text(&s).contains("not base64"));
+        let kek = crate::keys::kek::generate();
+        s.key_encryption_key = Some(Secret(kek.clone()));
+        s.validate().unwrap();
+        assert!(s.kek().unwrap().is_some());
+        assert!(!format!("{s:?}").contains(&kek), "Debug never shows the KEK");
+    }
+
+    fn err_text(s: &Settings) -> String {
+        s.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_key_reload_interval_is_between_one_second_and_an_hour() {
+        let mut s = Settings::default();
+        assert_eq!((s.keys.publish_ahead_secs, s.keys.reload_interval_secs), (600, 30));
+        s.keys.reload_interval_secs = 0;
+        assert_eq!(s.validate(), Err(SettingsError::Zero("keys.reload_interval_secs")));
+        s.keys.reload_interval_secs = 3601;
+        assert_eq!(s.validate(), Err(SettingsError::TooLarge("keys.reload_interval_secs", 3600)));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 2, name: "deliveries", sql: include_str!("../migrations/sqlite/0002_deliveries.sql") },
     Migration { version: 3, name: "session_expiry", sql: include_str!("../migrations/sqlite/0003_session_expiry.sql") },
     Migration { version: 4, name: "upstreams", sql: include_str!("../migrations/sqlite/0004_upstreams.sql") },
+    Migration { version: 5, name: "key_rotation", sql: include_str!("../migrations/sqlite/0005_key_rotation.sql") },
 ];
 
 /// The PostgreSQL migrations: the same versions and names as [`SQLITE`].
@@ -35,6 +36,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0003_session_expiry.sql"),
     },
     Migration { version: 4, name: "upstreams", sql: include_str!("../migrations/postgres/0004_upstreams.sql") },
+    Migration { version: 5, name: "key_rotation", sql: include_str!("../migrations/postgres/0005_key_rotation.sql") },
 ];
 
 #[cfg(feature = "postgres")]

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend: several `adieu serve` replicas on one database (DESIGN.md §3).
 //!
 //! - this file: [`PostgresStore`], opening (pool, migrations, replica id), errors, and the small
-//!   stores (keys, API tokens, audit log, health);
+//!   stores (API tokens, audit log, health);
+//! - `keys`: signing keys (generations, retirement);
 //! - `rows`: row → domain type mapping;
 //! - `users`, `clients`, `sessions`, `grants`, `deliveries`, `upstream`: one store trait each;
 //! - `notify`: `LISTEN/NOTIFY`, which wakes the other replicas' workers when deliveries become
@@ -26,6 +27,7 @@
 mod clients;
 mod deliveries;
 mod grants;
+mod keys;
 mod notify;
 mod rows;
 mod sessions;
@@ -34,13 +36,11 @@ mod users;
 
 use crate::migrate;
 use adieu_core::audit::{AuditEvent, AuditFilter};
-use adieu_core::store::{
-    ApiTokenKind, ApiTokenStore, AuditStore, Health, KeyStore, StoreError, StoreResult, StoredSigningKey,
-};
+use adieu_core::store::{ApiTokenKind, ApiTokenStore, AuditStore, Health, StoreError, StoreResult};
 use adieu_core::time::UnixMillis;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,42 +208,6 @@ impl AuditStore for PostgresStore {
         .await
         .map_err(backend)?;
         rows.iter().map(rows::audit).collect()
-    }
-}
-
-#[async_trait]
-impl KeyStore for PostgresStore {
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        let rows = sqlx::query("SELECT kid, alg, private_pkcs8, created_at FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredSigningKey {
-                    kid: r.try_get("kid").map_err(backend)?,
-                    alg: r
-                        .try_get::<String, _>("alg")
-                        .map_err(backend)?
-                        .parse()
-                        .map_err(|e| StoreError::Backend(format!("{e}")))?,
-                    private_pkcs8: r.try_get("private_pkcs8").map_err(backend)?,
-                    created_at: UnixMillis(r.try_get("created_at").map_err(backend)?),
-                })
-            })
-            .collect()
-    }
-
-    async fn insert_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&k.kid)
-            .bind(k.alg.as_str())
-            .bind(&k.private_pkcs8)
-            .bind(k.created_at.0)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
     }
 }
 

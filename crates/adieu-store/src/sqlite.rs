@@ -16,8 +16,8 @@ use adieu_core::initiator::InitiatorSubscription;
 use adieu_core::session::{EndedSession, Participation, Session, SessionLifetime};
 use adieu_core::store::{
     ApiTokenKind, ApiTokenStore, AttemptResult, AuditStore, Claim, ClientStore, CodeRedemption, DeliveryFilter,
-    DeliveryStore, GrantStore, Health, KeyStore, QueueStats, Recorded, RefreshUse, SessionStore, StoreError,
-    StoreResult, StoredSigningKey, UserStore,
+    DeliveryStore, GrantStore, Health, QueueStats, Recorded, RefreshUse, SessionStore, StoreError, StoreResult,
+    UserStore,
 };
 use adieu_core::time::UnixMillis;
 use adieu_core::user::{User, UserChanges, UserQuery, UserUpdated};
@@ -28,6 +28,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod keys;
 mod upstream;
 
 /// The SQLite store.
@@ -1146,42 +1147,6 @@ impl GrantStore for SqliteStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(n)
-    }
-}
-
-#[async_trait]
-impl KeyStore for SqliteStore {
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredSigningKey {
-                    kid: r.try_get("kid").map_err(backend)?,
-                    alg: r
-                        .try_get::<String, _>("alg")
-                        .map_err(backend)?
-                        .parse()
-                        .map_err(|e| StoreError::Backend(format!("{e}")))?,
-                    private_pkcs8: r.try_get("private_pkcs8").map_err(backend)?,
-                    created_at: UnixMillis(r.try_get("created_at").map_err(backend)?),
-                })
-            })
-            .collect()
-    }
-
-    async fn insert_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&k.kid)
-            .bind(k.alg.as_str())
-            .bind(&k.private_pkcs8)
-            .bind(k.created_at.0)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
     }
 }
 

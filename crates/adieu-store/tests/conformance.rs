@@ -96,6 +96,10 @@ conformance!(
     a_conflict_names_the_taken_field,
 );
 
+/// Signing keys (generations, retirement), with the same macro.
+#[path = "conformance/keys.rs"]
+mod keys;
+
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
 
 fn user(name: &str, email: Option<&str>) -> User {

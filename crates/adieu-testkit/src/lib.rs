@@ -1,8 +1,8 @@
 //! Test helpers for adieu (not published).
 //!
-//! - [`TestOp`]: the real provider (router, SQLite file, keys, delivery worker, session sweeper)
-//!   served on `127.0.0.1:0` in this process, with a [`ManualClock`] the test moves; it can be
-//!   stopped and started again on the same database ([`TestOp::stop`], [`TestOp::start_in`]).
+//! - [`TestOp`]: the real provider (router, SQLite file, keys and their reloader, delivery worker,
+//!   session sweeper) served on `127.0.0.1:0` in this process, with a [`ManualClock`] the test
+//!   moves; it can be stopped and started again on the same database ([`TestOp::stop`], [`TestOp::start_in`]).
 //! - [`Browser`]: a cookie-keeping HTTP client that does not follow redirects, with helpers to
 //!   sign in through the real login form and run the code flow.
 //! - [`pkce_pair`]: a PKCE verifier and its S256 challenge.
@@ -89,6 +89,7 @@ impl TestOp {
         state.store.release_leases().await?;
         let mut tasks = vec![adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?)];
         tasks.push(adieu_server::sweeper::spawn(state.clone()));
+        tasks.push(adieu_server::keys::spawn_reloader(state.clone()));
         let app = adieu_server::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {

@@ -3,7 +3,7 @@
 
 use adieu_server::Settings;
 use adieu_server::settings::{
-    DeliverySettings, LoginSettings, Secret, SessionSettings, TokenSettings, UpstreamSettings,
+    DeliverySettings, KeySettings, LoginSettings, Secret, SessionSettings, TokenSettings, UpstreamSettings,
 };
 use anyhow::Context;
 use figment::Figment;
@@ -40,6 +40,10 @@ pub struct Config {
     /// Upstream OpenID Providers (`[[upstreams]]`); their secrets may come from the environment
     /// (`client_secret_env`).
     pub upstreams: Vec<UpstreamSettings>,
+    /// Key-encryption key for signing keys at rest (`ADIEU_KEY_ENCRYPTION_KEY`): base64 of 32 bytes.
+    pub key_encryption_key: Option<Secret>,
+    /// Signing-key rotation (`[keys]`).
+    pub keys: KeySettings,
 }
 
 impl Default for Config {
@@ -56,11 +60,13 @@ impl Default for Config {
             admin_token: None,
             registration_token: None,
             upstreams: Vec::new(),
+            key_encryption_key: None,
+            keys: KeySettings::default(),
         }
     }
 }
 
-const TOP_LEVEL: [&str; 11] = [
+const TOP_LEVEL: [&str; 13] = [
     "listen",
     "issuer",
     "database_url",
@@ -72,6 +78,8 @@ const TOP_LEVEL: [&str; 11] = [
     "admin_token",
     "registration_token",
     "upstreams",
+    "key_encryption_key",
+    "keys",
 ];
 
 impl Config {
@@ -107,6 +115,8 @@ impl Config {
             admin_token: self.admin_token.clone(),
             registration_token: self.registration_token.clone(),
             upstreams: self.upstreams.iter().map(resolve_upstream_secret).collect::<anyhow::Result<_>>()?,
+            key_encryption_key: self.key_encryption_key.clone(),
+            keys: self.keys.clone(),
         };
         s.validate()?;
         Ok(s)

@@ -1,5 +1,5 @@
 //! The `adieu` binary: `serve`, `migrate`, and the admin commands (`user`, `session`, `client`,
-//! `deliveries`, `logs`, `admin-token`).
+//! `deliveries`, `logs`, `admin-token`, `keys`).
 //!
 //! - [`config`]: configuration layers (defaults, TOML file, `ADIEU_…` environment).
 //! - [`store`]: the one place that chooses a storage backend.
@@ -7,10 +7,12 @@
 //! - [`demo`]: the provider with a demo user and two demo applications, in one command.
 //! - [`admin`]: user and client administration on the same database.
 //! - [`ops`]: deliveries, the audit log, API tokens.
+//! - [`keys`]: signing keys (list, rotate, retire) and the key-encryption key.
 
 mod admin;
 mod config;
 mod demo;
+mod keys;
 mod ops;
 mod serve;
 mod store;
@@ -68,6 +70,9 @@ enum Command {
     /// Create bearer tokens for the management API and dynamic registration.
     #[command(subcommand, name = "admin-token")]
     AdminToken(ops::TokenCmd),
+    /// List, rotate and retire signing keys; make a key-encryption key.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
 }
 
 fn main() -> ExitCode {
@@ -113,5 +118,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deliveries(cmd) => ops::deliveries(&config, cmd).await,
         Command::Logs { kind, client, since, limit } => ops::logs(&config, kind, client, since, limit).await,
         Command::AdminToken(cmd) => ops::token(&config, cmd).await,
+        Command::Keys(cmd) => keys::run(&config, cmd).await,
     }
 }

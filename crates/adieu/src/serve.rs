@@ -38,6 +38,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     // Sweeps once now (sessions that expired while the server was stopped), then periodically.
     let sweeper = adieu_server::sweeper::spawn(state.clone());
+    // Re-reads the signing keys periodically, so rotations and retirements made by the command
+    // line or another replica arrive without a restart.
+    let key_reloader = adieu_server::keys::spawn_reloader(state.clone());
+    match state.keys.kek() {
+        Some(kek) => tracing::info!(kek_id = %kek.fingerprint(), "new signing keys are stored encrypted"),
+        None => tracing::info!("no key_encryption_key: signing keys are stored unencrypted in the database"),
+    }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, issuer = %state.issuer, database = %crate::store::redacted(&config.database_url), "adieu is listening");
@@ -86,6 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (served, stopped) = tokio::join!(http, stop_worker);
     purger.abort();
     sweeper.abort();
+    key_reloader.abort();
     if let Some(r) = stopped {
         tracing::info!(
             in_flight = r.in_flight,

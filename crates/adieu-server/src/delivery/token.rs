@@ -13,7 +13,8 @@ pub const LOGOUT_TOKEN_LIFETIME_SECS: i64 = 120;
 /// Signs a logout token for `delivery` with the client's algorithm: header `typ: logout+jwt` and
 /// `kid`; claims `iss aud iat exp jti events sub sid`, never `nonce`.
 pub fn mint(state: &AppState, client: &Client, delivery: &Delivery) -> Result<String, KeyError> {
-    let iat = state.clock.now().as_secs();
+    let now = state.clock.now();
+    let iat = now.as_secs();
     let claims = LogoutTokenClaims {
         iss: state.issuer.to_string(),
         aud: client.id.to_string(),
@@ -24,5 +25,5 @@ pub fn mint(state: &AppState, client: &Client, delivery: &Delivery) -> Result<St
         sub: Some(delivery.sub.to_string()),
         sid: Some(delivery.sid.to_string()),
     };
-    state.keys.sign(client.id_token_signed_response_alg, LOGOUT_TOKEN_TYP, &claims)
+    state.keys.sign(client.id_token_signed_response_alg, LOGOUT_TOKEN_TYP, &claims, now)
 }

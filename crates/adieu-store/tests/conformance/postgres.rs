@@ -345,11 +345,17 @@ async fn workload(s: &Arc<dyn Store>, n: &str) {
     let key = StoredSigningKey {
         kid: format!("k{n}"),
         alg: adieu_proto::SigningAlg::ES256,
-        private_pkcs8: vec![1, 2, 3],
+        generation: n.parse().unwrap(),
+        private_key: vec![1, 2, 3],
         created_at: T0,
+        signs_from: T0,
+        retired_at: None,
     };
-    s.insert_signing_key(&key).await.unwrap();
+    s.insert_signing_key(&key, "test").await.unwrap();
     assert!(s.signing_keys().await.unwrap().contains(&key));
+    if n == "2" {
+        s.retire_signing_key("k1", "test", T0).await.unwrap().unwrap();
+    }
     let login = PendingUpstreamLogin {
         state_hash: format!("st{n}"),
         upstream_id: "up".into(),

@@ -13,6 +13,9 @@
 //! - `upstream`: signing in through upstream providers (a second real `adieu serve`, and an
 //!   in-process upstream whose tokens the test signs) and their back-channel logouts (`idp-logout`);
 //!   `upstream_interop`: the same with oidc-provider (Node.js) as the upstream.
+//! - `keys`: signing-key rotation shared through the database (published ahead, signing by the
+//!   clock, retirement, two replicas starting together) and the key-encryption key (the binary
+//!   refuses to start without it).
 //! - `account`: the self-service account page (sessions, sign out everywhere, password, email)
 //!   through a cookie-keeping browser, and its refusals.
 
@@ -24,6 +27,7 @@ mod binary;
 mod end_session_rules;
 mod flow;
 mod initiators;
+mod keys;
 mod login_rules;
 mod postgres;
 mod replicas;

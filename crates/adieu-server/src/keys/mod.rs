@@ -1,11 +1,24 @@
-//! Signing keys: generation, the pre-parsed signers, the public JWKS, and verification of our own
-//! tokens (the `id_token_hint`).
+//! Signing keys: generation, sealing at rest, the pre-parsed signers, the public JWKS, rotation
+//! shared through the database, and verification of our own tokens (the `id_token_hint`).
+//!
+//! - this file: [`Keys`], the key set every handler signs with. It is swappable: a background task
+//!   ([`spawn_reloader`]) re-reads the database every `keys.reload_interval_secs`, so a rotation or
+//!   retirement made by the command line or another replica is picked up without a restart. The
+//!   signer of each algorithm is chosen at signing time with the injected clock
+//!   ([`adieu_core::keys::signer_index`]), so a pre-published key starts signing on every replica
+//!   at the same moment.
+//! - [`kek`]: the key-encryption key and the sealed form of private keys at rest.
+//! - [`rotation`]: rotating and retiring keys, and the first keys of an empty database.
 //!
 //! Each key signs with exactly one algorithm (RFC 8725 §3.1) and its `kid` starts with the
 //! algorithm name, because the RFC 7638 thumbprint would not tell an RS256 key from a PS256 one.
 //! Keys are parsed once when loaded; signing then costs only the signature (STACK.md pitfall 2).
 
-use adieu_core::store::{KeyStore, StoreError, StoredSigningKey};
+pub mod kek;
+pub mod rotation;
+
+use adieu_core::keys::{RetireRefusal, Scheduled, StoredSigningKey, signer_index};
+use adieu_core::store::{KeyStore, StoreError};
 use adieu_core::time::UnixMillis;
 use adieu_proto::SigningAlg;
 use aws_lc_rs::encoding::AsDer;
@@ -20,7 +33,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub use kek::Kek;
+pub use rotation::spawn_reloader;
 
 /// A key failed to generate, parse or sign.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +58,39 @@ pub enum KeyError {
     /// No key for the algorithm.
     #[error("no signing key for {0}")]
     NoKey(SigningAlg),
+    /// The key is encrypted and no key-encryption key is configured.
+    #[error(
+        "signing key {kid} is encrypted, but no key_encryption_key is configured: set it (ADIEU_KEY_ENCRYPTION_KEY) to the key it was encrypted with"
+    )]
+    KekMissing {
+        /// The key.
+        kid: String,
+    },
+    /// The key is encrypted under another key-encryption key.
+    #[error(
+        "signing key {kid} was encrypted with another key_encryption_key (id {sealed_with}; the configured one has id {configured})"
+    )]
+    WrongKek {
+        /// The key.
+        kid: String,
+        /// The id of the KEK it was sealed under.
+        sealed_with: String,
+        /// The id of the configured KEK.
+        configured: String,
+    },
+    /// The configured key-encryption key is the right one, but the ciphertext does not open:
+    /// it was altered, or moved to another kid.
+    #[error("signing key {kid} cannot be decrypted: its stored ciphertext or kid was altered")]
+    Undecryptable {
+        /// The key.
+        kid: String,
+    },
+    /// Sealing a new key failed.
+    #[error("encrypting a new signing key failed")]
+    Sealing,
+    /// A retirement the rules refuse.
+    #[error(transparent)]
+    Refused(RetireRefusal),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -53,10 +102,12 @@ enum Parsed {
     Ed(Ed25519KeyPair),
 }
 
-/// A parsed private key with its public JWK.
+/// A parsed private key with its public JWK and its schedule.
 struct SigningKey {
     kid: String,
     alg: SigningAlg,
+    generation: i64,
+    signs_from: UnixMillis,
     parsed: Parsed,
     jwk: Value,
     decoding: DecodingKey,
@@ -72,10 +123,27 @@ fn unusable(kid: &str, reason: impl std::fmt::Display) -> KeyError {
     KeyError::Unusable { kid: kid.to_owned(), reason: reason.to_string() }
 }
 
+impl Scheduled for SigningKey {
+    fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+    fn generation(&self) -> i64 {
+        self.generation
+    }
+    fn signs_from(&self) -> UnixMillis {
+        self.signs_from
+    }
+    fn retired_at(&self) -> Option<UnixMillis> {
+        None
+    }
+}
+
 impl SigningKey {
-    fn parse(stored: &StoredSigningKey) -> Result<Self, KeyError> {
+    /// Opens (with the KEK if it is sealed) and parses a stored key.
+    fn parse(stored: &StoredSigningKey, kek: Option<&Kek>) -> Result<(Self, kek::Opened), KeyError> {
         let kid = stored.kid.as_str();
-        let der = &stored.private_pkcs8;
+        let opened = kek::open(kek, kid, &stored.private_key)?;
+        let der = opened.pkcs8.as_slice();
         let (parsed, jwk, decoding) = match stored.alg {
             SigningAlg::RS256 => {
                 let kp = RsaKeyPair::from_pkcs8(der).map_err(|e| unusable(kid, e))?;
@@ -107,7 +175,16 @@ impl SigningKey {
         jwk["kid"] = json!(kid);
         jwk["alg"] = json!(stored.alg.as_str());
         jwk["use"] = json!("sig");
-        Ok(SigningKey { kid: kid.to_owned(), alg: stored.alg, parsed, jwk, decoding })
+        let key = SigningKey {
+            kid: kid.to_owned(),
+            alg: stored.alg,
+            generation: stored.generation,
+            signs_from: stored.signs_from,
+            parsed,
+            jwk,
+            decoding,
+        };
+        Ok((key, opened))
     }
 
     fn sign(&self, input: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -150,11 +227,29 @@ pub fn generate(alg: SigningAlg) -> Result<Vec<u8>, KeyError> {
     Ok(der)
 }
 
-/// The provider's signing keys, parsed.
+/// The provider's published signing keys, parsed, behind a lock so that a reload can swap them
+/// while requests sign. Reading takes the lock only to clone an `Arc`.
 #[derive(Debug)]
 pub struct Keys {
-    keys: Vec<SigningKey>,
-    current: HashMap<SigningAlg, usize>,
+    set: RwLock<Arc<KeySet>>,
+    kek: Option<Kek>,
+}
+
+/// One version of the key set: the published (not retired) keys, oldest first.
+#[derive(Debug, Default)]
+struct KeySet {
+    keys: Vec<Arc<SigningKey>>,
+}
+
+/// What loading keys found that the operator should hear about.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Keys stored unencrypted although a key-encryption key is configured.
+    pub plain_despite_kek: Vec<String>,
+    /// Keys that joined the set (reloads only).
+    pub added: Vec<String>,
+    /// Keys that left the set (retired).
+    pub removed: Vec<String>,
 }
 
 /// Why a token of ours did not verify.
@@ -175,48 +270,108 @@ pub enum VerifyError {
 }
 
 impl Keys {
-    /// Loads the keys from storage, generating one per algorithm if none exists (first start).
-    pub async fn load_or_generate(store: &dyn KeyStore, now: UnixMillis) -> Result<Keys, KeyError> {
-        let mut stored = store.signing_keys().await?;
-        for alg in SigningAlg::ALL {
-            if !stored.iter().any(|k| k.alg == alg) {
-                let key = StoredSigningKey {
-                    kid: format!("{}-{}", alg, crate::crypto::random_b64(12)),
-                    alg,
-                    private_pkcs8: tokio::task::spawn_blocking(move || generate(alg))
-                        .await
-                        .map_err(|_| KeyError::Generation)??,
-                    created_at: now,
-                };
-                store.insert_signing_key(&key).await?;
-                tracing::info!(kid = %key.kid, %alg, "generated signing key");
-                stored.push(key);
+    /// Loads the keys from storage at start-up, generating one per algorithm if the algorithm has
+    /// none (first start; replicas starting together generate one between them, see
+    /// [`rotation::ensure_keys`]). New keys are sealed under `kek` when one is given. A key that
+    /// cannot be opened or parsed is an error naming its kid; keys stored unencrypted although a
+    /// KEK is configured load, and are logged (and reported) so the operator rotates them out.
+    pub async fn load_or_generate(
+        store: &dyn KeyStore,
+        now: UnixMillis,
+        kek: Option<Kek>,
+    ) -> Result<(Keys, LoadReport), KeyError> {
+        rotation::ensure_keys(store, kek.as_ref(), now).await?;
+        let stored = store.signing_keys().await?;
+        let (set, report) = KeySet::parse_all(&stored, kek.as_ref())?;
+        for kid in &report.plain_despite_kek {
+            tracing::warn!(
+                %kid,
+                "signing key {kid} is stored unencrypted although a key_encryption_key is set: run `adieu keys rotate`, \
+                 then `adieu keys retire {kid}` once the new key signs"
+            );
+        }
+        Ok((Keys { set: RwLock::new(Arc::new(set)), kek }, report))
+    }
+
+    /// Parses stored keys (retired ones are skipped). A key that cannot be opened or parsed is an
+    /// error.
+    pub fn from_stored(stored: &[StoredSigningKey], kek: Option<Kek>) -> Result<Keys, KeyError> {
+        let (set, _) = KeySet::parse_all(stored, kek.as_ref())?;
+        Ok(Keys { set: RwLock::new(Arc::new(set)), kek })
+    }
+
+    /// The key-encryption key, if one is configured.
+    pub fn kek(&self) -> Option<&Kek> {
+        self.kek.as_ref()
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.set.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Re-reads the keys from storage and swaps the set: new keys are parsed, retired ones leave,
+    /// unchanged ones are kept as parsed. A new key that cannot be opened or parsed (for example
+    /// one added under another KEK) is logged with its kid and left out; the running set keeps
+    /// serving.
+    pub async fn reload(&self, store: &dyn KeyStore) -> Result<LoadReport, KeyError> {
+        let stored = store.signing_keys().await?;
+        let old = self.current();
+        let mut report = LoadReport::default();
+        let mut keys = Vec::new();
+        for s in stored.iter().filter(|s| s.retired_at.is_none()) {
+            if let Some(k) = old.keys.iter().find(|k| k.kid == s.kid) {
+                keys.push(k.clone());
+                continue;
+            }
+            match SigningKey::parse(s, self.kek.as_ref()) {
+                Ok((k, opened)) => {
+                    if opened.plain_despite_kek {
+                        report.plain_despite_kek.push(s.kid.clone());
+                    }
+                    report.added.push(s.kid.clone());
+                    keys.push(Arc::new(k));
+                }
+                Err(e) => {
+                    tracing::error!(kid = %s.kid, error = %e, "a new signing key cannot be used; it is not published")
+                }
             }
         }
-        // Re-read so every process publishes the keys in the database's order.
-        Keys::from_stored(&store.signing_keys().await?)
-    }
-
-    /// Parses stored keys. The newest key of each algorithm signs; all are published.
-    pub fn from_stored(stored: &[StoredSigningKey]) -> Result<Keys, KeyError> {
-        let mut keys = Vec::with_capacity(stored.len());
-        let mut current = HashMap::new();
-        for s in stored {
-            let k = SigningKey::parse(s)?;
-            current.insert(k.alg, keys.len());
-            keys.push(k);
+        report.removed =
+            old.keys.iter().filter(|k| !keys.iter().any(|n| n.kid == k.kid)).map(|k| k.kid.clone()).collect();
+        if !report.added.is_empty() || !report.removed.is_empty() {
+            tracing::info!(added = ?report.added, removed = ?report.removed, "signing keys reloaded");
+            *self.set.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(KeySet { keys });
         }
-        Ok(Keys { keys, current })
+        Ok(report)
     }
 
-    /// The public JWK Set (no private material).
+    /// The kids in the public JWKS, oldest first.
+    pub fn published_kids(&self) -> Vec<String> {
+        self.current().keys.iter().map(|k| k.kid.clone()).collect()
+    }
+
+    /// The kid that signs for `alg` at `now`.
+    pub fn signer_kid(&self, alg: SigningAlg, now: UnixMillis) -> Option<String> {
+        let set = self.current();
+        signer_index(&set.keys, alg, now).map(|i| set.keys[i].kid.clone())
+    }
+
+    /// The public JWK Set (no private material): every published key, pending ones included.
     pub fn jwks(&self) -> Value {
-        json!({ "keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+        json!({ "keys": self.current().keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
     }
 
-    /// Signs `claims` as a compact JWS with the current key for `alg`; `typ` goes in the header.
-    pub fn sign<C: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &C) -> Result<String, KeyError> {
-        let key = self.current.get(&alg).map(|&i| &self.keys[i]).ok_or(KeyError::NoKey(alg))?;
+    /// Signs `claims` as a compact JWS with the key that signs for `alg` at `now`; `typ` goes in
+    /// the header.
+    pub fn sign<C: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &C,
+        now: UnixMillis,
+    ) -> Result<String, KeyError> {
+        let set = self.current();
+        let key = signer_index(&set.keys, alg, now).map(|i| &set.keys[i]).ok_or(KeyError::NoKey(alg))?;
         let header = json!({ "alg": alg.as_str(), "typ": typ, "kid": key.kid });
         let header = serde_json::to_vec(&header).map_err(|_| KeyError::Signing)?;
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Signing)?;
@@ -230,12 +385,14 @@ impl Keys {
         Ok(out)
     }
 
-    /// Verifies a JWS we issued: known `kid`, `alg` equal to that key's algorithm, valid signature,
-    /// `iss` equal to `issuer`. Expiry is *not* checked (an expired `id_token_hint` is accepted, RPI-04).
+    /// Verifies a JWS we issued: a published `kid`, `alg` equal to that key's algorithm, valid
+    /// signature, `iss` equal to `issuer`. Expiry is *not* checked (an expired `id_token_hint` is
+    /// accepted, RPI-04).
     pub fn verify_ours<C: DeserializeOwned>(&self, token: &str, issuer: &str) -> Result<C, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(VerifyError::UnknownKey)?;
+        let set = self.current();
+        let key = set.keys.iter().find(|k| k.kid == kid).ok_or(VerifyError::UnknownKey)?;
         let alg = match key.alg {
             SigningAlg::RS256 => Algorithm::RS256,
             SigningAlg::ES256 => Algorithm::ES256,
@@ -250,6 +407,22 @@ impl Keys {
         v.required_spec_claims.clear();
         v.set_issuer(&[issuer]);
         jsonwebtoken::decode::<C>(token, &key.decoding, &v).map(|d| d.claims).map_err(|_| VerifyError::Invalid)
+    }
+}
+
+impl KeySet {
+    /// Opens and parses every published key; the first failure is the error.
+    fn parse_all(stored: &[StoredSigningKey], kek: Option<&Kek>) -> Result<(KeySet, LoadReport), KeyError> {
+        let mut report = LoadReport::default();
+        let mut keys = Vec::new();
+        for s in stored.iter().filter(|s| s.retired_at.is_none()) {
+            let (k, opened) = SigningKey::parse(s, kek)?;
+            if opened.plain_despite_kek {
+                report.plain_despite_kek.push(s.kid.clone());
+            }
+            keys.push(Arc::new(k));
+        }
+        Ok((KeySet { keys }, report))
     }
 }
 
@@ -269,17 +442,22 @@ pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
 mod tests {
     use super::*;
 
+    const NOW: UnixMillis = UnixMillis(1_000);
+
     fn keys() -> Keys {
         let stored: Vec<_> = SigningAlg::ALL
             .into_iter()
             .map(|alg| StoredSigningKey {
                 kid: format!("{alg}-test"),
                 alg,
-                private_pkcs8: generate(alg).unwrap(),
+                generation: 1,
+                private_key: generate(alg).unwrap(),
                 created_at: UnixMillis(0),
+                signs_from: UnixMillis(0),
+                retired_at: None,
             })
             .collect();
-        Keys::from_stored(&stored).unwrap()
+        Keys::from_stored(&stored, None).unwrap()
     }
 
     #[test]
@@ -289,7 +467,7 @@ mod tests {
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).unwrap();
         for alg in SigningAlg::ALL {
             let token =
-                keys.sign(alg, "JWT", &json!({"iss": "https://op", "sub": "u", "exp": 4_000_000_000u64})).unwrap();
+                keys.sign(alg, "JWT", &json!({"iss": "https://op", "sub": "u", "exp": 4_000_000_000u64}), NOW).unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
             let mut v = Validation::new(header.alg);
@@ -317,7 +495,7 @@ mod tests {
     fn verify_ours_rejects_tampering_foreign_issuer_and_alg_swap() {
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let keys = keys();
-        let token = keys.sign(SigningAlg::RS256, "JWT", &json!({"iss": "https://op", "sub": "u"})).unwrap();
+        let token = keys.sign(SigningAlg::RS256, "JWT", &json!({"iss": "https://op", "sub": "u"}), NOW).unwrap();
         assert_eq!(keys.verify_ours::<Value>(&token, "https://other").unwrap_err(), VerifyError::Invalid);
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = B64.encode(br#"{"iss":"https://op","sub":"admin"}"#);
