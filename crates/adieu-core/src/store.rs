@@ -219,8 +219,8 @@ pub trait GrantStore: Send + Sync {
     /// Atomically rotates a refresh token of `client` out (first use wins). A token of another
     /// client is not touched.
     async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse>;
-    /// Deletes expired codes, pending requests (and pending upstream sign-ins) and tokens; returns
-    /// how many rows went.
+    /// Deletes expired codes, pending requests (and pending upstream sign-ins), tokens and ended
+    /// rate-limit windows; returns how many rows went.
     async fn purge_expired(&self, now: UnixMillis) -> StoreResult<u64>;
 }
 
@@ -444,6 +444,31 @@ pub trait UpstreamStore: Send + Sync {
     async fn upstream_sessions(&self, query: &UpstreamSessionQuery) -> StoreResult<Vec<SessionId>>;
 }
 
+/// A rate-limit counter after a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateCount {
+    /// Hits in the current window, this one included.
+    pub count: u32,
+    /// When the current window ends (a hit at or after it starts a new one).
+    pub window_ends: UnixMillis,
+}
+
+/// Fixed-window counters for rate limits (sign-in attempts), kept in the database so that every
+/// replica counts against the same budget. Keys are opaque to the store; callers hash anything
+/// a user typed.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Counts a hit on `key` and returns the count with it, atomically: concurrent hits, from this
+    /// process or another replica, each get their own count. If `key` has no window, or its window
+    /// ended at or before `now`, a new one starts at `now` and lasts `window`.
+    async fn rate_limit_hit(&self, key: &str, window: std::time::Duration, now: UnixMillis)
+    -> StoreResult<RateCount>;
+    /// The hits in `key`'s window at `now`, without counting one (0 if it has none or it ended).
+    async fn rate_limit_count(&self, key: &str, now: UnixMillis) -> StoreResult<u32>;
+    /// Forgets `key`'s window.
+    async fn rate_limit_clear(&self, key: &str) -> StoreResult<()>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
     UserStore
@@ -455,6 +480,7 @@ pub trait Store:
     + AuditStore
     + ApiTokenStore
     + UpstreamStore
+    + RateLimitStore
     + Health
     + std::fmt::Debug
 {
@@ -470,6 +496,7 @@ impl<T> Store for T where
         + AuditStore
         + ApiTokenStore
         + UpstreamStore
+        + RateLimitStore
         + Health
         + std::fmt::Debug
 {

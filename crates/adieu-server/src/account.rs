@@ -61,6 +61,7 @@ pub fn actor(user: &User) -> String {
 
 const WRONG_PASSWORD: &str = "The current password is incorrect. Nothing was changed.";
 const TOO_MANY: &str = "Too many attempts with a wrong password. Please wait a few minutes and try again.";
+const UNAVAILABLE: &str = "Something went wrong on our side. Nothing was changed; please try again later.";
 
 /// A page shown instead of carrying out a form.
 #[derive(Debug)]
@@ -159,16 +160,20 @@ async fn check_current_password(
     password: &str,
 ) -> Result<(), (StatusCode, &'static str)> {
     let now = state.clock.now();
-    if let Err(limit) = state.limiter.attempt(addr, &user.username, now) {
+    let unavailable = |e: adieu_core::StoreError| {
+        tracing::error!(error = %e, "account page: the attempt limits could not be read or written");
+        (StatusCode::INTERNAL_SERVER_ERROR, UNAVAILABLE)
+    };
+    if let Err(limit) = state.limiter.attempt(addr, &user.username, now).await.map_err(unavailable)? {
         tracing::warn!(%addr, sub = %user.id, limited = ?limit, "account page: password check refused by the limiter");
         return Err((StatusCode::TOO_MANY_REQUESTS, TOO_MANY));
     }
     if !state.passwords.verify(password, Some(&user.password_hash)).await {
-        state.limiter.failed(&user.username, now);
+        state.limiter.failed(&user.username, now).await.map_err(unavailable)?;
         tracing::info!(%addr, sub = %user.id, "account page: wrong current password");
         return Err((StatusCode::UNAUTHORIZED, WRONG_PASSWORD));
     }
-    state.limiter.succeeded(&user.username);
+    state.limiter.succeeded(&user.username).await.map_err(unavailable)?;
     Ok(())
 }
 

@@ -107,6 +107,7 @@ impl AppState {
             keys: Arc::new(keys),
             passwords: password::Passwords::new(l.hash_concurrency),
             limiter: Arc::new(ratelimit::LoginLimiter::new(
+                store.clone(),
                 l.max_failures_per_account,
                 l.max_attempts_per_address,
                 Duration::from_secs(l.window_secs),

@@ -146,14 +146,14 @@ async fn submit(
     if username.is_empty() || username.len() > 320 {
         return Ok(page(&state, StatusCode::UNAUTHORIZED, jar, &csrf, request, client, "", Some(BAD_CREDENTIALS)));
     }
-    if let Err(limit) = state.limiter.attempt(addr, username, now) {
+    if let Err(limit) = state.limiter.attempt(addr, username, now).await? {
         tracing::warn!(%addr, limited = ?limit, "sign-in attempt refused by the limiter");
         return Ok(page(&state, StatusCode::TOO_MANY_REQUESTS, jar, &csrf, request, client, username, Some(TOO_MANY)));
     }
     let user = state.store.user_by_login(username).await?;
     let ok = state.passwords.verify(&form.password, user.as_ref().map(|u| u.password_hash.as_str())).await;
     let Some(user) = user.filter(|_| ok) else {
-        state.limiter.failed(username, now);
+        state.limiter.failed(username, now).await?;
         tracing::info!(%addr, "sign-in failed");
         return Ok(page(
             &state,
@@ -166,7 +166,7 @@ async fn submit(
             Some(BAD_CREDENTIALS),
         ));
     };
-    state.limiter.succeeded(username);
+    state.limiter.succeeded(username).await?;
     let (jar, session) = sign_in(&state, jar, &user).await?;
     tracing::info!(sub = %user.id, session = %session.id, "signed in");
     match pend {

@@ -1,31 +1,37 @@
 //! Sign-in attempt limiting: per account (failed attempts for one submitted username) and per
-//! client address (all attempts). Fixed windows, in memory, bounded in size.
+//! client address (all attempts), in fixed windows.
 //!
-//! Keyed by the *submitted* name, so a name that does not exist is limited the same way as one that
-//! does (no account enumeration through the limiter).
+//! The counters live in the database ([`RateLimitStore`]), so every replica on one PostgreSQL
+//! database counts against the same budget (an atomic upsert per hit); with SQLite they are in the
+//! database file, and so also survive a restart. Keyed by the *submitted* name, so a name that does
+//! not exist is limited the same way as one that does (no account enumeration through the
+//! limiter). The name is stored only as a SHA-256 hash (people type passwords into the name field),
+//! and a window's row is deleted by the periodic purge once it has ended.
 
+use crate::crypto::hash_secret;
+use adieu_core::store::{RateLimitStore, StoreResult};
 use adieu_core::time::UnixMillis;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
-const MAX_ENTRIES: usize = 100_000;
-
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: UnixMillis,
-    count: u32,
-}
-
 /// Counts sign-in attempts.
-#[derive(Debug)]
+#[derive(Clone)]
 pub struct LoginLimiter {
+    store: Arc<dyn RateLimitStore>,
     max_failures_per_account: u32,
     max_attempts_per_address: u32,
     window: Duration,
-    accounts: Mutex<HashMap<String, Window>>,
-    addresses: Mutex<HashMap<IpAddr, Window>>,
+}
+
+impl std::fmt::Debug for LoginLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginLimiter")
+            .field("max_failures_per_account", &self.max_failures_per_account)
+            .field("max_attempts_per_address", &self.max_attempts_per_address)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an attempt is refused.
@@ -37,110 +43,103 @@ pub enum Limited {
     Address,
 }
 
-fn bump<K: std::hash::Hash + Eq + Clone>(
-    map: &mut HashMap<K, Window>,
-    key: &K,
-    now: UnixMillis,
-    window: Duration,
-) -> u32 {
-    if map.len() >= MAX_ENTRIES {
-        let cutoff = now.minus(window);
-        map.retain(|_, w| w.started > cutoff);
-        if map.len() >= MAX_ENTRIES {
-            // Still full of live windows: start over rather than grow without bound. Filling the map
-            // takes far more attempts than the per-address limit lets one address make.
-            map.clear();
-        }
-    }
-    let w = map.entry(key.clone()).or_insert(Window { started: now, count: 0 });
-    if now >= w.started.plus(window) {
-        *w = Window { started: now, count: 0 };
-    }
-    w.count = w.count.saturating_add(1);
-    w.count
+fn account_key(login: &str) -> String {
+    format!("login-account:{}", hash_secret(&login.trim().to_lowercase()))
 }
 
-fn current<K: std::hash::Hash + Eq>(map: &HashMap<K, Window>, key: &K, now: UnixMillis, window: Duration) -> u32 {
-    map.get(key).filter(|w| now < w.started.plus(window)).map_or(0, |w| w.count)
+fn address_key(addr: IpAddr) -> String {
+    format!("login-address:{addr}")
 }
 
 impl LoginLimiter {
-    /// A limiter with the given limits.
-    pub fn new(max_failures_per_account: u32, max_attempts_per_address: u32, window: Duration) -> Self {
-        LoginLimiter {
-            max_failures_per_account,
-            max_attempts_per_address,
-            window,
-            accounts: Mutex::default(),
-            addresses: Mutex::default(),
-        }
+    /// A limiter with the given limits, counting in `store`.
+    pub fn new(
+        store: Arc<dyn RateLimitStore>,
+        max_failures_per_account: u32,
+        max_attempts_per_address: u32,
+        window: Duration,
+    ) -> Self {
+        LoginLimiter { store, max_failures_per_account, max_attempts_per_address, window }
     }
 
-    /// Counts an attempt from `addr` for `login` and says whether it may proceed to the password check.
-    pub fn attempt(&self, addr: IpAddr, login: &str, now: UnixMillis) -> Result<(), Limited> {
-        let key = login.trim().to_lowercase();
-        {
-            let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-            if current(&accounts, &key, now, self.window) >= self.max_failures_per_account {
-                return Err(Limited::Account);
-            }
+    /// Counts an attempt from `addr` for `login` and says whether it may proceed to the password
+    /// check. A refused account costs the address nothing; a refused address is counted.
+    pub async fn attempt(&self, addr: IpAddr, login: &str, now: UnixMillis) -> StoreResult<Result<(), Limited>> {
+        if self.store.rate_limit_count(&account_key(login), now).await? >= self.max_failures_per_account {
+            return Ok(Err(Limited::Account));
         }
-        let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        if bump(&mut addresses, &addr, now, self.window) > self.max_attempts_per_address {
-            return Err(Limited::Address);
+        let hit = self.store.rate_limit_hit(&address_key(addr), self.window, now).await?;
+        if hit.count > self.max_attempts_per_address {
+            return Ok(Err(Limited::Address));
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Records a failed password for `login`.
-    pub fn failed(&self, login: &str, now: UnixMillis) {
-        let key = login.trim().to_lowercase();
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        bump(&mut accounts, &key, now, self.window);
+    pub async fn failed(&self, login: &str, now: UnixMillis) -> StoreResult<()> {
+        self.store.rate_limit_hit(&account_key(login), self.window, now).await?;
+        Ok(())
     }
 
     /// A successful sign-in clears the account's failures.
-    pub fn succeeded(&self, login: &str) {
-        let key = login.trim().to_lowercase();
-        self.accounts.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    pub async fn succeeded(&self, login: &str) -> StoreResult<()> {
+        self.store.rate_limit_clear(&account_key(login)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use adieu_store::SqliteStore;
 
     const ADDR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    #[test]
-    fn account_is_refused_after_max_failures_until_the_window_passes() {
-        let l = LoginLimiter::new(3, 100, Duration::from_secs(60));
+    async fn limiter(failures: u32, attempts: u32) -> (LoginLimiter, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        (LoginLimiter::new(store, failures, attempts, Duration::from_secs(60)), dir)
+    }
+
+    #[tokio::test]
+    async fn account_is_refused_after_max_failures_until_the_window_passes() {
+        let (l, _dir) = limiter(3, 100).await;
         let t = UnixMillis(0);
         for _ in 0..3 {
-            l.attempt(ADDR, "Alice", t).unwrap();
-            l.failed("alice", t);
+            l.attempt(ADDR, "Alice", t).await.unwrap().unwrap();
+            l.failed("alice", t).await.unwrap();
         }
-        assert_eq!(l.attempt(ADDR, "ALICE", t), Err(Limited::Account));
-        assert_eq!(l.attempt(ADDR, "bob", t), Ok(()));
-        assert_eq!(l.attempt(ADDR, "alice", UnixMillis(60_000)), Ok(()));
+        assert_eq!(l.attempt(ADDR, "ALICE", t).await.unwrap(), Err(Limited::Account));
+        assert_eq!(l.attempt(ADDR, " alice ", t).await.unwrap(), Err(Limited::Account), "trimmed");
+        assert_eq!(l.attempt(ADDR, "bob", t).await.unwrap(), Ok(()));
+        assert_eq!(l.attempt(ADDR, "alice", UnixMillis(60_000)).await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn address_is_refused_after_max_attempts() {
+        let (l, _dir) = limiter(100, 2).await;
+        let t = UnixMillis(0);
+        assert!(l.attempt(ADDR, "a", t).await.unwrap().is_ok());
+        assert!(l.attempt(ADDR, "b", t).await.unwrap().is_ok());
+        assert_eq!(l.attempt(ADDR, "c", t).await.unwrap(), Err(Limited::Address));
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+        assert!(l.attempt(other, "c", t).await.unwrap().is_ok(), "addresses are apart");
+    }
+
+    #[tokio::test]
+    async fn success_clears_account_failures() {
+        let (l, _dir) = limiter(2, 100).await;
+        let t = UnixMillis(0);
+        l.failed("a", t).await.unwrap();
+        l.succeeded("a").await.unwrap();
+        l.failed("a", t).await.unwrap();
+        assert!(l.attempt(ADDR, "a", t).await.unwrap().is_ok());
     }
 
     #[test]
-    fn address_is_refused_after_max_attempts() {
-        let l = LoginLimiter::new(100, 2, Duration::from_secs(60));
-        let t = UnixMillis(0);
-        assert!(l.attempt(ADDR, "a", t).is_ok());
-        assert!(l.attempt(ADDR, "b", t).is_ok());
-        assert_eq!(l.attempt(ADDR, "c", t), Err(Limited::Address));
-    }
-
-    #[test]
-    fn success_clears_account_failures() {
-        let l = LoginLimiter::new(2, 100, Duration::from_secs(60));
-        let t = UnixMillis(0);
-        l.failed("a", t);
-        l.succeeded("a");
-        l.failed("a", t);
-        assert!(l.attempt(ADDR, "a", t).is_ok());
+    fn the_submitted_name_is_never_stored_in_clear() {
+        let k = account_key("My Secret Password");
+        assert!(!k.to_lowercase().contains("secret"), "{k}");
+        assert_eq!(k, account_key("  my secret password "));
     }
 }

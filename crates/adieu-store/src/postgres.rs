@@ -4,7 +4,8 @@
 //!   stores (API tokens, audit log, health);
 //! - `keys`: signing keys (generations, retirement);
 //! - `rows`: row → domain type mapping;
-//! - `users`, `clients`, `sessions`, `grants`, `deliveries`, `upstream`: one store trait each;
+//! - `users`, `clients`, `sessions`, `grants`, `deliveries`, `upstream`, `ratelimit`: one store
+//!   trait each;
 //! - `notify`: `LISTEN/NOTIFY`, which wakes the other replicas' workers when deliveries become
 //!   claimable.
 //!
@@ -29,6 +30,7 @@ mod deliveries;
 mod grants;
 mod keys;
 mod notify;
+mod ratelimit;
 mod rows;
 mod sessions;
 mod upstream;

@@ -29,6 +29,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod keys;
+mod ratelimit;
 mod upstream;
 
 /// The SQLite store.
@@ -1142,6 +1143,7 @@ impl GrantStore for SqliteStore {
             "DELETE FROM access_tokens WHERE expires_at <= ?",
             "DELETE FROM refresh_tokens WHERE expires_at <= ?",
             "DELETE FROM upstream_logins WHERE expires_at <= ?",
+            "DELETE FROM rate_limits WHERE window_ends <= ?",
         ] {
             n += sqlx::query(stmt).bind(now.0).execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }

@@ -210,6 +210,7 @@ impl GrantStore for PostgresStore {
             "DELETE FROM refresh_tokens WHERE expires_at <= $1",
             "DELETE FROM access_tokens WHERE expires_at <= $1",
             "DELETE FROM upstream_logins WHERE expires_at <= $1",
+            "DELETE FROM rate_limits WHERE window_ends <= $1",
         ] {
             n += sqlx::query(stmt).bind(now.0).execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }

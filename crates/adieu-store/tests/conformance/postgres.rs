@@ -409,3 +409,33 @@ async fn a_running_replica_survives_a_migration_that_adds_columns() {
     workload(&s, "2").await;
     old.pool().close().await;
 }
+
+/// Proves: sign-in limits hold across replicas. Two replicas (two pools) hitting one key at the
+/// same moment, 30 times each, get the counts 1 to 60 between them, each once: the upsert is
+/// atomic, so N replicas share one budget instead of having N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limit_hits_from_two_replicas_share_one_count() {
+    const EACH: u32 = 30;
+    let Some(schema) = Schema::create().await else { return };
+    let (r1, r2) = (schema.store("replica-1").await, schema.store("replica-2").await);
+    let window = Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for store in [r1.clone(), r2.clone()] {
+        for _ in 0..EACH {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                adieu_core::store::RateLimitStore::rate_limit_hit(&store, "account:x", window, T0).await.unwrap().count
+            }));
+        }
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=2 * EACH).collect::<Vec<_>>());
+    let seen = adieu_core::store::RateLimitStore::rate_limit_count(&r2, "account:x", T0).await.unwrap();
+    assert_eq!(seen, 2 * EACH, "both replicas see the shared count");
+    r1.pool().close().await;
+    r2.pool().close().await;
+}

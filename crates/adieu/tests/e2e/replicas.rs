@@ -613,3 +613,33 @@ async fn cut_database_connections_heal_and_nothing_committed_is_lost() {
         assert_eq!(ready.status(), 200, "{} is ready again", r.name);
     }
 }
+
+/// One wrong password for `username` at `base`'s sign-in form; returns the status.
+async fn wrong_password(base: &str, username: &str) -> u16 {
+    let browser = adieu_testkit::Browser::new();
+    let page = browser.http.get(format!("{base}/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = adieu_testkit::hidden_field(&page, "csrf").expect("sign-in form");
+    let form = [("username", username), ("password", "not the password"), ("csrf", csrf.as_str())];
+    browser.http.post(format!("{base}/login")).form(&form).send().await.unwrap().status().as_u16()
+}
+
+/// Proves (issue 6, limits across replicas): with `login.max_failures_per_account = 3`, two wrong
+/// passwords through replica 1 and one through replica 2 lock the account on both; counted per
+/// replica, replica 1 would still allow a third try.
+#[tokio::test]
+async fn sign_in_limits_hold_across_replicas() {
+    let Some(db) = Database::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    seed(&db, 1, 0, &[]).await;
+    let issuer = format!("http://127.0.0.1:{}", free_port());
+    let limits = [("ADIEU_LOGIN__MAX_FAILURES_PER_ACCOUNT", "3")];
+    let r1 = Replica::start(dir.path(), &db, "r1", &issuer, &limits).await;
+    let r2 = Replica::start(dir.path(), &db, "r2", &issuer, &limits).await;
+    assert_eq!(wrong_password(&r1.base, "user0").await, 401);
+    assert_eq!(wrong_password(&r1.base, "USER0").await, 401);
+    assert_eq!(wrong_password(&r2.base, "user0").await, 401);
+    let (on_r1, on_r2) = (wrong_password(&r1.base, "user0").await, wrong_password(&r2.base, "user0").await);
+    eprintln!("LIMITS: failures 2 on r1 + 1 on r2, limit 3: the next attempt gets {on_r1} on r1 and {on_r2} on r2");
+    assert_eq!((on_r1, on_r2), (429, 429), "one budget for the account across both replicas");
+    assert_eq!(wrong_password(&r1.base, "someone-else").await, 401, "other accounts are not affected");
+}
