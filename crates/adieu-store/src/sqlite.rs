@@ -1246,6 +1246,9 @@ impl DeliveryStore for SqliteStore {
         // never hide another's due deliveries (no head-of-line blocking). Until this claim commits,
         // the deliveries it chose are still due, so a later pass leaves them out by id: counted
         // again, they would take the place of others in the batch.
+        // `INDEXED BY`: without statistics SQLite's planner prefers `deliveries_status` (an equality
+        // on `status`), reads every pending row and sorts them; with a backlog of 60,000 that made
+        // each claim cost ~4 ms (docs/benchmarks.md, scenario e). An unusable index is an error.
         let window = i64::from(c.limit).saturating_mul(4).max(64);
         let mut skip: Vec<String> = c.exclude_clients.iter().map(|x| x.as_str().to_owned()).collect();
         let mut per_client: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
@@ -1254,14 +1257,14 @@ impl DeliveryStore for SqliteStore {
             let candidates = sqlx::query(
                 "SELECT id, client_id FROM (
                    SELECT id, client_id, due FROM (
-                     SELECT id, client_id, next_attempt_at AS due FROM deliveries
+                     SELECT id, client_id, next_attempt_at AS due FROM deliveries INDEXED BY deliveries_due
                      WHERE status = 'pending' AND next_attempt_at <= ?1
                        AND client_id NOT IN (SELECT value FROM json_each(?3))
                        AND id NOT IN (SELECT value FROM json_each(?4))
                      ORDER BY next_attempt_at LIMIT ?2)
                    UNION ALL
                    SELECT id, client_id, due FROM (
-                     SELECT id, client_id, lease_until AS due FROM deliveries
+                     SELECT id, client_id, lease_until AS due FROM deliveries INDEXED BY deliveries_leased
                      WHERE status = 'leased' AND lease_until <= ?1
                        AND client_id NOT IN (SELECT value FROM json_each(?3))
                        AND id NOT IN (SELECT value FROM json_each(?4))
@@ -1436,9 +1439,12 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn next_due(&self) -> StoreResult<Option<UnixMillis>> {
+        // Through the partial indexes, as in `claim_due` (else a scan of every pending row).
         let t: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(t) FROM (SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status = 'pending'
-                                 UNION ALL SELECT MIN(lease_until) FROM deliveries WHERE status = 'leased')",
+            "SELECT MIN(t) FROM (
+               SELECT MIN(next_attempt_at) AS t FROM deliveries INDEXED BY deliveries_due WHERE status = 'pending'
+               UNION ALL
+               SELECT MIN(lease_until) FROM deliveries INDEXED BY deliveries_leased WHERE status = 'leased')",
         )
         .fetch_one(&self.reader)
         .await
