@@ -461,8 +461,7 @@ pub trait RateLimitStore: Send + Sync {
     /// Counts a hit on `key` and returns the count with it, atomically: concurrent hits, from this
     /// process or another replica, each get their own count. If `key` has no window, or its window
     /// ended at or before `now`, a new one starts at `now` and lasts `window`.
-    async fn rate_limit_hit(&self, key: &str, window: std::time::Duration, now: UnixMillis)
-    -> StoreResult<RateCount>;
+    async fn rate_limit_hit(&self, key: &str, window: std::time::Duration, now: UnixMillis) -> StoreResult<RateCount>;
     /// The hits in `key`'s window at `now`, without counting one (0 if it has none or it ended).
     async fn rate_limit_count(&self, key: &str, now: UnixMillis) -> StoreResult<u32>;
     /// Forgets `key`'s window.
