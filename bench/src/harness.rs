@@ -188,6 +188,29 @@ impl Prepared {
         format!("sqlite://{}/adieu.db", self.dir.path().display())
     }
 
+    /// `http://127.0.0.1:PORT`, where [`Prepared::serve`] will listen.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Another replica on the same database (for a shared one: `ADIEU_DATABASE_URL` in
+    /// `extra_env` of [`Prepared::new`]): its own directory (for its log) and port, the same
+    /// configuration, and `extra_env` on top (e.g. `ADIEU_DATABASE__REPLICA_ID`). Runs no command.
+    pub fn replica(&self, extra_env: &[(&str, String)]) -> Result<Prepared> {
+        let dir = tempfile::Builder::new().prefix("adieu-bench-replica-").tempdir()?;
+        let port = free_port()?;
+        let mut env: Vec<(String, String)> = self.env.iter().filter(|(k, _)| k != "ADIEU_LISTEN").cloned().collect();
+        env.push(("ADIEU_LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        Ok(Prepared {
+            adieu: self.adieu.clone(),
+            env,
+            base: format!("http://127.0.0.1:{port}"),
+            clients: self.clients.clone(),
+            dir,
+        })
+    }
+
     /// Starts `adieu serve` and waits until `/healthz` answers.
     pub async fn serve(self) -> Result<Provider> {
         let log = self.dir.path().join("serve.log");

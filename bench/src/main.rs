@@ -21,12 +21,19 @@
 //!   (16 requests in flight): time from the first delete to the last of the 60,000 deliveries
 //!   (`account-deleted`), deletes/s, deliveries/s, duplicates, and the server's peak memory.
 //!
+//! - **f** Load ([`scenario_f`], `--scenario f`, not part of `all`: it needs PostgreSQL): a bounded
+//!   run of sign-in and sign-out cycles (authorize → sign-in form → code → token → logout) against two
+//!   replicas on one PostgreSQL database, requests spread over both (with the default sign-out wait
+//!   and without it), then against one replica on SQLite: throughput, p50/p99 per endpoint, the
+//!   delivery lag, and who used the CPU.
+//!
 //! Everything (server, receivers, browsers) shares the machine's cores; see docs/benchmarks.md.
 //! Run: `cargo build --release -p adieu -p adieu-bench && target/release/adieu-bench --scenario all`.
 
 mod cpu;
 mod harness;
 mod scenario_e;
+mod scenario_f;
 
 use cpu::{clock_ticks, cpu_secs, machine_busy_secs};
 
@@ -51,7 +58,10 @@ enum Scenario {
     C,
     /// Account deletion: 10,000 users × 3 sessions × 2 applications = 60,000 deliveries.
     E,
-    /// a, b, c (with d) and e.
+    /// Load: sign-in + sign-out cycles on two PostgreSQL replicas and one SQLite replica (needs
+    /// PostgreSQL: ADIEU_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
+    F,
+    /// a, b, c (with d) and e (not f, which needs PostgreSQL).
     All,
 }
 
@@ -147,6 +157,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if matches!(args.scenario, Scenario::E | Scenario::All) {
         verdicts.extend(scenario_e::run(&opts).await.context("scenario e")?);
+    }
+    if matches!(args.scenario, Scenario::F) {
+        verdicts.extend(scenario_f::run(&opts).await.context("scenario f")?);
     }
     println!("## Summary\n");
     println!("| Target | Goal | Measured | Result |");
