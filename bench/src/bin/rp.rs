@@ -12,8 +12,14 @@
 //!    sharing the cores). Every token names a
 //!    recorded session, so each request really ends one.
 //!
+//! Every rate is reported per second of wall-clock time and per CPU-second of the measured
+//! threads (for the handler: the server runtime's threads only, named `rp-server`), read from
+//! `/proc/thread-self/schedstat`. The CPU-second rates do not move when other processes take the
+//! cores, so they are the ones compared with the raw rate (1 thread, per CPU-second). The run
+//! also prints how much CPU other processes used.
+//!
 //! Targets (issue 4): verify ≥ 80% of raw, the handler ≥ 50% of raw, and ≥ 20,000 verified tokens/s
-//! through the handler with RS256. "raw" is the all-core rate unless said otherwise.
+//! (wall clock) through the handler with RS256 on the 2-core machine with the load generator beside it.
 //!
 //! Run: `cargo build --release -p adieu-bench && target/release/adieu-rp-bench [--alg RS256] [--secs 5]`.
 
@@ -40,6 +46,8 @@ use std::time::{Duration, Instant};
 const ISSUER: &str = "https://op.example.com";
 const CLIENT: &str = "bench-client";
 const CONCURRENCY: usize = 16;
+/// The server runtime's worker threads, so their CPU time can be told from the load generator's.
+const SERVER_THREAD: &str = "rp-server";
 
 #[derive(Debug, Parser)]
 #[command(name = "adieu-rp-bench", version)]
@@ -59,6 +67,9 @@ struct Args {
     /// Only the handler measurement (e.g. for profiling it).
     #[arg(long)]
     handler_only: bool,
+    /// Only `verify_prepared` on one thread (e.g. for profiling it).
+    #[arg(long)]
+    verify_only: bool,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -152,24 +163,50 @@ fn make_tokens(signer: &Signer, alg: &str, n: usize, now: i64) -> Result<Vec<Tok
         .collect()
 }
 
-/// Runs `op` over the tokens on `threads` threads for `secs` seconds (after a one-second warm-up); ops/s.
-fn cpu_rate(threads: usize, secs: u64, tokens: &[Token], op: &(dyn Fn(&Token) -> bool + Sync)) -> Result<f64> {
+/// A rate both ways: per second of wall-clock time, and per CPU-second actually spent by the
+/// measured threads (what other processes on the machine take does not count against it).
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    wall: f64,
+    per_cpu_sec: f64,
+}
+
+/// CPU time this thread has run, from `/proc/thread-self/schedstat` (nanoseconds on the CPU).
+fn thread_cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1e9
+}
+
+/// CPU time run so far by this process's threads named `name` (the server runtime's workers).
+fn named_threads_cpu_secs(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 1e9
+}
+
+/// Runs `op` over the tokens on `threads` threads for `secs` seconds (after a one-second warm-up).
+fn cpu_rate(threads: usize, secs: u64, tokens: &[Token], op: &(dyn Fn(&Token) -> bool + Sync)) -> Result<Rate> {
     let stop = AtomicBool::new(false);
     let counting = AtomicBool::new(false);
     let total = AtomicU64::new(0);
+    let cpu_nanos = AtomicU64::new(0);
     let failures = AtomicU64::new(0);
     let elapsed = std::thread::scope(|s| {
         for t in 0..threads {
-            let (stop, counting, total, failures) = (&stop, &counting, &total, &failures);
+            let (stop, counting, total, cpu_nanos, failures) = (&stop, &counting, &total, &cpu_nanos, &failures);
             s.spawn(move || {
                 let mut i = t * 997;
                 let mut n = 0u64;
-                let mut was_counting = false;
+                let mut cpu_start = None;
                 while !stop.load(Ordering::Relaxed) {
-                    let c = counting.load(Ordering::Relaxed);
-                    if c && !was_counting {
+                    if cpu_start.is_none() && counting.load(Ordering::Relaxed) {
                         n = 0;
-                        was_counting = true;
+                        cpu_start = Some(thread_cpu_secs());
                     }
                     if !op(&tokens[i % tokens.len()]) {
                         failures.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +214,10 @@ fn cpu_rate(threads: usize, secs: u64, tokens: &[Token], op: &(dyn Fn(&Token) ->
                     n += 1;
                     i += 1;
                 }
+                let cpu = cpu_start.map_or(0.0, |c| thread_cpu_secs() - c);
                 total.fetch_add(n, Ordering::Relaxed);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                cpu_nanos.fetch_add((cpu * 1e9) as u64, Ordering::Relaxed);
             });
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -191,11 +231,13 @@ fn cpu_rate(threads: usize, secs: u64, tokens: &[Token], op: &(dyn Fn(&Token) ->
         bail!("{} operations failed", failures.load(Ordering::Relaxed));
     }
     #[allow(clippy::cast_precision_loss)]
-    Ok(total.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+    let (n, cpu) = (total.load(Ordering::Relaxed) as f64, cpu_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+    Ok(Rate { wall: n / elapsed.as_secs_f64(), per_cpu_sec: n / cpu.max(1e-9) })
 }
 
 struct HandlerResult {
     rate: f64,
+    per_server_cpu_sec: f64,
     p50: Duration,
     p99: Duration,
     ended: u64,
@@ -211,7 +253,11 @@ fn handler_rate(
     let secs = args.secs;
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let server_threads = args.server_threads.unwrap_or(cores);
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(server_threads).enable_all().build()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(server_threads)
+        .thread_name(SERVER_THREAD)
+        .enable_all()
+        .build()?;
     let policy = VerificationPolicy::new(ISSUER, CLIENT).with_algorithms(&[alg]).context("policy")?;
     let verifier = Arc::new(LogoutVerifier::new(policy, KeyCache::new(Arc::new(StaticJwks(jwks)))));
     let index = Arc::new(MemorySessionIndex::default());
@@ -281,11 +327,13 @@ fn handler_rate(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let ended_before = stats.sessions_ended();
+        let server_cpu_before = named_threads_cpu_secs(SERVER_THREAD);
         counting.store(true, Ordering::Relaxed);
         let start = Instant::now();
         tokio::time::sleep(Duration::from_secs(secs)).await;
         stop.store(true, Ordering::Relaxed);
         let elapsed = start.elapsed();
+        let server_cpu = named_threads_cpu_secs(SERVER_THREAD) - server_cpu_before;
         let mut all = Vec::new();
         while let Some(r) = tasks.join_next().await {
             all.extend(r??);
@@ -298,7 +346,15 @@ fn handler_rate(
             let i = ((all.len() as f64 - 1.0) * q).round() as usize;
             all.get(i).copied().unwrap_or_default()
         };
-        anyhow::Ok(HandlerResult { rate, p50: at(0.5), p99: at(0.99), ended: stats.sessions_ended() - ended_before })
+        #[allow(clippy::cast_precision_loss)]
+        let per_server_cpu_sec = all.len() as f64 / server_cpu.max(1e-9);
+        anyhow::Ok(HandlerResult {
+            rate,
+            per_server_cpu_sec,
+            p50: at(0.5),
+            p99: at(0.99),
+            ended: stats.sessions_ended() - ended_before,
+        })
     })?;
     drop(server_rt);
     Ok(result)
@@ -333,9 +389,17 @@ fn main() -> Result<()> {
     let verify_op = |t: &Token| verify_prepared(&t.raw, &prepared, &policy, now).is_ok();
     let verify_fresh_op = |t: &Token| verify(&t.raw, &jwks, &policy, now).is_ok();
 
+    if args.verify_only {
+        let v = cpu_rate(1, args.secs, &tokens, &verify_op)?;
+        println!("verify_prepared, 1 thread: {:.0} tokens/s, {:.0} per CPU-second", v.wall, v.per_cpu_sec);
+        return Ok(());
+    }
     if args.handler_only {
         let h = handler_rate(&args, &tokens, jwks.clone(), alg, now)?;
-        println!("handler: {:.0} tokens/s, p50 {:?}, p99 {:?}, sessions ended {}", h.rate, h.p50, h.p99, h.ended);
+        println!(
+            "handler: {:.0} tokens/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}, sessions ended {}",
+            h.rate, h.per_server_cpu_sec, h.p50, h.p99, h.ended
+        );
         return Ok(());
     }
     let ticks = cpu::clock_ticks();
@@ -357,21 +421,33 @@ fn main() -> Result<()> {
     #[allow(clippy::cast_precision_loss)]
     let other = 100.0 * (busy - own).max(0.0) / (t0.elapsed().as_secs_f64() * cores as f64);
     let pct = |a: f64, b: f64| 100.0 * a / b;
-    println!("| {} | tokens/s | % of raw (1 thread) | % of raw ({cores} threads) |", args.alg);
+    println!("| {} | tokens/s (wall clock) | tokens per CPU-second | % of raw per CPU-second |", args.alg);
     println!("|---|---:|---:|---:|");
-    println!("| raw signature verification, 1 thread | {raw_1:.0} | 100% | |");
-    println!("| raw signature verification, {cores} threads | {raw_n:.0} | | 100% |");
-    println!("| `verify_prepared` (keys parsed once), 1 thread | {verify_1:.0} | {:.0}% | |", pct(verify_1, raw_1));
+    println!("| raw signature verification, 1 thread | {:.0} | {:.0} | 100% |", raw_1.wall, raw_1.per_cpu_sec);
+    println!("| raw signature verification, {cores} threads | {:.0} | {:.0} | |", raw_n.wall, raw_n.per_cpu_sec);
     println!(
-        "| `verify_prepared` (keys parsed once), {cores} threads | {verify_n:.0} | | {:.0}% |",
-        pct(verify_n, raw_n)
+        "| `verify_prepared` (keys parsed once), 1 thread | {:.0} | {:.0} | {:.0}% |",
+        verify_1.wall,
+        verify_1.per_cpu_sec,
+        pct(verify_1.per_cpu_sec, raw_1.per_cpu_sec)
     );
-    println!("| `verify` (key parsed per token), 1 thread | {fresh_1:.0} | {:.0}% | |", pct(fresh_1, raw_1));
     println!(
-        "| axum handler, loopback HTTP, {CONCURRENCY} in flight (load generator beside it) | {:.0} | {:.0}% | {:.0}% |",
+        "| `verify_prepared` (keys parsed once), {cores} threads | {:.0} | {:.0} | {:.0}% |",
+        verify_n.wall,
+        verify_n.per_cpu_sec,
+        pct(verify_n.per_cpu_sec, raw_1.per_cpu_sec)
+    );
+    println!(
+        "| `verify` (key parsed per token), 1 thread | {:.0} | {:.0} | {:.0}% |",
+        fresh_1.wall,
+        fresh_1.per_cpu_sec,
+        pct(fresh_1.per_cpu_sec, raw_1.per_cpu_sec)
+    );
+    println!(
+        "| axum handler over loopback HTTP, {CONCURRENCY} in flight (per CPU-second of the server's threads) | {:.0} | {:.0} | {:.0}% |",
         h.rate,
-        pct(h.rate, raw_1),
-        pct(h.rate, raw_n)
+        h.per_server_cpu_sec,
+        pct(h.per_server_cpu_sec, raw_1.per_cpu_sec)
     );
     println!();
     println!(
@@ -384,14 +460,24 @@ fn main() -> Result<()> {
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!();
     println!(
-        "- verify ≥ 80% of raw ({cores} threads): {:.0}% — {}",
-        pct(verify_n, raw_n),
-        verdict(verify_n >= 0.8 * raw_n)
+        "- verify ≥ 80% of raw (per CPU-second, {cores} threads): {:.0}% — {}",
+        pct(verify_n.per_cpu_sec, raw_1.per_cpu_sec),
+        verdict(verify_n.per_cpu_sec >= 0.8 * raw_1.per_cpu_sec)
     );
     println!(
-        "- handler ≥ 50% of raw ({cores} threads): {:.0}% — {}",
-        pct(h.rate, raw_n),
-        verdict(h.rate >= 0.5 * raw_n)
+        "- verify ≥ 80% of raw (wall clock, {cores} threads each): {:.0}% — {}",
+        pct(verify_n.wall, raw_n.wall),
+        verdict(verify_n.wall >= 0.8 * raw_n.wall)
+    );
+    println!(
+        "- handler ≥ 50% of raw (per CPU-second of the server): {:.0}% — {}",
+        pct(h.per_server_cpu_sec, raw_1.per_cpu_sec),
+        verdict(h.per_server_cpu_sec >= 0.5 * raw_1.per_cpu_sec)
+    );
+    println!(
+        "- handler ≥ 50% of raw (wall clock, against all {cores} cores' raw rate): {:.0}% — {}",
+        pct(h.rate, raw_n.wall),
+        verdict(h.rate >= 0.5 * raw_n.wall)
     );
     if args.alg == "RS256" {
         println!("- handler ≥ 20,000 tokens/s with RS256: {:.0} — {}", h.rate, verdict(h.rate >= 20_000.0));
