@@ -78,24 +78,55 @@ pub async fn end_session_and_wait(
     let ended = end_session(state, session, initiator).await?;
     let mut outcomes = HashMap::new();
     let Some(e) = &ended else { return Ok((ended, outcomes)) };
-    if !state.settings.delivery.worker {
-        // An API-only replica: the attempts run on other replicas, whose results do not come here.
-        return Ok((ended, outcomes));
-    }
     let mut waiting: HashMap<&str, &ClientId> = e.deliveries.iter().map(|d| (d.id.as_str(), &d.client_id)).collect();
     if waiting.is_empty() || tokio::time::Instant::now() >= deadline {
         return Ok((ended, outcomes));
     }
+    // This replica's own attempts arrive as events. Another replica's worker (PostgreSQL, or an
+    // API-only replica) may make the first attempt instead; its result is only in the database, so
+    // the remaining deliveries are also read back at a short interval.
+    let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
     while !waiting.is_empty() {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(ev)) => {
-                if let Some(client) = waiting.remove(ev.delivery_id.as_str()) {
-                    outcomes.insert(client.clone(), ev.outcome);
+        tokio::select! {
+            ev = tokio::time::timeout_at(deadline, rx.recv()) => match ev {
+                Ok(Ok(ev)) => {
+                    if let Some(client) = waiting.remove(ev.delivery_id.as_str()) {
+                        outcomes.insert(client.clone(), ev.outcome);
+                    }
+                }
+                // Missed events are caught up by the store check.
+                Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) | Err(_) => break,
+            },
+            _ = check.tick() => {
+                let ids: Vec<&str> = waiting.keys().copied().collect();
+                for id in ids {
+                    if let Some(outcome) = stored_outcome(state, id).await?
+                        && let Some(client) = waiting.remove(id)
+                    {
+                        outcomes.insert(client.clone(), outcome);
+                    }
                 }
             }
-            Ok(Err(RecvError::Lagged(_))) => continue,
-            Ok(Err(RecvError::Closed)) | Err(_) => break,
         }
     }
     Ok((ended, outcomes))
+}
+
+/// How often the sign-out page reads back deliveries another replica may have attempted.
+const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The outcome of a delivery's first attempt as recorded in the store, if it was made.
+async fn stored_outcome(state: &AppState, id: &str) -> StoreResult<Option<Outcome>> {
+    use adieu_core::delivery::DeliveryStatus;
+    let Some((d, _)) = state.store.delivery(id).await? else { return Ok(None) };
+    Ok(match d.status {
+        DeliveryStatus::Delivered => Some(Outcome::Delivered),
+        DeliveryStatus::Rejected => Some(Outcome::Rejected),
+        DeliveryStatus::Dead => Some(Outcome::Dead),
+        DeliveryStatus::Pending if d.attempts > 0 => Some(Outcome::Retrying),
+        DeliveryStatus::Pending | DeliveryStatus::Leased | DeliveryStatus::Discarded => None,
+    })
 }
