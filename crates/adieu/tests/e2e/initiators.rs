@@ -508,3 +508,48 @@ async fn users_crud_paging_and_the_openapi_document() {
         }
     }
 }
+
+/// Proves (issue 5 item 5): every initiator that an application can leave out is honoured in both
+/// subscription modes — the subscriber in `all` mode and in `custom` mode with only that initiator
+/// gets the token, an application in `custom` mode without it gets nothing. (`rp-logout` and
+/// `idp-logout` are always subscribed in `custom` mode, so they have no "left out" case; the
+/// back-channel and upstream tests cover them.)
+#[tokio::test]
+async fn every_optional_initiator_is_honoured_in_both_modes() {
+    for initiator in [
+        Initiator::PasswordChanged,
+        Initiator::EmailIdentifierChanged,
+        Initiator::AccountDeleted,
+        Initiator::SessionRevoked,
+        Initiator::SessionExpired,
+    ] {
+        for mode_all in [false, true] {
+            let s = scene(initiator, mode_all, |st| st.session.idle_timeout_secs = 600).await;
+            let user = format!("/api/v1/users/{}", s.sub);
+            let (actor, status) = match initiator {
+                Initiator::PasswordChanged => {
+                    let body = json!({"password": "another long password"});
+                    ("admin-api", api(&s.op, Method::PATCH, &user, Some(ADMIN), Some(body)).await.0)
+                }
+                Initiator::EmailIdentifierChanged => {
+                    let body = json!({"email": "alice@elsewhere.example"});
+                    ("admin-api", api(&s.op, Method::PATCH, &user, Some(ADMIN), Some(body)).await.0)
+                }
+                Initiator::AccountDeleted => {
+                    ("admin-api", api(&s.op, Method::DELETE, &user, Some(ADMIN), None).await.0)
+                }
+                Initiator::SessionRevoked => {
+                    let path = format!("{user}/sessions");
+                    ("admin-api", api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await.0)
+                }
+                _ => {
+                    s.op.clock.advance(Duration::from_secs(601));
+                    assert_eq!(s.op.sweep_now().await.unwrap(), 1);
+                    ("system", 200)
+                }
+            };
+            assert!((200..300).contains(&status), "{initiator} (all: {mode_all}): {status}");
+            assert_only_subscribed_notified(&s, initiator, actor).await;
+        }
+    }
+}
