@@ -29,12 +29,7 @@ use std::sync::{Arc, Mutex};
 /// Default largest request body.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
-#[allow(clippy::disallowed_methods)] // the endpoint runs on the wall clock; `verify` takes time as a parameter
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
+use crate::wall_clock_secs as now;
 
 /// Why a back-channel request was refused, as an HTTP answer.
 ///

@@ -56,13 +56,7 @@ impl IdTokenPolicy {
     /// assert!(IdTokenPolicy::new("https://op", "c").with_algorithms(&[jsonwebtoken::Algorithm::HS256]).is_err());
     /// ```
     pub fn with_algorithms(mut self, algs: &[Algorithm]) -> Result<Self, PolicyError> {
-        if algs.is_empty() {
-            return Err(PolicyError::NoAlgorithm);
-        }
-        if let Some(a) = algs.iter().find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
-            return Err(PolicyError::SymmetricAlgorithm(*a));
-        }
-        self.algorithms = algs.to_vec();
+        self.algorithms = crate::verify::asymmetric_allow_list(algs)?;
         Ok(self)
     }
 

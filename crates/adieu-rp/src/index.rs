@@ -189,13 +189,6 @@ impl SessionIndex for MemorySessionIndex {
 /// live (30 days). Set it to your sessions' absolute lifetime with the backends' `with_marker_ttl`.
 pub const DEFAULT_MARKER_TTL_SECS: i64 = 30 * 24 * 3600;
 
-#[allow(clippy::disallowed_methods)] // markers live on the wall clock; verification takes time as a parameter
-pub(crate) fn wall_clock_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
 /// Lazy ending: where logged-out markers are kept, so each request can check its session
 /// (for sessions that live only in a cookie and cannot be deleted server-side). Recording markers
 /// is its [`SessionEnder`] side; [`crate::layer::LazyLogoutLayer`] does the check on every request.
@@ -254,7 +247,7 @@ impl LogoutMarkers {
     /// if markers.is_logged_out("s1") { /* clear the cookie, show the sign-in page */ }
     /// ```
     pub fn is_logged_out(&self, session_id: &str) -> bool {
-        let now = wall_clock_secs();
+        let now = crate::wall_clock_secs();
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).get(session_id).is_some_and(|until| *until >= now)
     }
 }
@@ -262,7 +255,7 @@ impl LogoutMarkers {
 #[async_trait]
 impl SessionEnder for LogoutMarkers {
     async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError> {
-        let now = wall_clock_secs();
+        let now = crate::wall_clock_secs();
         let until = now.saturating_add(self.ttl_secs);
         let mut m = self.ended.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() >= 1024 && m.len().is_power_of_two() {

@@ -8,9 +8,7 @@
 //!
 //! Expired markers and `jti`s are deleted as new ones are written.
 
-use crate::index::{
-    DEFAULT_MARKER_TTL_SECS, IndexError, LoginRecord, LogoutMarkerStore, SessionEnder, SessionIndex, wall_clock_secs,
-};
+use crate::index::{DEFAULT_MARKER_TTL_SECS, IndexError, LoginRecord, LogoutMarkerStore, SessionEnder, SessionIndex};
 use crate::replay::{ReplayCache, ReplayError};
 use crate::verify::{LogoutSubject, VerifiedLogoutToken};
 use async_trait::async_trait;
@@ -25,6 +23,23 @@ fn replay_err(e: sqlx::Error) -> ReplayError {
 
 fn ttl_secs(ttl: std::time::Duration) -> i64 {
     i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The tables and indexes, created if missing; `int` is the 64-bit integer type's name.
+fn schema(int: &str) -> [String; 7] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS adieu_rp_sessions (session_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, sub TEXT NOT NULL, sid TEXT, created_at {int} NOT NULL)"
+        ),
+        "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sid ON adieu_rp_sessions (issuer, sid)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sub ON adieu_rp_sessions (issuer, sub)".to_owned(),
+        format!("CREATE TABLE IF NOT EXISTS adieu_rp_logged_out (session_id TEXT PRIMARY KEY, until {int} NOT NULL)"),
+        "CREATE INDEX IF NOT EXISTS adieu_rp_logged_out_until ON adieu_rp_logged_out (until)".to_owned(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS adieu_rp_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL, until {int} NOT NULL, PRIMARY KEY (issuer, jti))"
+        ),
+        "CREATE INDEX IF NOT EXISTS adieu_rp_jti_until ON adieu_rp_jti (until)".to_owned(),
+    ]
 }
 
 fn ids_json(ids: &[String]) -> String {
@@ -67,16 +82,8 @@ impl SqliteSessionIndex {
     /// # let _ = index; }
     /// ```
     pub async fn with_pool(pool: sqlx::SqlitePool) -> Result<Self, IndexError> {
-        for stmt in [
-            "CREATE TABLE IF NOT EXISTS adieu_rp_sessions (session_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, sub TEXT NOT NULL, sid TEXT, created_at INTEGER NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sid ON adieu_rp_sessions (issuer, sid)",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sub ON adieu_rp_sessions (issuer, sub)",
-            "CREATE TABLE IF NOT EXISTS adieu_rp_logged_out (session_id TEXT PRIMARY KEY, until INTEGER NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_logged_out_until ON adieu_rp_logged_out (until)",
-            "CREATE TABLE IF NOT EXISTS adieu_rp_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (issuer, jti))",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_jti_until ON adieu_rp_jti (until)",
-        ] {
-            sqlx::query(stmt).execute(&pool).await.map_err(err)?;
+        for stmt in schema("INTEGER") {
+            sqlx::query(&stmt).execute(&pool).await.map_err(err)?;
         }
         Ok(SqliteSessionIndex { pool, marker_ttl_secs: DEFAULT_MARKER_TTL_SECS })
     }
@@ -148,7 +155,7 @@ impl SessionIndex for SqliteSessionIndex {
 #[async_trait]
 impl SessionEnder for SqliteSessionIndex {
     async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError> {
-        let now = wall_clock_secs();
+        let now = crate::wall_clock_secs();
         let mut tx = self.pool.begin().await.map_err(err)?;
         sqlx::query("DELETE FROM adieu_rp_logged_out WHERE until < ?")
             .bind(now)
@@ -175,7 +182,7 @@ impl LogoutMarkerStore for SqliteSessionIndex {
         let found: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM adieu_rp_logged_out WHERE session_id = ? AND until >= ?")
                 .bind(session_id)
-                .bind(wall_clock_secs())
+                .bind(crate::wall_clock_secs())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(err)?;
@@ -255,16 +262,8 @@ impl PostgresSessionIndex {
     /// # let _ = index; }
     /// ```
     pub async fn with_pool(pool: sqlx::PgPool) -> Result<Self, IndexError> {
-        for stmt in [
-            "CREATE TABLE IF NOT EXISTS adieu_rp_sessions (session_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, sub TEXT NOT NULL, sid TEXT, created_at BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sid ON adieu_rp_sessions (issuer, sid)",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_sessions_sub ON adieu_rp_sessions (issuer, sub)",
-            "CREATE TABLE IF NOT EXISTS adieu_rp_logged_out (session_id TEXT PRIMARY KEY, until BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_logged_out_until ON adieu_rp_logged_out (until)",
-            "CREATE TABLE IF NOT EXISTS adieu_rp_jti (issuer TEXT NOT NULL, jti TEXT NOT NULL, until BIGINT NOT NULL, PRIMARY KEY (issuer, jti))",
-            "CREATE INDEX IF NOT EXISTS adieu_rp_jti_until ON adieu_rp_jti (until)",
-        ] {
-            sqlx::query(stmt).execute(&pool).await.map_err(err)?;
+        for stmt in schema("BIGINT") {
+            sqlx::query(&stmt).execute(&pool).await.map_err(err)?;
         }
         Ok(PostgresSessionIndex { pool, marker_ttl_secs: DEFAULT_MARKER_TTL_SECS })
     }
@@ -338,7 +337,7 @@ impl SessionIndex for PostgresSessionIndex {
 #[async_trait]
 impl SessionEnder for PostgresSessionIndex {
     async fn end_sessions(&self, session_ids: &[String]) -> Result<(), IndexError> {
-        let now = wall_clock_secs();
+        let now = crate::wall_clock_secs();
         sqlx::query("DELETE FROM adieu_rp_logged_out WHERE until < $1")
             .bind(now)
             .execute(&self.pool)
@@ -364,7 +363,7 @@ impl LogoutMarkerStore for PostgresSessionIndex {
         let found: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM adieu_rp_logged_out WHERE session_id = $1 AND until >= $2")
                 .bind(session_id)
-                .bind(wall_clock_secs())
+                .bind(crate::wall_clock_secs())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(err)?;

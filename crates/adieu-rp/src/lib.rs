@@ -55,3 +55,12 @@ mod testing;
 pub fn install_crypto() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
+
+/// Seconds since the epoch on the wall clock: the time the endpoint, the markers and the layer run
+/// on (`verify` itself takes the time as a parameter).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn wall_clock_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}

@@ -83,7 +83,7 @@ pub async fn marker_conformance(markers: &dyn LogoutMarkerStore) {
 /// Replay cache (BC-RP-08): a remembered jti is seen until its limit, per issuer.
 pub async fn replay_conformance(cache: &dyn ReplayCache) {
     let iss = format!("{ISS}/{}", crate::testing::unique());
-    let now = crate::index::wall_clock_secs();
+    let now = crate::wall_clock_secs();
     assert!(!cache.seen(&iss, "j1", now).await.unwrap());
     cache.remember(&iss, "j1", now + 100, now).await.unwrap();
     assert!(cache.seen(&iss, "j1", now).await.unwrap());

@@ -109,13 +109,7 @@ impl VerificationPolicy {
     /// assert!(VerificationPolicy::new("https://op", "c").with_algorithms(&[Algorithm::HS256]).is_err());
     /// ```
     pub fn with_algorithms(mut self, algs: &[Algorithm]) -> Result<Self, PolicyError> {
-        if algs.is_empty() {
-            return Err(PolicyError::NoAlgorithm);
-        }
-        if let Some(a) = algs.iter().find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
-            return Err(PolicyError::SymmetricAlgorithm(*a));
-        }
-        self.algorithms = algs.to_vec();
+        self.algorithms = asymmetric_allow_list(algs)?;
         Ok(self)
     }
 
@@ -495,6 +489,18 @@ fn parse_json_object(part: &str) -> Result<Map<String, Value>, LogoutTokenError>
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(LogoutTokenError::Malformed),
     }
+}
+
+/// An `alg` allow-list: not empty, and no symmetric algorithm (RFC 8725 §3.1: with a public key
+/// as the HMAC secret, anyone could sign).
+pub(crate) fn asymmetric_allow_list(algs: &[Algorithm]) -> Result<Vec<Algorithm>, PolicyError> {
+    if algs.is_empty() {
+        return Err(PolicyError::NoAlgorithm);
+    }
+    if let Some(a) = algs.iter().find(|a| is_symmetric(**a)) {
+        return Err(PolicyError::SymmetricAlgorithm(*a));
+    }
+    Ok(algs.to_vec())
 }
 
 fn is_symmetric(a: Algorithm) -> bool {
