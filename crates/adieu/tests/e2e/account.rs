@@ -7,7 +7,6 @@
 //! actor `account:<user id>`. Refused forms (CSRF, wrong password, another user's session, not
 //! signed in) must change nothing.
 
-use crate::initiators::verify_logout_token;
 use crate::support::*;
 use adieu_core::id::UserId;
 use adieu_core::initiator::{Initiator, InitiatorMode, InitiatorSubscription};

@@ -21,38 +21,19 @@ async fn op() -> TestOp {
     op
 }
 
-async fn call(
-    op: &TestOp,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, op.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn management_api_requires_an_admin_token() {
     let op = op().await;
     let res = reqwest::get(op.url("/api/v1/clients")).await.unwrap();
     assert_eq!(res.status(), 401);
     assert!(res.headers().get("www-authenticate").unwrap().to_str().unwrap().starts_with("Bearer"));
-    assert_eq!(call(&op, reqwest::Method::GET, "/api/v1/clients", Some("wrong-token"), None).await.0, 401);
+    assert_eq!(api(&op, reqwest::Method::GET, "/api/v1/clients", Some("wrong-token"), None).await.0, 401);
     assert_eq!(
-        call(&op, reqwest::Method::GET, "/api/v1/clients", Some(REG), None).await.0,
+        api(&op, reqwest::Method::GET, "/api/v1/clients", Some(REG), None).await.0,
         401,
         "a registration token is not an admin token"
     );
-    assert_eq!(call(&op, reqwest::Method::GET, "/api/v1/clients", Some(ADMIN), None).await.0, 200);
+    assert_eq!(api(&op, reqwest::Method::GET, "/api/v1/clients", Some(ADMIN), None).await.0, 200);
     // A token created with the CLI's code path (stored hashed) works too.
     let t = adieu_server::crypto::random_secret();
     op.state
@@ -65,7 +46,7 @@ async fn management_api_requires_an_admin_token() {
         )
         .await
         .unwrap();
-    assert_eq!(call(&op, reqwest::Method::GET, "/api/v1/logs", Some(&t), None).await.0, 200);
+    assert_eq!(api(&op, reqwest::Method::GET, "/api/v1/logs", Some(&t), None).await.0, 200);
 }
 
 /// Proves: clients are created, read, changed and deleted through the API; subscribing,
@@ -73,7 +54,7 @@ async fn management_api_requires_an_admin_token() {
 #[tokio::test]
 async fn clients_crud_with_audited_logout_uri_changes() {
     let op = op().await;
-    let (status, created) = call(
+    let (status, created) = api(
         &op,
         reqwest::Method::POST,
         "/api/v1/clients",
@@ -97,11 +78,11 @@ async fn clients_crud_with_audited_logout_uri_changes() {
         created["backchannel_logout_initiators"]["selected_initiators"],
         json!(["rp-logout", "idp-logout", "session-expired"])
     );
-    let (_, read) = call(&op, reqwest::Method::GET, "/api/v1/clients/app-x", Some(ADMIN), None).await;
+    let (_, read) = api(&op, reqwest::Method::GET, "/api/v1/clients/app-x", Some(ADMIN), None).await;
     assert!(read.get("client_secret").is_none(), "the secret is shown only at creation");
     assert_eq!(read["backchannel_logout_uri"], "http://127.0.0.1:9500/bc?x=1");
 
-    let (status, patched) = call(
+    let (status, patched) = api(
         &op,
         reqwest::Method::PATCH,
         "/api/v1/clients/app-x",
@@ -110,7 +91,7 @@ async fn clients_crud_with_audited_logout_uri_changes() {
     )
     .await;
     assert_eq!(status, 200, "{patched}");
-    let (status, patched) = call(
+    let (status, patched) = api(
         &op,
         reqwest::Method::PATCH,
         "/api/v1/clients/app-x",
@@ -123,7 +104,7 @@ async fn clients_crud_with_audited_logout_uri_changes() {
     assert_eq!(patched["backchannel_logout_session_required"], false);
 
     let (_, log) =
-        call(&op, reqwest::Method::GET, "/api/v1/logs?type=backchannel.&client_id=app-x", Some(ADMIN), None).await;
+        api(&op, reqwest::Method::GET, "/api/v1/logs?type=backchannel.&client_id=app-x", Some(ADMIN), None).await;
     let kinds: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["backchannel.unsubscribed", "backchannel.changed", "backchannel.subscribed"]);
     let changed = &log[1];
@@ -131,8 +112,8 @@ async fn clients_crud_with_audited_logout_uri_changes() {
     assert_eq!(changed["detail"]["new"], "http://127.0.0.1:9501/bc");
     assert_eq!(changed["actor"], "admin-api");
 
-    assert_eq!(call(&op, reqwest::Method::DELETE, "/api/v1/clients/app-x", Some(ADMIN), None).await.0, 204);
-    assert_eq!(call(&op, reqwest::Method::GET, "/api/v1/clients/app-x", Some(ADMIN), None).await.0, 404);
+    assert_eq!(api(&op, reqwest::Method::DELETE, "/api/v1/clients/app-x", Some(ADMIN), None).await.0, 204);
+    assert_eq!(api(&op, reqwest::Method::GET, "/api/v1/clients/app-x", Some(ADMIN), None).await.0, 404);
 }
 
 /// Bad metadata is refused with the Registration §3.3 codes and changes nothing (BC-REG-01..04).
@@ -158,7 +139,7 @@ async fn invalid_client_metadata_is_refused_with_the_right_code() {
         (with("redirect_uris", json!(["http://evil.example/cb"])), "invalid_redirect_uri"),
         (with("redirect_uris", json!([])), "invalid_redirect_uri"),
     ] {
-        let (status, err) = call(&op, reqwest::Method::POST, "/api/v1/clients", Some(ADMIN), Some(body.clone())).await;
+        let (status, err) = api(&op, reqwest::Method::POST, "/api/v1/clients", Some(ADMIN), Some(body.clone())).await;
         assert_eq!((status, err["error"].as_str().unwrap_or("")), (400, code), "{body}: {err}");
     }
     let res = reqwest::Client::new()
@@ -169,7 +150,7 @@ async fn invalid_client_metadata_is_refused_with_the_right_code() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    let (_, list) = call(&op, reqwest::Method::GET, "/api/v1/clients", Some(ADMIN), None).await;
+    let (_, list) = api(&op, reqwest::Method::GET, "/api/v1/clients", Some(ADMIN), None).await;
     assert_eq!(list, json!([]));
 }
 
@@ -185,15 +166,15 @@ async fn dynamic_registration_with_an_initial_access_token() {
         "backchannel_logout_uri": "http://127.0.0.1:9700/bc",
         "software_statement_extra": "ignored"
     });
-    assert_eq!(call(&op, reqwest::Method::POST, "/register", None, Some(body.clone())).await.0, 401);
-    assert_eq!(call(&op, reqwest::Method::POST, "/register", Some("nope"), Some(body.clone())).await.0, 401);
-    let (status, reg) = call(&op, reqwest::Method::POST, "/register", Some(REG), Some(body)).await;
+    assert_eq!(api(&op, reqwest::Method::POST, "/register", None, Some(body.clone())).await.0, 401);
+    assert_eq!(api(&op, reqwest::Method::POST, "/register", Some("nope"), Some(body.clone())).await.0, 401);
+    let (status, reg) = api(&op, reqwest::Method::POST, "/register", Some(REG), Some(body)).await;
     assert_eq!(status, 201, "{reg}");
     let id = reg["client_id"].as_str().unwrap();
     assert_ne!(id, "i-want-this-id");
     assert_eq!(reg["client_secret_expires_at"], 0);
     assert_eq!(reg["backchannel_logout_session_required"], false);
-    let (status, err) = call(&op, reqwest::Method::POST, "/register", Some(REG), Some(json!({"redirect_uris": ["http://127.0.0.1:9700/cb"], "backchannel_logout_uri": "http://127.0.0.1:9700/bc#f"}))).await;
+    let (status, err) = api(&op, reqwest::Method::POST, "/register", Some(REG), Some(json!({"redirect_uris": ["http://127.0.0.1:9700/cb"], "backchannel_logout_uri": "http://127.0.0.1:9700/bc#f"}))).await;
     assert_eq!((status, err["error"].as_str().unwrap()), (400, "invalid_client_metadata"));
 
     let client = TestClient {
@@ -226,7 +207,7 @@ async fn deliveries_are_inspected_and_retried_through_the_api_and_counted_in_met
     rx.wait_for(1, Duration::from_secs(15)).await;
     let dead = loop {
         let (_, list) =
-            call(&op, reqwest::Method::GET, "/api/v1/deliveries?status=dead&client_id=app-d", Some(ADMIN), None).await;
+            api(&op, reqwest::Method::GET, "/api/v1/deliveries?status=dead&client_id=app-d", Some(ADMIN), None).await;
         if let Some(d) = list.as_array().unwrap().first() {
             break d.clone();
         }
@@ -240,11 +221,11 @@ async fn deliveries_are_inspected_and_retried_through_the_api_and_counted_in_met
 
     rx.set_default(Behavior::Status(200));
     let (status, retried) =
-        call(&op, reqwest::Method::POST, &format!("/api/v1/deliveries/{id}/retry"), Some(ADMIN), None).await;
+        api(&op, reqwest::Method::POST, &format!("/api/v1/deliveries/{id}/retry"), Some(ADMIN), None).await;
     assert_eq!(status, 200, "{retried}");
     rx.wait_for(2, Duration::from_secs(15)).await;
     let delivered = loop {
-        let (_, d) = call(&op, reqwest::Method::GET, &format!("/api/v1/deliveries/{id}"), Some(ADMIN), None).await;
+        let (_, d) = api(&op, reqwest::Method::GET, &format!("/api/v1/deliveries/{id}"), Some(ADMIN), None).await;
         if d["status"] == "delivered" {
             break d;
         }
@@ -252,13 +233,13 @@ async fn deliveries_are_inspected_and_retried_through_the_api_and_counted_in_met
     };
     assert_eq!(delivered["attempts"].as_array().unwrap().len(), 2);
     assert_eq!(
-        call(&op, reqwest::Method::POST, &format!("/api/v1/deliveries/{id}/retry"), Some(ADMIN), None).await.0,
+        api(&op, reqwest::Method::POST, &format!("/api/v1/deliveries/{id}/retry"), Some(ADMIN), None).await.0,
         409
     );
-    assert_eq!(call(&op, reqwest::Method::POST, "/api/v1/deliveries/nope/retry", Some(ADMIN), None).await.0, 404);
-    assert_eq!(call(&op, reqwest::Method::GET, "/api/v1/deliveries?status=bogus", Some(ADMIN), None).await.0, 400);
+    assert_eq!(api(&op, reqwest::Method::POST, "/api/v1/deliveries/nope/retry", Some(ADMIN), None).await.0, 404);
+    assert_eq!(api(&op, reqwest::Method::GET, "/api/v1/deliveries?status=bogus", Some(ADMIN), None).await.0, 400);
 
-    let (_, log) = call(&op, reqwest::Method::GET, "/api/v1/logs?type=delivery.", Some(ADMIN), None).await;
+    let (_, log) = api(&op, reqwest::Method::GET, "/api/v1/logs?type=delivery.", Some(ADMIN), None).await;
     let kinds: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["delivery.retried", "delivery.dead"]);
 

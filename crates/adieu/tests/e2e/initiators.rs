@@ -11,8 +11,6 @@ use adieu_core::store::DeliveryFilter;
 use adieu_server::settings::Secret;
 use adieu_testkit::receiver::{Behavior, Receiver};
 use adieu_testkit::{Browser, TestClient, TestOp};
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{DecodingKey, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -88,36 +86,6 @@ async fn scene(initiator: Initiator, mode_all: bool, tweak: impl FnOnce(&mut adi
         r_unsub,
         browser,
     }
-}
-
-async fn api(op: &TestOp, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, op.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-/// Verifies a logout token as an RP would (BC-RP-02..07) with jsonwebtoken and the JWKS.
-pub(crate) async fn verify_logout_token(op: &TestOp, token: &str, client_id: &str) -> Value {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.typ.as_deref(), Some("logout+jwt"), "BC-LT-05");
-    let jwks: JwkSet = reqwest::get(op.url("/jwks")).await.unwrap().json().await.unwrap();
-    let jwk = jwks.find(header.kid.as_deref().expect("kid")).expect("published key");
-    let mut v = Validation::new(header.alg);
-    v.set_issuer(&[&op.issuer]);
-    v.set_audience(&[client_id]);
-    v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
-    v.validate_exp = false; // the provider's clock is a test clock
-    let claims: Value = jsonwebtoken::decode(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap().claims;
-    assert_eq!(claims["events"], json!({"http://schemas.openid.net/event/backchannel-logout": {}}), "BC-RP-06");
-    assert!(claims.get("nonce").is_none(), "BC-RP-07");
-    claims
 }
 
 /// The subscribed application got exactly one valid token for alice's session; once nothing is

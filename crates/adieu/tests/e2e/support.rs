@@ -4,7 +4,7 @@ use adieu_testkit::{Browser, TestClient, TestOp, query_param};
 use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -110,4 +110,41 @@ pub async fn userinfo(op: &TestOp, access_token: &str) -> (u16, Value) {
 pub async fn signed_in(browser: &Browser, op: &TestOp) -> bool {
     let html = browser.get(&op.issuer, "/").await.unwrap().text().await.unwrap();
     html.contains("You are signed in as")
+}
+
+/// A management API call: the status and the JSON body (`null` when there is none).
+pub async fn api(
+    op: &TestOp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, op.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Verifies a logout token as an RP would (BC-RP-02..07) with jsonwebtoken and the JWKS.
+pub async fn verify_logout_token(op: &TestOp, token: &str, client_id: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"), "BC-LT-05");
+    let jwks: JwkSet = reqwest::get(op.url("/jwks")).await.unwrap().json().await.unwrap();
+    let jwk = jwks.find(header.kid.as_deref().expect("kid")).expect("published key");
+    let mut v = Validation::new(header.alg);
+    v.set_issuer(&[&op.issuer]);
+    v.set_audience(&[client_id]);
+    v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
+    v.validate_exp = false; // the provider's clock is a test clock
+    let claims: Value = jsonwebtoken::decode(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap().claims;
+    assert_eq!(claims["events"], json!({"http://schemas.openid.net/event/backchannel-logout": {}}), "BC-RP-06");
+    assert!(claims.get("nonce").is_none(), "BC-RP-07");
+    claims
 }

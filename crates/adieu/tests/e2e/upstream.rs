@@ -12,7 +12,6 @@
 //! The other tests use a small in-process upstream whose tokens the test signs, to show each way
 //! a callback or an upstream logout token is refused.
 
-use crate::initiators::verify_logout_token;
 use crate::support::*;
 use adieu_core::initiator::{Initiator, InitiatorSubscription};
 use adieu_core::store::DeliveryFilter;

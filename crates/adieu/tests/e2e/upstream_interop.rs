@@ -7,7 +7,6 @@
 //! Needs Node.js and npm. Without them the test is skipped, or fails when `ADIEU_REQUIRE_INTEROP=1`
 //! (CI sets it).
 
-use crate::initiators::verify_logout_token;
 use crate::support::*;
 use adieu_core::ManualClock;
 use adieu_core::initiator::{Initiator, InitiatorSubscription};
