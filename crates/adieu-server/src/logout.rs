@@ -12,10 +12,11 @@
 
 use crate::AppState;
 use crate::delivery::{DeliveryHub, Outcome};
+use adieu_core::delivery::{Delivery, DeliveryStatus};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::EndedSession;
-use adieu_core::store::StoreResult;
+use adieu_core::store::{DeliveryFilter, StoreResult};
 use std::collections::HashMap;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -101,10 +102,15 @@ pub async fn end_session_and_wait(
                 Ok(Err(RecvError::Closed)) | Err(_) => break,
             },
             _ = check.tick() => {
-                let ids: Vec<&str> = waiting.keys().copied().collect();
-                for id in ids {
-                    if let Some(outcome) = stored_outcome(state, id).await?
-                        && let Some(client) = waiting.remove(id)
+                // One indexed read of the session's deliveries per tick, however many are left.
+                let filter = DeliveryFilter {
+                    session_id: Some(e.session.id.clone()),
+                    limit: Some(1000),
+                    ..Default::default()
+                };
+                for d in state.store.deliveries(&filter).await? {
+                    if let Some(outcome) = first_attempt_outcome(&d)
+                        && let Some(client) = waiting.remove(d.id.as_str())
                     {
                         outcomes.insert(client.clone(), outcome);
                     }
@@ -119,14 +125,12 @@ pub async fn end_session_and_wait(
 const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The outcome of a delivery's first attempt as recorded in the store, if it was made.
-async fn stored_outcome(state: &AppState, id: &str) -> StoreResult<Option<Outcome>> {
-    use adieu_core::delivery::DeliveryStatus;
-    let Some((d, _)) = state.store.delivery(id).await? else { return Ok(None) };
-    Ok(match d.status {
+fn first_attempt_outcome(d: &Delivery) -> Option<Outcome> {
+    match d.status {
         DeliveryStatus::Delivered => Some(Outcome::Delivered),
         DeliveryStatus::Rejected => Some(Outcome::Rejected),
         DeliveryStatus::Dead => Some(Outcome::Dead),
         DeliveryStatus::Pending if d.attempts > 0 => Some(Outcome::Retrying),
         DeliveryStatus::Pending | DeliveryStatus::Leased | DeliveryStatus::Discarded => None,
-    })
+    }
 }
