@@ -70,6 +70,14 @@ struct Args {
     /// Only `verify_prepared` on one thread (e.g. for profiling it).
     #[arg(long)]
     verify_only: bool,
+    /// Only the HTTP floor: the same server, load and answer, with a route that reads the form
+    /// body and answers `200` without verifying anything.
+    #[arg(long)]
+    floor_only: bool,
+    /// Only the raw signature check behind the same HTTP: a route that reads the body, splits off
+    /// the token's signature and checks it with the pre-parsed key, nothing else.
+    #[arg(long)]
+    raw_http_only: bool,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -129,6 +137,16 @@ impl Signer {
             Signer::Ed(k) => (k.public_key().as_ref().to_vec(), &signature::ED25519),
         }
     }
+}
+
+/// What the measured server's route does.
+enum Route {
+    /// `adieu_rp::axum::BackchannelLogout`.
+    Handler,
+    /// Reads the body, answers `200`.
+    Floor,
+    /// Reads the body, checks the token's signature with the pre-parsed key, answers.
+    RawSignature(Arc<signature::ParsedPublicKey>),
 }
 
 struct Token {
@@ -249,6 +267,7 @@ fn handler_rate(
     jwks: JwkSet,
     alg: jsonwebtoken::Algorithm,
     now: i64,
+    route: Route,
 ) -> Result<HandlerResult> {
     let secs = args.secs;
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
@@ -264,7 +283,34 @@ fn handler_rate(
     let markers = Arc::new(LogoutMarkers::default());
     let endpoint = BackchannelLogout::new(verifier, index.clone(), markers);
     let stats = endpoint.stats();
-    let app: axum::Router = axum::Router::new().route("/backchannel-logout", endpoint.method_router());
+    let app: axum::Router = match route {
+        Route::Handler => axum::Router::new().route("/backchannel-logout", endpoint.method_router()),
+        // What the same request and answer cost without the SDK: the body read in full, the
+        // answer with the same header.
+        Route::Floor => axum::Router::new().route(
+            "/backchannel-logout",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                std::hint::black_box(body);
+                ([(axum::http::header::CACHE_CONTROL, "no-store")], axum::http::StatusCode::OK)
+            }),
+        ),
+        // The physical limit of any handler behind this HTTP stack: the floor plus the bare
+        // signature check (no JOSE parsing, no claims, no index).
+        Route::RawSignature(key) => axum::Router::new().route(
+            "/backchannel-logout",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let token = body.strip_prefix(b"logout_token=").unwrap_or(&body);
+                let dot = token.iter().rposition(|&b| b == b'.').unwrap_or(0);
+                let signature = B64.decode(&token[dot + 1..]).unwrap_or_default();
+                let status = if key.verify_sig(&token[..dot], &signature).is_ok() {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::BAD_REQUEST
+                };
+                ([(axum::http::header::CACHE_CONTROL, "no-store")], status)
+            }),
+        ),
+    };
     let addr = server_rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -394,8 +440,25 @@ fn main() -> Result<()> {
         println!("verify_prepared, 1 thread: {:.0} tokens/s, {:.0} per CPU-second", v.wall, v.per_cpu_sec);
         return Ok(());
     }
+    if args.raw_http_only {
+        let key = Arc::new(signature::ParsedPublicKey::new(algorithm, &public).context("public key")?);
+        let r = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::RawSignature(key))?;
+        println!(
+            "raw signature check over HTTP: {:.0} requests/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}",
+            r.rate, r.per_server_cpu_sec, r.p50, r.p99
+        );
+        return Ok(());
+    }
+    if args.floor_only {
+        let f = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::Floor)?;
+        println!(
+            "HTTP floor: {:.0} requests/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}",
+            f.rate, f.per_server_cpu_sec, f.p50, f.p99
+        );
+        return Ok(());
+    }
     if args.handler_only {
-        let h = handler_rate(&args, &tokens, jwks.clone(), alg, now)?;
+        let h = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::Handler)?;
         println!(
             "handler: {:.0} tokens/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}, sessions ended {}",
             h.rate, h.per_server_cpu_sec, h.p50, h.p99, h.ended
@@ -415,7 +478,12 @@ fn main() -> Result<()> {
     eprintln!("adieu_rp::verify with a fresh key parse per token, 1 thread…");
     let fresh_1 = cpu_rate(1, args.secs, &tokens, &verify_fresh_op)?;
     eprintln!("handler over loopback HTTP, {CONCURRENCY} in flight…");
-    let h = handler_rate(&args, &tokens, jwks.clone(), alg, now)?;
+    let h = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::Handler)?;
+    eprintln!("HTTP floor (same server and load, a route that only reads the body), {CONCURRENCY} in flight…");
+    let f = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::Floor)?;
+    eprintln!("raw signature check behind the same HTTP, {CONCURRENCY} in flight…");
+    let key = Arc::new(signature::ParsedPublicKey::new(algorithm, &public).context("public key")?);
+    let r = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::RawSignature(key))?;
 
     let (busy, own) = (cpu::machine_busy_secs(ticks) - busy0, cpu::cpu_secs("self", ticks) - own0);
     #[allow(clippy::cast_precision_loss)]
@@ -449,7 +517,30 @@ fn main() -> Result<()> {
         h.per_server_cpu_sec,
         pct(h.per_server_cpu_sec, raw_1.per_cpu_sec)
     );
+    println!(
+        "| HTTP floor: the same requests to a route that only reads the body (per CPU-second of the server's threads) | {:.0} | {:.0} | |",
+        f.rate, f.per_server_cpu_sec
+    );
+    println!(
+        "| raw signature check behind the same HTTP (floor + signature, per CPU-second of the server's threads) | {:.0} | {:.0} | {:.0}% |",
+        r.rate,
+        r.per_server_cpu_sec,
+        pct(r.per_server_cpu_sec, raw_1.per_cpu_sec)
+    );
     println!();
+    // Server CPU per request, in microseconds: what the handler adds to the HTTP floor, and the
+    // best the handler could do if the SDK cost nothing beyond the signature check.
+    let us = |per_sec: f64| 1e6 / per_sec;
+    let (floor_us, handler_us, raw_us) = (us(f.per_server_cpu_sec), us(h.per_server_cpu_sec), us(raw_1.per_cpu_sec));
+    println!(
+        "server CPU per request: HTTP floor {floor_us:.1} µs, handler {handler_us:.1} µs (SDK {:.1} µs above the floor, of which the signature check {raw_us:.1} µs)",
+        handler_us - floor_us
+    );
+    println!(
+        "ceiling with this HTTP stack (floor + bare signature check): {:.0} per server CPU-second = {:.0}% of raw",
+        us(floor_us + raw_us),
+        pct(raw_us, floor_us + raw_us)
+    );
     println!(
         "handler latency p50 {:.2} ms, p99 {:.2} ms; sessions ended while counting: {}",
         h.p50.as_secs_f64() * 1e3,
@@ -478,6 +569,11 @@ fn main() -> Result<()> {
         "- handler ≥ 50% of raw (wall clock, against all {cores} cores' raw rate): {:.0}% — {}",
         pct(h.rate, raw_n.wall),
         verdict(h.rate >= 0.5 * raw_n.wall)
+    );
+    println!(
+        "- handler against the raw signature check behind the same HTTP: {:.0}% per server CPU-second, {:.0}% wall clock",
+        pct(h.per_server_cpu_sec, r.per_server_cpu_sec),
+        pct(h.rate, r.rate)
     );
     if args.alg == "RS256" {
         println!("- handler ≥ 20,000 tokens/s with RS256: {:.0} — {}", h.rate, verdict(h.rate >= 20_000.0));

@@ -9,7 +9,9 @@
 //! token is never accepted as an ID token).
 
 use crate::keys::{KeyCache, KeyFetchError};
-use crate::verify::{LogoutTokenError, PolicyError, VerificationKeys, non_empty_string, number, verify_jws};
+use crate::verify::{
+    JoseHeader, LogoutTokenError, PolicyError, VerificationKeys, non_empty_string, number, verify_jws,
+};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -275,12 +277,11 @@ impl From<LogoutTokenError> for IdTokenError {
 }
 
 /// An ID token's `typ`: absent or `JWT` (RFC 7519 §5.1); anything else is another kind of token.
-fn check_id_token_typ(header: &Map<String, Value>) -> Result<(), LogoutTokenError> {
-    match header.get("typ") {
+fn check_id_token_typ(header: &JoseHeader<'_>) -> Result<(), LogoutTokenError> {
+    match header.typ.as_deref() {
         None => Ok(()),
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("application/jwt") => Ok(()),
-        Some(Value::String(t)) => Err(LogoutTokenError::WrongType(t.chars().take(40).collect())),
-        Some(_) => Err(LogoutTokenError::Malformed),
+        Some(t) if t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("application/jwt") => Ok(()),
+        Some(t) => Err(LogoutTokenError::WrongType(t.chars().take(40).collect())),
     }
 }
 

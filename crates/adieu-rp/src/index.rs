@@ -118,30 +118,50 @@ pub struct MemorySessionIndex {
     inner: Mutex<MemoryIndexInner>,
 }
 
-type IssuerAnd = (String, String);
+/// Session ids by issuer, then by `sid` (or `sub`): nested so a lookup borrows the token's
+/// strings instead of building a key.
+type ByIssuer = HashMap<String, HashMap<String, Vec<String>>>;
 
 #[derive(Debug, Default)]
 struct MemoryIndexInner {
     logins: HashMap<String, LoginRecord>,
-    by_sid: HashMap<IssuerAnd, Vec<String>>,
-    by_sub: HashMap<IssuerAnd, Vec<String>>,
+    by_sid: ByIssuer,
+    by_sub: ByIssuer,
+}
+
+fn link(map: &mut ByIssuer, issuer: &str, key: &str, session_id: &str) {
+    let per_issuer = match map.get_mut(issuer) {
+        Some(m) => m,
+        None => map.entry(issuer.to_owned()).or_default(),
+    };
+    match per_issuer.get_mut(key) {
+        Some(ids) => ids.push(session_id.to_owned()),
+        None => {
+            per_issuer.insert(key.to_owned(), vec![session_id.to_owned()]);
+        }
+    }
+}
+
+fn unlink_from(map: &mut ByIssuer, issuer: &str, key: &str, session_id: &str) {
+    let Some(per_issuer) = map.get_mut(issuer) else { return };
+    if let Some(ids) = per_issuer.get_mut(key) {
+        ids.retain(|id| id != session_id);
+        if ids.is_empty() {
+            per_issuer.remove(key);
+        }
+    }
+    if per_issuer.is_empty() {
+        map.remove(issuer);
+    }
 }
 
 impl MemoryIndexInner {
     fn unlink(&mut self, session_id: &str) {
         let Some(old) = self.logins.remove(session_id) else { return };
-        let drop_from = |map: &mut HashMap<IssuerAnd, Vec<String>>, key: IssuerAnd| {
-            if let Some(ids) = map.get_mut(&key) {
-                ids.retain(|id| id != session_id);
-                if ids.is_empty() {
-                    map.remove(&key);
-                }
-            }
-        };
-        if let Some(sid) = old.sid {
-            drop_from(&mut self.by_sid, (old.issuer.clone(), sid));
+        if let Some(sid) = &old.sid {
+            unlink_from(&mut self.by_sid, &old.issuer, sid, session_id);
         }
-        drop_from(&mut self.by_sub, (old.issuer, old.sub));
+        unlink_from(&mut self.by_sub, &old.issuer, &old.sub, session_id);
     }
 }
 
@@ -151,22 +171,22 @@ impl SessionIndex for MemorySessionIndex {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.unlink(&login.session_id);
         if let Some(sid) = &login.sid {
-            inner.by_sid.entry((login.issuer.clone(), sid.clone())).or_default().push(login.session_id.clone());
+            link(&mut inner.by_sid, &login.issuer, sid, &login.session_id);
         }
-        inner.by_sub.entry((login.issuer.clone(), login.sub.clone())).or_default().push(login.session_id.clone());
+        link(&mut inner.by_sub, &login.issuer, &login.sub, &login.session_id);
         inner.logins.insert(login.session_id.clone(), login);
         Ok(())
     }
 
     async fn sessions_to_end(&self, token: &VerifiedLogoutToken) -> Result<Vec<String>, IndexError> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let key = match token.subject() {
-            LogoutSubject::Sid(sid) | LogoutSubject::Both { sid, .. } => {
-                inner.by_sid.get(&(token.issuer().to_owned(), sid.clone()))
-            }
-            LogoutSubject::Sub(sub) => inner.by_sub.get(&(token.issuer().to_owned(), sub.clone())),
+        let (map, key) = match token.subject() {
+            LogoutSubject::Sid(sid) | LogoutSubject::Both { sid, .. } => (&inner.by_sid, sid),
+            LogoutSubject::Sub(sub) => (&inner.by_sub, sub),
         };
-        let mut ids: Vec<String> = key
+        let mut ids: Vec<String> = map
+            .get(token.issuer())
+            .and_then(|m| m.get(key.as_str()))
             .into_iter()
             .flatten()
             .filter(|id| inner.logins.get(*id).is_some_and(|l| matches(l, token)))
@@ -332,5 +352,19 @@ mod tests {
         let i = index().await;
         i.forget(&["app-1".into()]).await.unwrap();
         assert!(i.sessions_to_end(&token(None, Some("sid-a1"), NOW)).await.unwrap().is_empty());
+    }
+
+    /// Forgetting every session leaves nothing behind (a long-running application's index does
+    /// not grow with sessions that ended), and recording a session id again moves it.
+    #[tokio::test]
+    async fn forgetting_everything_empties_the_index_and_re_recording_moves_a_session() {
+        let i = index().await;
+        i.record(login("carol", "sid-c1", "app-1", NOW - 10)).await.unwrap();
+        assert!(i.sessions_to_end(&token(None, Some("sid-a1"), NOW)).await.unwrap().is_empty(), "app-1 moved");
+        assert_eq!(i.sessions_to_end(&token(Some("carol"), None, NOW)).await.unwrap(), ["app-1"]);
+        let all: Vec<String> = ["app-1", "app-2", "app-3", "app-4", "app-5"].map(String::from).to_vec();
+        i.forget(&all).await.unwrap();
+        let inner = i.inner.lock().unwrap();
+        assert!(inner.logins.is_empty() && inner.by_sid.is_empty() && inner.by_sub.is_empty(), "{inner:?}");
     }
 }

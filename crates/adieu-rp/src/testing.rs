@@ -67,7 +67,12 @@ impl TestKey {
             }
             Some(_) => {}
         }
-        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        self.sign_with_header_text(alg, &header.to_string(), claims)
+    }
+
+    /// Signs with `header` taken as the exact JSON text (for duplicates, escapes, non-objects).
+    pub fn sign_with_header_text(&self, alg: &str, header: &str, claims: &Value) -> String {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(claims.to_string()));
         let sig = match (&self.kind, alg) {
             (Kind::Rsa(k), "RS256") => {
                 let mut s = vec![0; k.public_modulus_len()];

@@ -11,9 +11,10 @@
 use adieu_proto::logout::BACKCHANNEL_LOGOUT_EVENT;
 use base64_engine::decode_b64;
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -491,6 +492,65 @@ fn parse_json_object(part: &str) -> Result<Map<String, Value>, LogoutTokenError>
     }
 }
 
+/// The JOSE header members verification reads (RFC 7515 §4.1), parsed without building a map.
+/// Other members are ignored, except that any `crit` is refused; `jku`, `x5u`, `jwk` and `x5c`
+/// are never read. `alg`, `kid` and `typ`, when present, must be strings (`null` included: a
+/// member that is there but not a string makes the token malformed), and a member named twice
+/// makes it malformed (RFC 7515 §4 allows refusing duplicates instead of taking the last).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct JoseHeader<'a> {
+    #[serde(borrow, default, deserialize_with = "string_member")]
+    pub(crate) alg: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "string_member")]
+    pub(crate) kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "string_member")]
+    pub(crate) typ: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Present,
+}
+
+impl<'a> JoseHeader<'a> {
+    fn parse(json: &'a [u8]) -> Result<Self, LogoutTokenError> {
+        // Only a JSON object is a header (a derived struct would also take an array).
+        if json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(LogoutTokenError::Malformed);
+        }
+        serde_json::from_slice(json).map_err(|_| LogoutTokenError::Malformed)
+    }
+}
+
+/// Whether a member is there at all, whatever its value (`"crit": null` is still a `crit`).
+#[derive(Debug, Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
+}
+
+/// A string member, borrowed from the JSON when it has no escapes; `null` is refused.
+fn string_member<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+    d.deserialize_str(Visitor).map(Some)
+}
+
 /// An `alg` allow-list: not empty, and no symmetric algorithm (RFC 8725 §3.1: with a public key
 /// as the HMAC secret, anyone could sign).
 pub(crate) fn asymmetric_allow_list(algs: &[Algorithm]) -> Result<Vec<Algorithm>, PolicyError> {
@@ -509,12 +569,8 @@ fn is_symmetric(a: Algorithm) -> bool {
 
 /// Checks `typ` (BC-RP-13): RFC 7515 §4.1.9 compares media types case-insensitively and allows
 /// the `application/` prefix to be omitted.
-fn check_typ(header: &Map<String, Value>, policy: TypPolicy) -> Result<(), LogoutTokenError> {
-    let typ = match header.get("typ") {
-        None => None,
-        Some(Value::String(t)) => Some(t.to_ascii_lowercase()),
-        Some(_) => return Err(LogoutTokenError::Malformed),
-    };
+fn check_typ(header: &JoseHeader<'_>, policy: TypPolicy) -> Result<(), LogoutTokenError> {
+    let typ = header.typ.as_deref().map(str::to_ascii_lowercase);
     let typ = typ.as_deref().map(|t| t.strip_prefix("application/").unwrap_or(t));
     match (typ, policy) {
         (Some("logout+jwt"), _) => Ok(()),
@@ -530,9 +586,28 @@ fn key_usable(k: &Jwk, alg: Algorithm) -> bool {
     }
     // A key that names its algorithm is for that algorithm only (RFC 8725 §3.1).
     match k.common.key_algorithm {
-        Some(ka) => format!("{ka:?}") == format!("{alg:?}"),
+        Some(ka) => signing_algorithm(ka) == Some(alg),
         None => true,
     }
+}
+
+/// The signature algorithm a JWK's `alg` names (none for encryption or unknown algorithms).
+fn signing_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match ka {
+        KeyAlgorithm::HS256 => Algorithm::HS256,
+        KeyAlgorithm::HS384 => Algorithm::HS384,
+        KeyAlgorithm::HS512 => Algorithm::HS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
 }
 
 /// Finds the key (its position in the set): by `kid`; without a `kid`, the single key usable
@@ -789,30 +864,31 @@ pub(crate) fn verify_jws(
     keys: &JwkSet,
     parsed: Option<&Vec<ParsedSlots>>,
     algorithms: &[Algorithm],
-    check_header: impl FnOnce(&Map<String, Value>) -> Result<(), LogoutTokenError>,
+    check_header: impl FnOnce(&JoseHeader<'_>) -> Result<(), LogoutTokenError>,
 ) -> Result<Map<String, Value>, LogoutTokenError> {
     // Shape. BC-RP-01: a JWE has five parts.
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > MAX_TOKEN_LEN {
         return Err(LogoutTokenError::Malformed);
     }
-    let parts: Vec<&str> = raw.split('.').collect();
-    match parts.len() {
-        3 => {}
-        5 => return Err(LogoutTokenError::Encrypted),
+    let mut split = raw.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64)) = (split.next(), split.next(), split.next()) else {
+        return Err(LogoutTokenError::Malformed);
+    };
+    match split.count() {
+        0 => {}
+        2 => return Err(LogoutTokenError::Encrypted),
         _ => return Err(LogoutTokenError::Malformed),
     }
-    let header = parse_json_object(parts[0])?;
+    let header_json = decode_b64(header_b64).ok_or(LogoutTokenError::Malformed)?;
+    let header = JoseHeader::parse(&header_json)?;
 
     // Header: crit (RFC 7515 §4.1.11), typ (BC-RP-13), alg allow-list (BC-RP-03).
-    if header.contains_key("crit") {
+    if header.crit.0 {
         return Err(LogoutTokenError::UnsupportedCritical);
     }
     check_header(&header)?;
-    let alg_name = match header.get("alg") {
-        Some(Value::String(a)) => a.as_str(),
-        _ => return Err(LogoutTokenError::Malformed),
-    };
+    let alg_name = header.alg.as_deref().ok_or(LogoutTokenError::Malformed)?;
     let shown = || alg_name.chars().take(20).collect::<String>();
     let alg: Algorithm = alg_name.parse().map_err(|_| LogoutTokenError::AlgorithmNotAllowed(shown()))?;
     if is_symmetric(alg) || !algorithms.contains(&alg) {
@@ -820,11 +896,7 @@ pub(crate) fn verify_jws(
     }
 
     // Signature with the issuer's key (BC-RP-02). jku/x5u/jwk/x5c are deliberately not read.
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(k)) => Some(k.as_str()),
-        Some(_) => return Err(LogoutTokenError::Malformed),
-    };
+    let kid = header.kid.as_deref();
     let index = select_key(keys, kid, alg)?;
     let verified = match parsed.and_then(|p| p.get(index)) {
         // The issuer's key, parsed once per key set and algorithm (STACK pitfall: parsing per
@@ -833,15 +905,15 @@ pub(crate) fn verify_jws(
             let slot = &cache[alg_slot(alg)];
             let key = slot.get_or_init(|| parse_key(&keys.keys[index], alg)).as_ref();
             let key = key.ok_or(LogoutTokenError::KeyMismatch)?;
-            check_signature(raw, parts[2], |input, sig| key.verify_sig(input, sig).is_ok())?
+            check_signature(raw, signature_b64, |input, sig| key.verify_sig(input, sig).is_ok())?
         }
         None => {
             let key = parse_key(&keys.keys[index], alg).ok_or(LogoutTokenError::KeyMismatch)?;
-            check_signature(raw, parts[2], |input, sig| key.verify_sig(input, sig).is_ok())?
+            check_signature(raw, signature_b64, |input, sig| key.verify_sig(input, sig).is_ok())?
         }
     };
     debug_assert!(verified);
-    parse_json_object(parts[1])
+    parse_json_object(payload_b64)
 }
 
 /// BC-RP-04..07 on signed claims.
@@ -1074,6 +1146,24 @@ mod tests {
         );
     }
 
+    /// RFC 8725 §3.1: a JWK's `alg` names exactly one signature algorithm, the one of the same
+    /// name; encryption algorithms and unknown names name none.
+    #[test]
+    fn a_jwk_alg_names_the_signature_algorithm_of_the_same_name_only() {
+        for alg in ASYMMETRIC.iter().chain(&[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]) {
+            let named: KeyAlgorithm = format!("{alg:?}").parse().unwrap();
+            assert_eq!(signing_algorithm(named), Some(*alg), "{alg:?}");
+        }
+        for other in ["RSA1_5", "RSA-OAEP", "RSA-OAEP-256", "XYZ"] {
+            let named: KeyAlgorithm = serde_json::from_value(json!(other)).unwrap();
+            assert_eq!(signing_algorithm(named), None, "{other}");
+        }
+        install();
+        let k = TestKey::rsa("k1");
+        let keys = jsonwebtoken::jwk::JwkSet { keys: vec![k.jwk(Some("RS256"))] };
+        assert!(verify(&k.sign("RS256", json!({}), &claims()), &keys, &policy(), NOW).is_ok(), "same name: used");
+    }
+
     /// RFC 8725 §3.1: a key whose JWK names another algorithm is not used.
     #[test]
     fn a_key_published_for_another_algorithm_is_not_used() {
@@ -1191,6 +1281,55 @@ mod tests {
         assert_eq!(verify(&jwt, &keys, &policy().strict_typ(), NOW), Err(LogoutTokenError::UntypedToken));
         let none = k.sign("RS256", json!({}), &claims());
         assert_eq!(verify(&none, &keys, &policy().strict_typ(), NOW), Err(LogoutTokenError::UntypedToken));
+    }
+
+    /// RFC 7515 §4.1.11: a `crit` member is refused whatever its value, `null` included.
+    #[test]
+    fn a_crit_member_is_refused_even_when_null() {
+        let (k, keys) = rs();
+        let t = k.sign_with_header_text("RS256", r#"{"alg":"RS256","kid":"k1","crit":null}"#, &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::UnsupportedCritical));
+    }
+
+    /// RFC 7515 §4: a header naming a member twice is refused rather than read by "last wins".
+    #[test]
+    fn a_header_with_a_duplicate_member_is_malformed() {
+        let (k, keys) = rs();
+        let t = k.sign_with_header_text("RS256", r#"{"alg":"none","alg":"RS256","kid":"k1"}"#, &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::Malformed));
+    }
+
+    /// RFC 7515 §4: the header is a JSON object; `alg`, `kid` and `typ` are strings, and a
+    /// `null` one is not taken for an absent one.
+    #[test]
+    fn a_header_that_is_not_an_object_or_has_non_string_members_is_malformed() {
+        let (k, keys) = rs();
+        for header in [
+            r#"["RS256","k1"]"#,
+            r#""RS256""#,
+            r#"{"alg":"RS256","kid":null}"#,
+            r#"{"alg":"RS256","kid":7}"#,
+            r#"{"alg":"RS256","kid":"k1","typ":null}"#,
+            r#"{"alg":"RS256","kid":"k1","typ":["logout+jwt"]}"#,
+            r#"{"alg":null,"kid":"k1"}"#,
+            r#"{"kid":"k1"}"#,
+            r#"{"alg":"RS256","kid":"k1"} trailing"#,
+        ] {
+            let t = k.sign_with_header_text("RS256", header, &claims());
+            assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::Malformed), "{header}");
+        }
+    }
+
+    /// BC-RP-13: a `typ` written with JSON escapes is the same `typ` (RFC 8259 §7).
+    #[test]
+    fn bc_rp_13_an_escaped_typ_is_read_as_its_value() {
+        let (k, keys) = rs();
+        let t = k.sign_with_header_text(
+            "RS256",
+            r#"{"alg":"RS256","kid":"k\u0031","typ":"application\/logout+jwt"}"#,
+            &claims(),
+        );
+        assert!(verify(&t, &keys, &policy().strict_typ(), NOW).is_ok());
     }
 
     #[test]
