@@ -72,7 +72,11 @@ impl TestKey {
 
     /// Signs with `header` taken as the exact JSON text (for duplicates, escapes, non-objects).
     pub fn sign_with_header_text(&self, alg: &str, header: &str, claims: &Value) -> String {
-        let input = format!("{}.{}", B64.encode(header), B64.encode(claims.to_string()));
+        self.sign_input(alg, &format!("{}.{}", B64.encode(header), B64.encode(claims.to_string())))
+    }
+
+    /// Signs `input` (`header.payload`, both already base64url) and returns the token.
+    pub fn sign_input(&self, alg: &str, input: &str) -> String {
         let sig = match (&self.kind, alg) {
             (Kind::Rsa(k), "RS256") => {
                 let mut s = vec![0; k.public_modulus_len()];

@@ -13,6 +13,7 @@ use base64_engine::decode_b64;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -255,7 +256,7 @@ impl LogoutSubject {
 /// let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
 /// assert_eq!(t.issuer(), "https://op.example.com");
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct VerifiedLogoutToken {
     issuer: String,
     audiences: Vec<String>,
@@ -263,7 +264,25 @@ pub struct VerifiedLogoutToken {
     expires_at: Option<i64>,
     jti: String,
     subject: LogoutSubject,
-    claims: Map<String, Value>,
+    /// The verified claims as signed (a JSON object); read into a map only when asked for.
+    payload: Box<[u8]>,
+    claims: OnceLock<Map<String, Value>>,
+}
+
+impl PartialEq for VerifiedLogoutToken {
+    fn eq(&self, other: &Self) -> bool {
+        // The parsed claims are a cache of the payload.
+        (&self.issuer, &self.audiences, self.issued_at, self.expires_at, &self.jti, &self.subject, &self.payload)
+            == (
+                &other.issuer,
+                &other.audiences,
+                other.issued_at,
+                other.expires_at,
+                &other.jti,
+                &other.subject,
+                &other.payload,
+            )
+    }
 }
 
 impl VerifiedLogoutToken {
@@ -335,7 +354,8 @@ impl VerifiedLogoutToken {
     /// assert!(t.claims().contains_key("events"));
     /// ```
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.claims
+        // The payload was checked to be a JSON object before this token was made.
+        self.claims.get_or_init(|| serde_json::from_slice(&self.payload).unwrap_or_default())
     }
 }
 
@@ -481,14 +501,6 @@ mod base64_engine {
 
     pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
         URL_SAFE_NO_PAD.decode(s).ok()
-    }
-}
-
-fn parse_json_object(part: &str) -> Result<Map<String, Value>, LogoutTokenError> {
-    let bytes = decode_b64(part).ok_or(LogoutTokenError::Malformed)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(LogoutTokenError::Malformed),
     }
 }
 
@@ -851,8 +863,8 @@ fn verify_inner(
     policy: &VerificationPolicy,
     now: i64,
 ) -> Result<VerifiedLogoutToken, LogoutTokenError> {
-    let claims = verify_jws(raw, keys, parsed, &policy.algorithms, |header| check_typ(header, policy.typ))?;
-    check_claims(claims, policy, now)
+    let payload = verify_jws_payload(raw, keys, parsed, &policy.algorithms, |header| check_typ(header, policy.typ))?;
+    check_claims(payload, policy, now)
 }
 
 /// The signed part of verification, shared with ID tokens ([`crate::id_token`]): the compact JWS
@@ -866,6 +878,21 @@ pub(crate) fn verify_jws(
     algorithms: &[Algorithm],
     check_header: impl FnOnce(&JoseHeader<'_>) -> Result<(), LogoutTokenError>,
 ) -> Result<Map<String, Value>, LogoutTokenError> {
+    let payload = verify_jws_payload(raw, keys, parsed, algorithms, check_header)?;
+    match serde_json::from_slice::<Value>(&payload) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(LogoutTokenError::Malformed),
+    }
+}
+
+/// [`verify_jws`] up to the signature: returns the payload's bytes (JSON, not yet parsed).
+fn verify_jws_payload(
+    raw: &str,
+    keys: &JwkSet,
+    parsed: Option<&Vec<ParsedSlots>>,
+    algorithms: &[Algorithm],
+    check_header: impl FnOnce(&JoseHeader<'_>) -> Result<(), LogoutTokenError>,
+) -> Result<Vec<u8>, LogoutTokenError> {
     // Shape. BC-RP-01: a JWE has five parts.
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > MAX_TOKEN_LEN {
@@ -913,28 +940,80 @@ pub(crate) fn verify_jws(
         }
     };
     debug_assert!(verified);
-    parse_json_object(payload_b64)
+    decode_b64(payload_b64).ok_or(LogoutTokenError::Malformed)
+}
+
+/// The claims a logout token is checked on, each kept as its raw JSON so that a claim of the
+/// wrong type gets the error of that claim's rule (not a generic parse error). Other claims are
+/// skipped without being built (BC-LT-02: ignored). A claim named twice is malformed.
+#[derive(serde::Deserialize)]
+struct LogoutClaims<'a> {
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    iss: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    aud: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    iat: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    exp: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    jti: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    sub: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    sid: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_member")]
+    events: Option<&'a RawValue>,
+    #[serde(default)]
+    nonce: Present,
+}
+
+/// A member that is there, whatever its value (`null` is not taken for absent).
+fn raw_member<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// A claim's string value, borrowed when it has no escapes; `None` for any other JSON type.
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    string_member(&mut serde_json::Deserializer::from_str(raw.get())).ok().flatten()
+}
+
+/// A claim's value as a NumericDate (a fraction is rounded down); `None` for a non-number.
+fn raw_number(raw: &RawValue) -> Option<i64> {
+    let n: serde_json::Number = serde_json::from_str(raw.get()).ok()?;
+    number(Some(&Value::Number(n)))
+}
+
+/// A non-empty string claim, owned (`jti`, `sub`, `sid`); `None` for anything else.
+fn raw_non_empty(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(raw_str).filter(|s| !s.is_empty()).map(Cow::into_owned)
 }
 
 /// BC-RP-04..07 on signed claims.
 fn check_claims(
-    claims: Map<String, Value>,
+    payload: Vec<u8>,
     policy: &VerificationPolicy,
     now: i64,
 ) -> Result<VerifiedLogoutToken, LogoutTokenError> {
+    // Only a JSON object is a claims set (a derived struct would also take an array).
+    if payload.trim_ascii_start().first() != Some(&b'{') {
+        return Err(LogoutTokenError::Malformed);
+    }
+    let claims: LogoutClaims<'_> = serde_json::from_slice(&payload).map_err(|_| LogoutTokenError::Malformed)?;
     let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
     // BC-RP-04: iss exact (CORE-01).
-    if claims.get("iss").and_then(Value::as_str) != Some(policy.issuer.as_str()) {
+    if claims.iss.and_then(raw_str).as_deref() != Some(policy.issuer.as_str()) {
         return Err(LogoutTokenError::WrongIssuer);
     }
     // BC-RP-04: aud contains the client; others must be trusted (CORE-02).
-    let audiences: Vec<String> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(v)) => v
-            .iter()
-            .map(|a| a.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or(LogoutTokenError::WrongAudience)?,
+    let audiences: Vec<String> = match claims.aud {
+        Some(a) if a.get().starts_with('"') => vec![raw_str(a).ok_or(LogoutTokenError::WrongAudience)?.into_owned()],
+        Some(a) if a.get().starts_with('[') => {
+            serde_json::from_str::<Vec<String>>(a.get()).map_err(|_| LogoutTokenError::WrongAudience)?
+        }
         _ => return Err(LogoutTokenError::WrongAudience),
     };
     if !audiences.contains(&policy.client_id) {
@@ -944,13 +1023,13 @@ fn check_claims(
         return Err(LogoutTokenError::UntrustedAudience);
     }
     // BC-RP-04: iat, exp.
-    let iat = number(claims.get("iat")).ok_or(LogoutTokenError::MissingIssuedAt)?;
+    let iat = claims.iat.and_then(raw_number).ok_or(LogoutTokenError::MissingIssuedAt)?;
     if iat > now.saturating_add(leeway) {
         return Err(LogoutTokenError::IssuedInFuture);
     }
-    let exp = match claims.get("exp") {
+    let exp = match claims.exp {
         None => None,
-        Some(v) => Some(number(Some(v)).ok_or(LogoutTokenError::Malformed)?),
+        Some(v) => Some(raw_number(v).ok_or(LogoutTokenError::Malformed)?),
     };
     match (exp, policy.exp) {
         (Some(exp), _) if now > exp.saturating_add(leeway) => return Err(LogoutTokenError::Expired),
@@ -963,22 +1042,35 @@ fn check_claims(
             }
         }
     }
-    let jti = non_empty_string(claims.get("jti")).ok_or(LogoutTokenError::MissingJti)?;
+    let jti = raw_non_empty(claims.jti).ok_or(LogoutTokenError::MissingJti)?;
     // BC-RP-05.
-    let subject = match (non_empty_string(claims.get("sub")), non_empty_string(claims.get("sid"))) {
+    let subject = match (raw_non_empty(claims.sub), raw_non_empty(claims.sid)) {
         (Some(sub), Some(sid)) => LogoutSubject::Both { sub, sid },
         (Some(sub), None) => LogoutSubject::Sub(sub),
         (None, Some(sid)) => LogoutSubject::Sid(sid),
         (None, None) => return Err(LogoutTokenError::MissingSubjectAndSession),
     };
-    // BC-RP-06.
-    match claims.get("events").and_then(Value::as_object).and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT)) {
+    // BC-RP-06: events is an object whose back-channel member is an object. That member named
+    // twice is malformed, like any claim named twice.
+    let event = match claims.events {
+        Some(e) if e.get().starts_with('{') => {
+            let members = serde_json::from_str::<EventMembers<'_>>(e.get()).map_err(|_| LogoutTokenError::Malformed)?;
+            let mut named = members.0.into_iter().filter(|(k, _)| k == BACKCHANNEL_LOGOUT_EVENT).map(|(_, v)| v);
+            let first = named.next();
+            if named.next().is_some() {
+                return Err(LogoutTokenError::Malformed);
+            }
+            first
+        }
+        _ => None,
+    };
+    match event {
         None => return Err(LogoutTokenError::MissingEvent),
-        Some(Value::Object(_)) => {}
+        Some(v) if v.get().starts_with('{') => {}
         Some(_) => return Err(LogoutTokenError::EventNotObject),
     }
     // BC-RP-07.
-    if claims.contains_key("nonce") {
+    if claims.nonce.0 {
         return Err(LogoutTokenError::NoncePresent);
     }
     Ok(VerifiedLogoutToken {
@@ -988,8 +1080,42 @@ fn check_claims(
         expires_at: exp,
         jti,
         subject,
-        claims,
+        payload: payload.into_boxed_slice(),
+        claims: OnceLock::new(),
     })
+}
+
+/// The members of the `events` object, in order, values left as raw JSON.
+struct EventMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for EventMembers<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = EventMembers<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key_seed(StringSeed)? {
+                    members.push((key, map.next_value::<&RawValue>()?));
+                }
+                Ok(EventMembers(members))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Deserializes a key as a borrowed-when-possible string.
+struct StringSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StringSeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        string_member(d).map(|s| s.unwrap_or_default())
+    }
 }
 
 #[cfg(test)]
@@ -1281,6 +1407,78 @@ mod tests {
         assert_eq!(verify(&jwt, &keys, &policy().strict_typ(), NOW), Err(LogoutTokenError::UntypedToken));
         let none = k.sign("RS256", json!({}), &claims());
         assert_eq!(verify(&none, &keys, &policy().strict_typ(), NOW), Err(LogoutTokenError::UntypedToken));
+    }
+
+    /// Signs `claims_text` (exact JSON) with the test key.
+    fn sign_claims_text(k: &TestKey, claims_text: &str) -> String {
+        use base64::Engine;
+        let token = k.sign("RS256", json!({}), &json!({}));
+        let header = token.split('.').next().unwrap();
+        let input = format!("{header}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims_text));
+        k.sign_input("RS256", &input)
+    }
+
+    /// A claim named twice is refused, not read by "last wins" (RFC 7519 §4 lets a parser
+    /// refuse duplicate claim names); so is the back-channel event named twice.
+    #[test]
+    fn a_claim_named_twice_is_malformed() {
+        let (k, keys) = rs();
+        let valid = claims().to_string();
+        let twice_iss = valid.replacen('{', r#"{"iss":"https://evil.example","#, 1);
+        assert_eq!(verify(&sign_claims_text(&k, &twice_iss), &keys, &policy(), NOW), Err(LogoutTokenError::Malformed));
+        let event = format!(r#""{BACKCHANNEL_LOGOUT_EVENT}":{{}}"#);
+        let twice_event = valid.replacen(&event, &format!(r#"{event},"{BACKCHANNEL_LOGOUT_EVENT}":1"#), 1);
+        assert_ne!(twice_event, valid);
+        assert_eq!(
+            verify(&sign_claims_text(&k, &twice_event), &keys, &policy(), NOW),
+            Err(LogoutTokenError::Malformed)
+        );
+        assert!(verify(&sign_claims_text(&k, &valid), &keys, &policy(), NOW).is_ok(), "the helper signs valid tokens");
+    }
+
+    /// Claims of the wrong JSON type get the error of their own rule; `null` is not absent.
+    #[test]
+    fn claims_of_the_wrong_type_get_their_own_rules_error() {
+        let (k, keys) = rs();
+        let cases = [
+            ("iss", json!(7), LogoutTokenError::WrongIssuer),
+            ("iss", json!(null), LogoutTokenError::WrongIssuer),
+            ("aud", json!([AUD, 7]), LogoutTokenError::WrongAudience),
+            ("aud", json!({"a": AUD}), LogoutTokenError::WrongAudience),
+            ("iat", json!("1800000000"), LogoutTokenError::MissingIssuedAt),
+            ("exp", json!(null), LogoutTokenError::Malformed),
+            ("exp", json!("soon"), LogoutTokenError::Malformed),
+            ("jti", json!(""), LogoutTokenError::MissingJti),
+            ("jti", json!(12), LogoutTokenError::MissingJti),
+            ("events", json!([BACKCHANNEL_LOGOUT_EVENT]), LogoutTokenError::MissingEvent),
+            ("events", json!({BACKCHANNEL_LOGOUT_EVENT: "yes"}), LogoutTokenError::EventNotObject),
+            ("nonce", json!(null), LogoutTokenError::NoncePresent),
+        ];
+        for (claim, value, error) in cases {
+            let t = k.sign("RS256", json!({}), &with(claims(), claim, value.clone()));
+            assert_eq!(verify(&t, &keys, &policy(), NOW), Err(error), "{claim}: {value}");
+        }
+        let t = k.sign("RS256", json!({}), &with(with(claims(), "sub", json!(1)), "sid", json!(null)));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingSubjectAndSession));
+        let t = k.sign("RS256", json!({}), &with(claims(), "iat", json!(1_800_000_000.9)));
+        assert_eq!(verify(&t, &keys, &policy(), NOW).unwrap().issued_at(), NOW, "a fractional NumericDate rounds down");
+    }
+
+    /// JSON escapes in claim values and in the event's name read as their values (RFC 8259 §7),
+    /// and every claim, interpreted or not, is still there to read (BC-LT-02).
+    #[test]
+    fn escaped_claims_read_as_their_values_and_every_claim_is_kept() {
+        let (k, keys) = rs();
+        let escaped_event = BACKCHANNEL_LOGOUT_EVENT.replace('/', "\\/");
+        let text = format!(
+            r#"{{"iss":"https:\/\/op.example.com","aud":"{AUD}","iat":{NOW},"exp":{},"jti":"j\u0031","sid":"sid-1","events":{{"{escaped_event}":{{}}}},"custom":{{"deep":[1,2]}}}}"#,
+            NOW + 60
+        );
+        let t = verify(&sign_claims_text(&k, &text), &keys, &policy(), NOW).unwrap();
+        assert_eq!((t.issuer(), t.jti(), t.subject().sid()), (ISS, "j1", Some("sid-1")));
+        assert_eq!(t.claims()["custom"], json!({"deep": [1, 2]}));
+        assert_eq!(t.claims()["jti"], json!("j1"));
+        assert_eq!(t.clone(), t, "equal to its clone whether or not its claims were read");
     }
 
     /// RFC 7515 §4.1.11: a `crit` member is refused whatever its value, `null` included.
