@@ -78,6 +78,9 @@ struct Args {
     /// the token's signature and checks it with the pre-parsed key, nothing else.
     #[arg(long)]
     raw_http_only: bool,
+    /// Send with hyper's client instead of the minimal pre-formatted one.
+    #[arg(long)]
+    hyper_client: bool,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -135,6 +138,53 @@ impl Signer {
             Signer::Rsa(k) => (k.public_key().as_ref().to_vec(), &signature::RSA_PKCS1_2048_8192_SHA256),
             Signer::Ec(k) => (k.public_key().as_ref().to_vec(), &signature::ECDSA_P256_SHA256_FIXED),
             Signer::Ed(k) => (k.public_key().as_ref().to_vec(), &signature::ED25519),
+        }
+    }
+}
+
+/// A load-generator connection.
+enum Client {
+    Raw(RawClient),
+    Hyper(hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>),
+}
+
+/// A minimal HTTP/1.1 keep-alive client: writes a pre-formatted request, reads one answer
+/// (headers parsed by httparse, the body skipped by its `content-length`).
+struct RawClient {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    async fn post(&mut self, request: &[u8]) -> Result<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut res = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = res.parse(&self.buf)? {
+                let status = res.code.context("no status")?;
+                let length = res
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok()))
+                    .unwrap_or(Some(0))
+                    .context("bad content-length")?;
+                while self.buf.len() < head + length {
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        bail!("the server closed the connection");
+                    }
+                }
+                if self.buf.len() != head + length {
+                    bail!("unexpected bytes after the answer");
+                }
+                return Ok(status);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                bail!("the server closed the connection");
+            }
         }
     }
 }
@@ -318,7 +368,7 @@ fn handler_rate(
         anyhow::Ok(addr)
     })?;
     // Everything per token is built once: the body, and the login that the token ends.
-    let bodies: Arc<Vec<(hyper::body::Bytes, LoginRecord)>> = Arc::new(
+    let bodies: Arc<Vec<(hyper::body::Bytes, LoginRecord, hyper::body::Bytes)>> = Arc::new(
         tokens
             .iter()
             .map(|t| {
@@ -329,11 +379,18 @@ fn handler_rate(
                     session_id: format!("app-{}", t.sid),
                     created_at: now - 10,
                 };
-                (hyper::body::Bytes::from(format!("logout_token={}", t.raw)), login)
+                let body = format!("logout_token={}", t.raw);
+                // The whole HTTP/1.1 request, for the raw client (as wrk sends pre-formatted requests).
+                let raw = format!(
+                    "POST /backchannel-logout HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                (hyper::body::Bytes::from(body), login, hyper::body::Bytes::from(raw))
             })
             .collect(),
     );
     let host = axum::http::HeaderValue::from_str(&addr.to_string())?;
+    let hyper_client = args.hyper_client;
 
     let load_rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads).enable_all().build()?;
@@ -345,32 +402,45 @@ fn handler_rate(
             let (bodies, stop, counting, index, host) =
                 (bodies.clone(), stop.clone(), counting.clone(), index.clone(), host.clone());
             tasks.spawn(async move {
-                // One keep-alive HTTP/1.1 connection per worker, with hyper's plain client: the load
-                // generator should spend as little of the shared CPU as it can.
+                // One keep-alive HTTP/1.1 connection per worker. The load generator should spend as
+                // little of the shared CPU as it can: by default it writes pre-formatted requests
+                // and parses answers with httparse on its own task (no connection task, no channel
+                // between them); `--hyper-client` uses hyper's client instead.
                 let stream = tokio::net::TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
+                let mut client = if hyper_client {
+                    let (sender, conn) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+                    tokio::spawn(conn);
+                    Client::Hyper(sender)
+                } else {
+                    Client::Raw(RawClient { stream, buf: Vec::with_capacity(4096) })
+                };
                 let mut latencies = Vec::new();
                 let mut i = worker;
                 while !stop.load(Ordering::Relaxed) {
-                    let (body, login) = &bodies[i % bodies.len()];
+                    let (body, login, raw) = &bodies[i % bodies.len()];
                     i += CONCURRENCY;
                     // Every token finds a session to end: record it again before sending (not timed).
                     index.record(login.clone()).await.map_err(|e| anyhow::anyhow!(e))?;
-                    let req = hyper::Request::post("/backchannel-logout")
-                        .header(hyper::header::HOST, host.clone())
-                        .header(
-                            hyper::header::CONTENT_TYPE,
-                            axum::http::HeaderValue::from_static("application/x-www-form-urlencoded"),
-                        )
-                        .body(http_body_util::Full::new(body.clone()))?;
                     let started = Instant::now();
-                    sender.ready().await?;
-                    let res = sender.send_request(req).await?;
-                    let status = res.status();
-                    http_body_util::BodyExt::collect(res.into_body()).await?;
+                    let status = match &mut client {
+                        Client::Raw(c) => c.post(raw).await?,
+                        Client::Hyper(sender) => {
+                            let req = hyper::Request::post("/backchannel-logout")
+                                .header(hyper::header::HOST, host.clone())
+                                .header(
+                                    hyper::header::CONTENT_TYPE,
+                                    axum::http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+                                )
+                                .body(http_body_util::Full::new(body.clone()))?;
+                            sender.ready().await?;
+                            let res = sender.send_request(req).await?;
+                            let status = res.status().as_u16();
+                            http_body_util::BodyExt::collect(res.into_body()).await?;
+                            status
+                        }
+                    };
                     if status != 200 {
                         bail!("the handler answered {status}");
                     }
