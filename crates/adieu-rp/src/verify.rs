@@ -354,7 +354,8 @@ impl VerifiedLogoutToken {
     /// assert!(t.claims().contains_key("events"));
     /// ```
     pub fn claims(&self) -> &Map<String, Value> {
-        // The payload was checked to be a JSON object before this token was made.
+        // The payload was checked to be a JSON object that serde_json reads (`parse_object`)
+        // before this token was made, so this cannot fail.
         self.claims.get_or_init(|| serde_json::from_slice(&self.payload).unwrap_or_default())
     }
 }
@@ -523,11 +524,64 @@ pub(crate) struct JoseHeader<'a> {
 
 impl<'a> JoseHeader<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, LogoutTokenError> {
-        // Only a JSON object is a header (a derived struct would also take an array).
-        if json.trim_ascii_start().first() != Some(&b'{') {
-            return Err(LogoutTokenError::Malformed);
-        }
-        serde_json::from_slice(json).map_err(|_| LogoutTokenError::Malformed)
+        parse_object(json)
+    }
+}
+
+/// Reads a JSON object (a JOSE header or a claims set) into `T`, after checking that the whole
+/// text is JSON that `serde_json::Value` would read: a derived struct skips the members it does
+/// not name without looking closely (an invalid UTF-8 byte or a lone surrogate in a skipped
+/// string, a number out of range), and such a token must be refused as it was when the whole
+/// text was read into a map (found by the `logout_claims` fuzz target).
+fn parse_object<'a, T: serde::Deserialize<'a>>(json: &'a [u8]) -> Result<T, LogoutTokenError> {
+    let text = std::str::from_utf8(json).map_err(|_| LogoutTokenError::Malformed)?;
+    // Only a JSON object (a derived struct would also take an array).
+    if !text.trim_start().starts_with('{') {
+        return Err(LogoutTokenError::Malformed);
+    }
+    serde_json::from_str::<StrictJson>(text).map_err(|_| LogoutTokenError::Malformed)?;
+    serde_json::from_str(text).map_err(|_| LogoutTokenError::Malformed)
+}
+
+/// Any JSON value, every string and number read as `serde_json::Value` reads it, nothing kept.
+struct StrictJson;
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictJson {
+    type Value = StrictJson;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<StrictJson>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<StrictJson, StrictJson>()?.is_some() {}
+        Ok(self)
     }
 }
 
@@ -998,11 +1052,7 @@ fn check_claims(
     policy: &VerificationPolicy,
     now: i64,
 ) -> Result<VerifiedLogoutToken, LogoutTokenError> {
-    // Only a JSON object is a claims set (a derived struct would also take an array).
-    if payload.trim_ascii_start().first() != Some(&b'{') {
-        return Err(LogoutTokenError::Malformed);
-    }
-    let claims: LogoutClaims<'_> = serde_json::from_slice(&payload).map_err(|_| LogoutTokenError::Malformed)?;
+    let claims: LogoutClaims<'_> = parse_object(&payload)?;
     let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
     // BC-RP-04: iss exact (CORE-01).
     if claims.iss.and_then(raw_str).as_deref() != Some(policy.issuer.as_str()) {
@@ -1479,6 +1529,33 @@ mod tests {
         assert_eq!(t.claims()["custom"], json!({"deep": [1, 2]}));
         assert_eq!(t.claims()["jti"], json!("j1"));
         assert_eq!(t.clone(), t, "equal to its clone whether or not its claims were read");
+    }
+
+    /// Found by the `logout_claims` fuzz target: a claim the crate does not read must still be
+    /// JSON that any reader accepts (no invalid UTF-8, no lone surrogate, no number out of range),
+    /// or `claims()` would silently lose it; such tokens are malformed, in the header too.
+    #[test]
+    fn unread_members_that_are_not_valid_json_make_the_token_malformed() {
+        let (k, keys) = rs();
+        let valid = claims().to_string();
+        let mut invalid_utf8 = valid.replacen('{', "{\"x\":[0,{\"\u{1}\":null}],", 1).into_bytes();
+        let at = invalid_utf8.iter().position(|&b| b == 1).unwrap();
+        invalid_utf8[at] = 0x81;
+        for payload in [
+            invalid_utf8,
+            valid.replacen('{', r#"{"x":"\ud800","#, 1).into_bytes(),
+            valid.replacen('{', r#"{"x":{"\udc00":1},"#, 1).into_bytes(),
+            valid.replacen('{', r#"{"x":[1e400],"#, 1).into_bytes(),
+        ] {
+            use base64::Engine;
+            let token = k.sign("RS256", json!({}), &json!({}));
+            let header = token.split('.').next().unwrap();
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let t = k.sign_input("RS256", &format!("{header}.{}", b64.encode(&payload)));
+            assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::Malformed), "{payload:?}");
+        }
+        let t = k.sign_with_header_text("RS256", r#"{"alg":"RS256","kid":"k1","x5t":"\ud800"}"#, &claims());
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::Malformed), "header");
     }
 
     /// RFC 7515 §4.1.11: a `crit` member is refused whatever its value, `null` included.
