@@ -516,28 +516,22 @@ fn main() -> Result<()> {
         println!("verify_prepared, 1 thread: {:.0} tokens/s, {:.0} per CPU-second", v.wall, v.per_cpu_sec);
         return Ok(());
     }
-    if args.raw_http_only {
+    // One server measurement alone (e.g. for profiling it with perf).
+    let single = if args.raw_http_only {
         let key = Arc::new(signature::ParsedPublicKey::new(algorithm, &public).context("public key")?);
-        let r = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::RawSignature(key))?;
+        Some(("bare signature check behind HTTP", Route::RawSignature(key)))
+    } else if args.floor_only {
+        Some(("HTTP floor", Route::Floor))
+    } else if args.handler_only {
+        Some(("handler", Route::Handler))
+    } else {
+        None
+    };
+    if let Some((name, route)) = single {
+        let m = handler_rate(&args, &tokens, jwks.clone(), alg, now, route)?;
         println!(
-            "raw signature check over HTTP: {:.0} requests/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}",
-            r.rate, r.per_server_cpu_sec, r.p50, r.p99
-        );
-        return Ok(());
-    }
-    if args.floor_only {
-        let f = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::Floor)?;
-        println!(
-            "HTTP floor: {:.0} requests/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}",
-            f.rate, f.per_server_cpu_sec, f.p50, f.p99
-        );
-        return Ok(());
-    }
-    if args.handler_only {
-        let h = handler_rate(&args, &tokens, jwks.clone(), alg, now, Route::Handler)?;
-        println!(
-            "handler: {:.0} tokens/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}, sessions ended {}",
-            h.rate, h.per_server_cpu_sec, h.p50, h.p99, h.ended
+            "{name}: {:.0} requests/s, {:.0} per server CPU-second, p50 {:?}, p99 {:?}, sessions ended {}",
+            m.rate, m.per_server_cpu_sec, m.p50, m.p99, m.ended
         );
         return Ok(());
     }
