@@ -8,12 +8,15 @@
 //!    per token) on 1 thread for comparison.
 //! 3. **handler**: the axum endpoint (`BackchannelLogout`: form parsing, verification, session index
 //!    lookup, ending, forgetting) over loopback HTTP/1.1 keep-alive, with 16 requests in flight from a
-//!    load generator in the same process (hyper's plain client, 16 connections, its own runtime,
-//!    sharing the cores). Every token names a
+//!    load generator in the same process (16 connections, pre-formatted requests and httparse, or
+//!    hyper's client with `--hyper-client`; its own runtime, sharing the cores). Every token names a
 //!    recorded session, so each request really ends one.
+//! 4. Two reference routes on the same server and load: the **HTTP floor** (read the body, answer
+//!    200) and the **bare signature check behind HTTP** (read the body, check the signature with
+//!    the pre-parsed key), the limit for any handler behind this HTTP stack.
 //!
 //! Every rate is reported per second of wall-clock time and per CPU-second of the measured
-//! threads (for the handler: the server runtime's threads only, named `rp-server`), read from
+//! threads (for the server routes: the server runtime's threads only, named `rp-server`), read from
 //! `/proc/thread-self/schedstat`. The CPU-second rates do not move when other processes take the
 //! cores, so they are the ones compared with the raw rate (1 thread, per CPU-second). The run
 //! also prints how much CPU other processes used.
