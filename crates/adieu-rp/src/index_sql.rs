@@ -46,6 +46,89 @@ fn ids_json(ids: &[String]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
+/// The statements that read the same on SQLite and PostgreSQL (sqlx binds `$N` on both), and
+/// the methods built on them, written once for each backend's pool type. The others differ by
+/// dialect (a list parameter is `json_each` on SQLite and an array on PostgreSQL; the larger of
+/// two values is `max` or `GREATEST`) and are written in each backend's impl.
+macro_rules! shared_queries {
+    ($pool:ty) => {
+        use super::*;
+
+        pub(super) async fn record(pool: &$pool, l: LoginRecord) -> Result<(), IndexError> {
+            sqlx::query(
+                "INSERT INTO adieu_rp_sessions (session_id, issuer, sub, sid, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (session_id) DO UPDATE SET issuer = EXCLUDED.issuer, sub = EXCLUDED.sub, sid = EXCLUDED.sid, created_at = EXCLUDED.created_at",
+            )
+            .bind(l.session_id)
+            .bind(l.issuer)
+            .bind(l.sub)
+            .bind(l.sid)
+            .bind(l.created_at)
+            .execute(pool)
+            .await
+            .map_err(err)?;
+            Ok(())
+        }
+
+        pub(super) async fn sessions_to_end(pool: &$pool, t: &VerifiedLogoutToken) -> Result<Vec<String>, IndexError> {
+            let q = match t.subject() {
+                LogoutSubject::Sid(sid) => sqlx::query_scalar(
+                    "SELECT session_id FROM adieu_rp_sessions WHERE issuer = $1 AND sid = $2 ORDER BY session_id",
+                )
+                .bind(t.issuer().to_owned())
+                .bind(sid.clone()),
+                LogoutSubject::Both { sub, sid } => sqlx::query_scalar(
+                    "SELECT session_id FROM adieu_rp_sessions WHERE issuer = $1 AND sid = $2 AND sub = $3 ORDER BY session_id",
+                )
+                .bind(t.issuer().to_owned())
+                .bind(sid.clone())
+                .bind(sub.clone()),
+                // BC-SEC-06: not sessions created after the token.
+                LogoutSubject::Sub(sub) => sqlx::query_scalar(
+                    "SELECT session_id FROM adieu_rp_sessions WHERE issuer = $1 AND sub = $2 AND created_at <= $3 ORDER BY session_id",
+                )
+                .bind(t.issuer().to_owned())
+                .bind(sub.clone())
+                .bind(t.issued_at()),
+            };
+            q.fetch_all(pool).await.map_err(err)
+        }
+
+        pub(super) async fn is_logged_out(pool: &$pool, session_id: &str) -> Result<bool, IndexError> {
+            let found: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM adieu_rp_logged_out WHERE session_id = $1 AND until >= $2")
+                    .bind(session_id)
+                    .bind(crate::wall_clock_secs())
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(err)?;
+            Ok(found.is_some())
+        }
+
+        pub(super) async fn seen(pool: &$pool, issuer: &str, jti: &str, now: i64) -> Result<bool, ReplayError> {
+            let found: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM adieu_rp_jti WHERE issuer = $1 AND jti = $2 AND until >= $3")
+                    .bind(issuer)
+                    .bind(jti)
+                    .bind(now)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(replay_err)?;
+            Ok(found.is_some())
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite_shared {
+    shared_queries!(sqlx::SqlitePool);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres_shared {
+    shared_queries!(sqlx::PgPool);
+}
+
 /// A session index in SQLite.
 ///
 /// ```no_run
@@ -106,38 +189,11 @@ impl SqliteSessionIndex {
 #[async_trait]
 impl SessionIndex for SqliteSessionIndex {
     async fn record(&self, l: LoginRecord) -> Result<(), IndexError> {
-        sqlx::query("INSERT OR REPLACE INTO adieu_rp_sessions (session_id, issuer, sub, sid, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(l.session_id)
-            .bind(l.issuer)
-            .bind(l.sub)
-            .bind(l.sid)
-            .bind(l.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(())
+        sqlite_shared::record(&self.pool, l).await
     }
 
     async fn sessions_to_end(&self, t: &VerifiedLogoutToken) -> Result<Vec<String>, IndexError> {
-        let q = match t.subject() {
-            LogoutSubject::Sid(sid) => sqlx::query_scalar("SELECT session_id FROM adieu_rp_sessions WHERE issuer = ? AND sid = ? ORDER BY session_id")
-                .bind(t.issuer().to_owned())
-                .bind(sid.clone()),
-            LogoutSubject::Both { sub, sid } => {
-                sqlx::query_scalar("SELECT session_id FROM adieu_rp_sessions WHERE issuer = ? AND sid = ? AND sub = ? ORDER BY session_id")
-                    .bind(t.issuer().to_owned())
-                    .bind(sid.clone())
-                    .bind(sub.clone())
-            }
-            // BC-SEC-06: not sessions created after the token.
-            LogoutSubject::Sub(sub) => {
-                sqlx::query_scalar("SELECT session_id FROM adieu_rp_sessions WHERE issuer = ? AND sub = ? AND created_at <= ? ORDER BY session_id")
-                    .bind(t.issuer().to_owned())
-                    .bind(sub.clone())
-                    .bind(t.issued_at())
-            }
-        };
-        q.fetch_all(&self.pool).await.map_err(err)
+        sqlite_shared::sessions_to_end(&self.pool, t).await
     }
 
     async fn forget(&self, session_ids: &[String]) -> Result<(), IndexError> {
@@ -179,14 +235,7 @@ impl SessionEnder for SqliteSessionIndex {
 #[async_trait]
 impl LogoutMarkerStore for SqliteSessionIndex {
     async fn is_logged_out(&self, session_id: &str) -> Result<bool, IndexError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM adieu_rp_logged_out WHERE session_id = ? AND until >= ?")
-                .bind(session_id)
-                .bind(crate::wall_clock_secs())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?;
-        Ok(found.is_some())
+        sqlite_shared::is_logged_out(&self.pool, session_id).await
     }
 }
 
@@ -194,15 +243,7 @@ impl LogoutMarkerStore for SqliteSessionIndex {
 #[async_trait]
 impl ReplayCache for SqliteSessionIndex {
     async fn seen(&self, issuer: &str, jti: &str, now: i64) -> Result<bool, ReplayError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM adieu_rp_jti WHERE issuer = ? AND jti = ? AND until >= ?")
-                .bind(issuer)
-                .bind(jti)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(replay_err)?;
-        Ok(found.is_some())
+        sqlite_shared::seen(&self.pool, issuer, jti, now).await
     }
 
     async fn remember(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), ReplayError> {
@@ -286,40 +327,11 @@ impl PostgresSessionIndex {
 #[async_trait]
 impl SessionIndex for PostgresSessionIndex {
     async fn record(&self, l: LoginRecord) -> Result<(), IndexError> {
-        sqlx::query(
-            "INSERT INTO adieu_rp_sessions (session_id, issuer, sub, sid, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (session_id) DO UPDATE SET issuer = EXCLUDED.issuer, sub = EXCLUDED.sub, sid = EXCLUDED.sid, created_at = EXCLUDED.created_at",
-        )
-        .bind(l.session_id)
-        .bind(l.issuer)
-        .bind(l.sub)
-        .bind(l.sid)
-        .bind(l.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?;
-        Ok(())
+        postgres_shared::record(&self.pool, l).await
     }
 
     async fn sessions_to_end(&self, t: &VerifiedLogoutToken) -> Result<Vec<String>, IndexError> {
-        let q = match t.subject() {
-            LogoutSubject::Sid(sid) => sqlx::query_scalar("SELECT session_id FROM adieu_rp_sessions WHERE issuer = $1 AND sid = $2 ORDER BY session_id")
-                .bind(t.issuer().to_owned())
-                .bind(sid.clone()),
-            LogoutSubject::Both { sub, sid } => sqlx::query_scalar(
-                "SELECT session_id FROM adieu_rp_sessions WHERE issuer = $1 AND sid = $2 AND sub = $3 ORDER BY session_id",
-            )
-            .bind(t.issuer().to_owned())
-            .bind(sid.clone())
-            .bind(sub.clone()),
-            LogoutSubject::Sub(sub) => sqlx::query_scalar(
-                "SELECT session_id FROM adieu_rp_sessions WHERE issuer = $1 AND sub = $2 AND created_at <= $3 ORDER BY session_id",
-            )
-            .bind(t.issuer().to_owned())
-            .bind(sub.clone())
-            .bind(t.issued_at()),
-        };
-        q.fetch_all(&self.pool).await.map_err(err)
+        postgres_shared::sessions_to_end(&self.pool, t).await
     }
 
     async fn forget(&self, session_ids: &[String]) -> Result<(), IndexError> {
@@ -360,14 +372,7 @@ impl SessionEnder for PostgresSessionIndex {
 #[async_trait]
 impl LogoutMarkerStore for PostgresSessionIndex {
     async fn is_logged_out(&self, session_id: &str) -> Result<bool, IndexError> {
-        let found: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM adieu_rp_logged_out WHERE session_id = $1 AND until >= $2")
-                .bind(session_id)
-                .bind(crate::wall_clock_secs())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?;
-        Ok(found.is_some())
+        postgres_shared::is_logged_out(&self.pool, session_id).await
     }
 }
 
@@ -375,15 +380,7 @@ impl LogoutMarkerStore for PostgresSessionIndex {
 #[async_trait]
 impl ReplayCache for PostgresSessionIndex {
     async fn seen(&self, issuer: &str, jti: &str, now: i64) -> Result<bool, ReplayError> {
-        let found: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM adieu_rp_jti WHERE issuer = $1 AND jti = $2 AND until >= $3")
-                .bind(issuer)
-                .bind(jti)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(replay_err)?;
-        Ok(found.is_some())
+        postgres_shared::seen(&self.pool, issuer, jti, now).await
     }
 
     async fn remember(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), ReplayError> {

@@ -486,30 +486,33 @@ async fn audit_uri_change(
 
 // ---------------------------------------------------------------------------------------------
 
+/// Inserts a new user with its username and email lowercased (how they are looked up), and
+/// returns those two as stored.
+async fn insert_user_in(conn: &mut SqliteConnection, u: &User) -> StoreResult<(String, Option<String>)> {
+    let (username, email) = (u.username.to_lowercase(), u.email.as_ref().map(|e| e.to_lowercase()));
+    sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(u.id.as_str())
+    .bind(&username)
+    .bind(&email)
+    .bind(&u.password_hash)
+    .bind(u.created_at.0)
+    .bind(u.updated_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok((username, email))
+}
+
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn add_user(&self, u: &User, actor: &str) -> StoreResult<()> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let email = u.email.as_ref().map(|e| e.to_lowercase());
-        sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(u.id.as_str())
-        .bind(u.username.to_lowercase())
-        .bind(&email)
-        .bind(&u.password_hash)
-        .bind(u.created_at.0)
-        .bind(u.updated_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let e = AuditEvent::new(
-            kind::USER_CREATED,
-            actor,
-            u.created_at,
-            json!({ "username": u.username.to_lowercase(), "email": email }),
-        )
-        .user(u.id.as_str());
+        let (username, email) = insert_user_in(&mut tx, u).await?;
+        let e =
+            AuditEvent::new(kind::USER_CREATED, actor, u.created_at, json!({ "username": username, "email": email }))
+                .user(u.id.as_str());
         append_audit_in(&mut tx, &e).await?;
         tx.commit().await.map_err(backend)?;
         Ok(())

@@ -2,6 +2,7 @@
 //! the upstream sign-in each session remembers (migration 0004).
 
 use super::rows::user_cols;
+use super::users::insert_user_in;
 use super::{PostgresStore, append_audit_in, backend, rows};
 use adieu_core::audit::{AuditEvent, kind};
 use adieu_core::id::SessionId;
@@ -87,19 +88,7 @@ impl UpstreamStore for PostgresStore {
         if linked.is_some() {
             return Err(StoreError::Conflict("upstream_identity".into()));
         }
-        let email = u.email.as_ref().map(|e| e.to_lowercase());
-        sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(u.id.as_str())
-        .bind(u.username.to_lowercase())
-        .bind(&email)
-        .bind(&u.password_hash)
-        .bind(u.created_at.0)
-        .bind(u.updated_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let (username, email) = insert_user_in(&mut tx, u).await?;
         // A concurrent first sign-in of the same upstream account (another replica) passed the
         // check above too: the primary key decides, and the loser reports the link as taken.
         sqlx::query(
@@ -121,7 +110,7 @@ impl UpstreamStore for PostgresStore {
             actor,
             u.created_at,
             json!({
-                "username": u.username.to_lowercase(),
+                "username": username,
                 "email": email,
                 "upstream": identity.upstream_id,
                 "upstream_issuer": identity.issuer,

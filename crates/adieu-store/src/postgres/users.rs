@@ -12,31 +12,35 @@ use adieu_core::time::UnixMillis;
 use adieu_core::user::{User, UserChanges, UserQuery, UserUpdated};
 use async_trait::async_trait;
 use serde_json::json;
+use sqlx::PgConnection;
+
+/// Inserts a new user with its username and email lowercased (how they are looked up), and
+/// returns those two as stored.
+pub(super) async fn insert_user_in(conn: &mut PgConnection, u: &User) -> StoreResult<(String, Option<String>)> {
+    let (username, email) = (u.username.to_lowercase(), u.email.as_ref().map(|e| e.to_lowercase()));
+    sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(u.id.as_str())
+    .bind(&username)
+    .bind(&email)
+    .bind(&u.password_hash)
+    .bind(u.created_at.0)
+    .bind(u.updated_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok((username, email))
+}
 
 #[async_trait]
 impl UserStore for PostgresStore {
     async fn add_user(&self, u: &User, actor: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let email = u.email.as_ref().map(|e| e.to_lowercase());
-        sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(u.id.as_str())
-        .bind(u.username.to_lowercase())
-        .bind(&email)
-        .bind(&u.password_hash)
-        .bind(u.created_at.0)
-        .bind(u.updated_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let e = AuditEvent::new(
-            kind::USER_CREATED,
-            actor,
-            u.created_at,
-            json!({ "username": u.username.to_lowercase(), "email": email }),
-        )
-        .user(u.id.as_str());
+        let (username, email) = insert_user_in(&mut tx, u).await?;
+        let e =
+            AuditEvent::new(kind::USER_CREATED, actor, u.created_at, json!({ "username": username, "email": email }))
+                .user(u.id.as_str());
         append_audit_in(&mut tx, &e).await?;
         tx.commit().await.map_err(backend)?;
         Ok(())

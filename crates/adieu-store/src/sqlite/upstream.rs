@@ -1,7 +1,7 @@
 //! [`UpstreamStore`] for SQLite: pending upstream sign-ins, links from upstream accounts to local
 //! users, and the upstream sign-in each session remembers (migration 0004).
 
-use super::{SqliteStore, append_audit_in, backend, user_from_row};
+use super::{SqliteStore, append_audit_in, backend, insert_user_in, user_from_row};
 use adieu_core::audit::{AuditEvent, kind};
 use adieu_core::id::SessionId;
 use adieu_core::session::Session;
@@ -82,19 +82,7 @@ impl UpstreamStore for SqliteStore {
         if linked.is_some() {
             return Err(StoreError::Conflict("upstream_identity".into()));
         }
-        let email = u.email.as_ref().map(|e| e.to_lowercase());
-        sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(u.id.as_str())
-        .bind(u.username.to_lowercase())
-        .bind(&email)
-        .bind(&u.password_hash)
-        .bind(u.created_at.0)
-        .bind(u.updated_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let (username, email) = insert_user_in(&mut tx, u).await?;
         sqlx::query(
             "INSERT INTO upstream_identities (issuer, sub, user_id, upstream_id, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -111,7 +99,7 @@ impl UpstreamStore for SqliteStore {
             actor,
             u.created_at,
             json!({
-                "username": u.username.to_lowercase(),
+                "username": username,
                 "email": email,
                 "upstream": identity.upstream_id,
                 "upstream_issuer": identity.issuer,
