@@ -7,7 +7,9 @@
 //!   sign in through the real login form and run the code flow.
 //! - [`pkce_pair`]: a PKCE verifier and its S256 challenge.
 //! - [`receiver`]: a recording back-channel logout receiver with scripted answers.
+//! - [`interop`]: node `oidc-provider`, a provider we did not write, for interoperability tests.
 
+pub mod interop;
 pub mod receiver;
 
 use adieu_core::client::{Client, TokenEndpointAuthMethod};

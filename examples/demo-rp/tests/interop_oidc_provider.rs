@@ -10,14 +10,12 @@
 //! Needs Node.js and npm. Without them the test is skipped, or fails when `ADIEU_REQUIRE_INTEROP=1`
 //! (CI sets it).
 
+use adieu_testkit::interop;
 use reqwest::Url;
 use reqwest::cookie::{CookieStore, Jar};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const CLIENT_ID: &str = "demo-rp";
 const CLIENT_SECRET: &str = "demo-rp-interop-secret";
@@ -76,110 +74,6 @@ impl Drop for Harness {
     }
 }
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
-}
-
-fn tool_version(tool: &str) -> Option<String> {
-    let out = std::process::Command::new(tool).arg("--version").stdin(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// `npm ci` from the committed lockfile when the packages are not installed yet.
-fn ensure_node_modules(dir: &Path) {
-    if dir.join("node_modules/oidc-provider/package.json").exists() {
-        return;
-    }
-    let out = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running npm ci");
-    assert!(
-        out.status.success(),
-        "npm ci in {} failed:\n{}\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Starts op.mjs and waits for its `OP_ISSUER=` line.
-async fn start_op(dir: &Path, rp_base: &str, log: &Log) -> (Child, String) {
-    let mut child = Command::new("node")
-        .arg("op.mjs")
-        .args(["--port", "0", "--rp-base-url", rp_base, "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting node op.mjs");
-    let (issuer_tx, issuer_rx) = tokio::sync::oneshot::channel();
-    let stdout = child.stdout.take().expect("piped stdout");
-    let out_log = log.clone();
-    tokio::spawn(async move {
-        let mut issuer_tx = Some(issuer_tx);
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(issuer) = line.strip_prefix("OP_ISSUER=")
-                && let Some(tx) = issuer_tx.take()
-            {
-                let _ = tx.send(issuer.to_owned());
-            }
-            out_log.push(line);
-        }
-    });
-    let stderr = child.stderr.take().expect("piped stderr");
-    let err_log = log.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            err_log.push(format!("stderr: {line}"));
-        }
-    });
-    let issuer = match tokio::time::timeout(Duration::from_secs(30), issuer_rx).await {
-        Ok(Ok(issuer)) => issuer,
-        _ => panic!("oidc-provider printed no OP_ISSUER line within 30 s:\n{}", log.lines().join("\n")),
-    };
-    (child, issuer)
-}
-
-/// The first `<form …>` that contains `marker`: its absolute action URL and its hidden inputs.
-fn form(page_url: &Url, html: &str, marker: &str) -> (Url, Vec<(String, String)>) {
-    let at = html.find(marker).unwrap_or_else(|| panic!("no {marker:?} on {page_url}:\n{html}"));
-    let start = html[..at].rfind("<form").unwrap_or_else(|| panic!("{marker:?} is not in a form on {page_url}"));
-    let end = start + html[start..].find("</form>").expect("unclosed form");
-    let form = &html[start..end];
-    let action = attr(form, "action").expect("form without action");
-    let action = page_url.join(&action).expect("form action is a URL");
-    let hidden = form
-        .split("<input")
-        .skip(1)
-        .filter(|i| attr(i, "type").as_deref() == Some("hidden"))
-        .filter_map(|i| Some((attr(i, "name")?, attr(i, "value").unwrap_or_default())))
-        .collect();
-    (action, hidden)
-}
-
-/// The double-quoted attribute `name` of the first tag in `tag`, with entities decoded.
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
-    let needle = format!(" {name}=\"");
-    let start = tag.find(&needle)? + needle.len();
-    let value = &tag[start..start + tag[start..].find('"')?];
-    Some(
-        value
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
-}
-
 async fn get(client: &reqwest::Client, url: &str) -> (Url, String) {
     let res = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let final_url = res.url().clone();
@@ -200,7 +94,7 @@ async fn signed_in(browser: &reqwest::Client, rp_base: &str) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_provider_back_channel_logout_ends_the_demo_session() {
     let required = std::env::var("ADIEU_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-    let (Some(node), Some(npm)) = (tool_version("node"), tool_version("npm")) else {
+    let (Some(node), Some(npm)) = (interop::tool_version("node"), interop::tool_version("npm")) else {
         assert!(!required, "ADIEU_REQUIRE_INTEROP=1 but node or npm is not on PATH");
         // Written to the stderr handle, not with eprintln!, which the test harness captures and
         // shows only for failing tests: a skip must be seen.
@@ -213,8 +107,7 @@ async fn oidc_provider_back_channel_logout_ends_the_demo_session() {
     };
     eprintln!("interop with oidc-provider: node {node}, npm {npm}");
     let started = Instant::now();
-    let dir = interop_dir();
-    ensure_node_modules(&dir);
+    interop::ensure_node_modules();
 
     // The demo application's tracing is where `adieu-rp` reports what it did with a logout token.
     let rp_log = Log::default();
@@ -231,7 +124,7 @@ async fn oidc_provider_back_channel_logout_ends_the_demo_session() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the demo RP");
     let rp_base = format!("http://{}", listener.local_addr().expect("local addr"));
     let op_log = Log::default();
-    let (op, issuer) = start_op(&dir, &rp_base, &op_log).await;
+    let (op, issuer) = interop::start_op(&rp_base, CLIENT_ID, CLIENT_SECRET, op_log.0.clone()).await;
     let harness = Harness { _op: op, op_log: op_log.clone(), rp_log: rp_log.clone() };
 
     let config = demo_rp::DemoConfig {
@@ -279,7 +172,7 @@ async fn oidc_provider_back_channel_logout_ends_the_demo_session() {
             panic!("unexpected oidc-provider page at {url}:\n{body}");
         };
         prompts.push(prompt);
-        let (action, mut form_fields) = form(&url, &body, &format!(r#"value="{prompt}""#));
+        let (action, mut form_fields) = interop::form(&url, &body, &format!(r#"value="{prompt}""#));
         form_fields.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let res = browser.post(action.clone()).form(&form_fields).send().await.expect("submit the form");
         url = res.url().clone();
@@ -331,7 +224,7 @@ async fn oidc_provider_back_channel_logout_ends_the_demo_session() {
     let (confirm_url, confirm_page) = get(&logout_client, end_session.as_str()).await;
     // Only a session oidc-provider recognised gets this page; otherwise it auto-posts a form.
     assert!(confirm_page.contains("op.logoutForm"), "no logout confirmation page:\n{confirm_page}");
-    let (action, mut fields) = form(&confirm_url, &confirm_page, r#"id="op.logoutForm""#);
+    let (action, mut fields) = interop::form(&confirm_url, &confirm_page, r#"id="op.logoutForm""#);
     assert!(fields.iter().any(|(k, _)| k == "xsrf"), "no xsrf field: {fields:?}");
     fields.push(("logout".to_owned(), "yes".to_owned()));
     let res = logout_client.post(action).form(&fields).send().await.expect("confirm the logout");

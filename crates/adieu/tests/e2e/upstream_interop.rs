@@ -12,109 +12,16 @@ use adieu_core::ManualClock;
 use adieu_core::initiator::{Initiator, InitiatorSubscription};
 use adieu_core::store::DeliveryFilter;
 use adieu_server::settings::{Secret, UpstreamSettings};
+use adieu_testkit::interop::{self, Lines};
 use adieu_testkit::receiver::{Behavior, Receiver};
 use adieu_testkit::{Stopped, TestOp, query_param};
 use reqwest::Url;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const CLIENT_ID: &str = "downstream";
 const CLIENT_SECRET: &str = "downstream-interop-secret";
 const USER: &str = "carol";
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
-}
-
-fn tool_version(tool: &str) -> Option<String> {
-    let out = std::process::Command::new(tool).arg("--version").stdin(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// `npm ci` from the committed lockfile when the packages are not installed yet.
-fn ensure_node_modules(dir: &Path) {
-    if dir.join("node_modules/oidc-provider/package.json").exists() {
-        return;
-    }
-    let out = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running npm ci");
-    assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-type Lines = Arc<Mutex<Vec<String>>>;
-
-/// Starts op.mjs for an RP at `rp_base` and waits for its `OP_ISSUER=` line.
-async fn start_op(rp_base: &str, log: &Lines) -> (Child, String) {
-    let mut child = Command::new("node")
-        .arg("op.mjs")
-        .args(["--port", "0", "--rp-base-url", rp_base, "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-        .current_dir(interop_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting node op.mjs");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let out = log.clone();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(issuer) = line.strip_prefix("OP_ISSUER=")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(issuer.to_owned());
-            }
-            out.lock().unwrap().push(line);
-        }
-    });
-    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
-    let err = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = errors.next_line().await {
-            err.lock().unwrap().push(format!("stderr: {line}"));
-        }
-    });
-    match tokio::time::timeout(Duration::from_secs(30), rx).await {
-        Ok(Ok(issuer)) => (child, issuer),
-        _ => panic!("oidc-provider printed no OP_ISSUER line: {:?}", log.lock().unwrap()),
-    }
-}
-
-/// The `<form>` around `marker`: its absolute action and its hidden inputs.
-fn form(page: &Url, html: &str, marker: &str) -> (Url, Vec<(String, String)>) {
-    let at = html.find(marker).unwrap_or_else(|| panic!("no {marker:?} on {page}:\n{html}"));
-    let start = html[..at].rfind("<form").expect("in a form");
-    let end = start + html[start..].find("</form>").expect("closed form");
-    let form = &html[start..end];
-    let action = page.join(&attr(form, "action").expect("an action")).unwrap();
-    let hidden = form
-        .split("<input")
-        .skip(1)
-        .filter(|i| attr(i, "type").as_deref() == Some("hidden"))
-        .filter_map(|i| Some((attr(i, "name")?, attr(i, "value").unwrap_or_default())))
-        .collect();
-    (action, hidden)
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
-    let needle = format!(" {name}=\"");
-    let start = tag.find(&needle)? + needle.len();
-    let v = &tag[start..start + tag[start..].find('"')?];
-    Some(
-        v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"),
-    )
-}
 
 /// Follows redirects by hand (the browser must stop at the application's redirect URI, where
 /// nothing listens), answering oidc-provider's login and consent pages. Returns the redirect to the
@@ -141,7 +48,7 @@ async fn browse_to_app(browser: &reqwest::Client, start: Url, app_redirect_uri: 
             panic!("unexpected page at {url}:\n{body}");
         };
         prompts.push(prompt);
-        let (action, mut data) = form(&url, &body, &format!(r#"value="{prompt}""#));
+        let (action, mut data) = interop::form(&url, &body, &format!(r#"value="{prompt}""#));
         data.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let res = browser.post(action.clone()).form(&data).send().await.unwrap();
         assert!(res.status().is_redirection(), "{prompt} at {action}: {}", res.status());
@@ -157,20 +64,20 @@ async fn browse_to_app(browser: &reqwest::Client, start: Url, app_redirect_uri: 
 #[tokio::test]
 async fn oidc_provider_as_an_upstream_signs_in_and_its_logout_reaches_the_applications() {
     let required = std::env::var("ADIEU_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-    if tool_version("node").is_none() || tool_version("npm").is_none() {
+    if interop::tool_version("node").is_none() || interop::tool_version("npm").is_none() {
         assert!(!required, "ADIEU_REQUIRE_INTEROP=1 but node or npm is not on PATH");
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "!!!! SKIPPED upstream_interop: node or npm is not on PATH");
         return;
     }
-    ensure_node_modules(&interop_dir());
+    interop::ensure_node_modules();
 
     // The downstream's address comes first: oidc-provider registers adieu's callback and
     // back-channel URIs (`{rp-base-url}/callback`, `{rp-base-url}/backchannel-logout`) at start.
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let rp_base = format!("http://{addr}/upstream/node");
     let log: Lines = Arc::default();
-    let (_op, issuer) = start_op(&rp_base, &log).await;
+    let (_op, issuer) = interop::start_op(&rp_base, CLIENT_ID, CLIENT_SECRET, log.clone()).await;
     let stopped = Stopped { dir: tempfile::tempdir().unwrap(), clock: ManualClock::starting_now(), addr };
     let op_issuer = issuer.clone();
     let down = TestOp::start_in(stopped, |s| {
@@ -227,7 +134,7 @@ async fn oidc_provider_as_an_upstream_signs_in_and_its_logout_reaches_the_applic
     let end = Url::parse(&format!("{issuer}/session/end")).unwrap();
     let res = browser.get(end.clone()).send().await.unwrap();
     let page = res.text().await.unwrap();
-    let (action, mut fields) = form(&end, &page, r#"id="op.logoutForm""#);
+    let (action, mut fields) = interop::form(&end, &page, r#"id="op.logoutForm""#);
     fields.push(("logout".into(), "yes".into()));
     let res = browser.post(action).form(&fields).send().await.unwrap();
     assert!(res.status().is_redirection() || res.status().is_success(), "logout: {}", res.status());
