@@ -125,32 +125,36 @@ pub async fn read_logout_token(req: Request, limit: usize) -> Result<String, Log
 /// Anything else goes through the full form decoder. Both give the same answer for every body
 /// (a property test checks it).
 fn logout_token_of(body: &[u8]) -> Result<String, LogoutRejection> {
-    let repeated = || LogoutRejection::Invalid("logout_token is repeated".into());
-    let mut token: Option<String> = None;
-    match std::str::from_utf8(body) {
-        Ok(text) if !text.contains(['%', '+']) => {
-            for pair in text.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                if k == "logout_token" {
-                    if token.is_some() {
-                        return Err(repeated());
-                    }
-                    token = Some(v.to_owned());
-                }
+    use std::borrow::Cow;
+    let (mut in_place, mut decoded);
+    let pairs: &mut dyn Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> =
+        match std::str::from_utf8(body).ok().filter(|_| !body.iter().any(|b| matches!(b, b'%' | b'+'))) {
+            Some(text) => {
+                in_place = text
+                    .split('&')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.split_once('=').unwrap_or((p, "")))
+                    .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)));
+                &mut in_place
             }
-        }
-        _ => {
-            for (k, v) in url::form_urlencoded::parse(body) {
-                if k == "logout_token" {
-                    if token.is_some() {
-                        return Err(repeated());
-                    }
-                    token = Some(v.into_owned());
-                }
+            None => {
+                decoded = url::form_urlencoded::parse(body);
+                &mut decoded
             }
+        };
+    let mut token: Option<Cow<'_, str>> = None;
+    for (k, v) in pairs {
+        if k == "logout_token" {
+            if token.is_some() {
+                return Err(LogoutRejection::Invalid("logout_token is repeated".into()));
+            }
+            token = Some(v);
         }
     }
-    token.filter(|t| !t.is_empty()).ok_or_else(|| LogoutRejection::Invalid("logout_token is missing".into()))
+    token
+        .filter(|t| !t.is_empty())
+        .map(Cow::into_owned)
+        .ok_or_else(|| LogoutRejection::Invalid("logout_token is missing".into()))
 }
 
 fn rejection(e: &VerifyFailure) -> LogoutRejection {
