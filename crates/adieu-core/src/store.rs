@@ -28,6 +28,11 @@ pub enum StoreError {
     /// The database failed; the text is for logs, never for clients.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The database cannot do this now, for a reason outside the request: the disk is full, the
+    /// file system is read-only, the server is unreachable or restarting. Nothing was changed;
+    /// the same call can succeed later. The text is for logs.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result alias for storage calls.
@@ -203,9 +208,14 @@ pub trait GrantStore: Send + Sync {
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<()>;
     /// Stores a new authorization code.
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
+    /// A code by hash, used or not, without changing it (to check the client and `redirect_uri`
+    /// before the code is spent).
+    async fn code_by_hash(&self, code_hash: &str) -> StoreResult<Option<AuthCode>>;
     /// Atomically marks a code used; a second caller sees `AlreadyUsed`.
     async fn redeem_code(&self, code_hash: &str, at: UnixMillis) -> StoreResult<CodeRedemption>;
-    /// Revokes every access and refresh token of a grant family; returns how many.
+    /// Revokes every access and refresh token of a grant family and remembers the grant as
+    /// revoked, so that tokens a concurrent request is issuing for it are refused
+    /// ([`GrantStore::issue_tokens`]); returns how many tokens were revoked.
     async fn revoke_grant(&self, grant_id: &str, at: UnixMillis) -> StoreResult<u64>;
     /// Revokes every access and refresh token of a user, `offline_access` ones included
     /// (password change, account deletion); returns how many.
@@ -216,6 +226,11 @@ pub trait GrantStore: Send + Sync {
     async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
     /// Stores a refresh token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Stores the access and refresh token of one issuance, in one transaction, unless their grant
+    /// was revoked ([`GrantStore::revoke_grant`]): then nothing is stored and the answer is false.
+    /// Serialised with `revoke_grant` of the same grant, so a reuse or replay that races the
+    /// legitimate use revokes the winner's tokens whichever commits first.
+    async fn issue_tokens(&self, access: &AccessToken, refresh: &RefreshToken) -> StoreResult<bool>;
     /// Atomically rotates a refresh token of `client` out (first use wins). A token of another
     /// client is not touched.
     async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse>;

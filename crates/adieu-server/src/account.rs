@@ -28,6 +28,7 @@ use crate::browser::{ClientAddr, check_csrf, csrf_token, current_session};
 use crate::error::PageError;
 use crate::pages::render;
 use crate::password::check_policy;
+use crate::ratelimit::Account;
 use crate::users::{self, Ctx, UserError, UserPatch};
 use adieu_core::id::SessionId;
 use adieu_core::session::Session;
@@ -89,7 +90,7 @@ impl From<UserError> for Refusal {
     fn from(e: UserError) -> Self {
         let page = |status, title: &str, message: String| PageError { status, title: title.into(), message };
         match e {
-            UserError::Store(e) => PageError::internal(e),
+            UserError::Store(e) => PageError::from(e),
             UserError::NoSuchUser => {
                 page(StatusCode::UNAUTHORIZED, "You are not signed in", "This account no longer exists.".into())
             }
@@ -164,16 +165,15 @@ async fn check_current_password(
         tracing::error!(error = %e, "account page: the attempt limits could not be read or written");
         (StatusCode::INTERNAL_SERVER_ERROR, UNAVAILABLE)
     };
-    if let Err(limit) = state.limiter.attempt(addr, &user.username, now).await.map_err(unavailable)? {
+    if let Err(limit) = state.limiter.reserve(addr, Account::User(&user.id), now).await.map_err(unavailable)? {
         tracing::warn!(%addr, sub = %user.id, limited = ?limit, "account page: password check refused by the limiter");
         return Err((StatusCode::TOO_MANY_REQUESTS, TOO_MANY));
     }
     if !state.passwords.verify(password, Some(&user.password_hash)).await {
-        state.limiter.failed(&user.username, now).await.map_err(unavailable)?;
         tracing::info!(%addr, sub = %user.id, "account page: wrong current password");
         return Err((StatusCode::UNAUTHORIZED, WRONG_PASSWORD));
     }
-    state.limiter.succeeded(&user.username).await.map_err(unavailable)?;
+    state.limiter.succeeded(Account::User(&user.id)).await.map_err(unavailable)?;
     Ok(())
 }
 

@@ -53,9 +53,26 @@ impl OAuthError {
     }
 }
 
+impl OAuthError {
+    /// 503 `temporarily_unavailable`: the database cannot write now. The store logs the fault
+    /// once when it begins; each request only at debug level.
+    pub fn unavailable(e: impl std::fmt::Display) -> Self {
+        tracing::debug!(error = %e, "storage unavailable");
+        OAuthError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::TemporarilyUnavailable,
+            description: "the service is temporarily unavailable; try again shortly".into(),
+            www_authenticate: None,
+        }
+    }
+}
+
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
-        OAuthError::internal(e)
+        match e {
+            StoreError::Unavailable(_) => OAuthError::unavailable(e),
+            e => OAuthError::internal(e),
+        }
     }
 }
 
@@ -102,7 +119,19 @@ impl PageError {
 
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
-        PageError::internal(e)
+        match e {
+            StoreError::Unavailable(e) => {
+                tracing::debug!(error = %e, "storage unavailable");
+                PageError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    title: "Please try again in a moment".into(),
+                    message: "The sign-in service cannot save changes right now. Nothing was lost; \
+                              please try again in a moment."
+                        .into(),
+                }
+            }
+            e => PageError::internal(e),
+        }
     }
 }
 

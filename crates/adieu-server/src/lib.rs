@@ -20,6 +20,8 @@
 //! - [`account`]: the signed-in user's account page (sessions, sign out everywhere, password, email),
 //!   through the same [`users`] functions as the API.
 //! - [`health`]: `/healthz` and `/readyz`; [`metrics`]: `/metrics`.
+//! - [`detached`]: the store wrapper that runs every operation to completion on its own task
+//!   (cancel safety) and tracks whether the database can write (readiness).
 //! - [`delivery`]: back-channel logout delivery (workers, outbound policy, logout tokens).
 //! - [`upstream`]: signing in through upstream OpenID Providers and their back-channel logouts
 //!   (`idp-logout`).
@@ -34,11 +36,13 @@ pub mod authorize;
 pub mod browser;
 pub mod crypto;
 pub mod delivery;
+pub mod detached;
 pub mod discovery;
 pub mod end_session;
 pub mod error;
 pub mod health;
 pub mod home;
+pub mod http_server;
 pub mod id_token;
 pub mod keys;
 pub mod login;
@@ -58,7 +62,7 @@ pub mod users;
 
 use adieu_core::{Clock, SessionLifetime, Store};
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -98,6 +102,8 @@ impl AppState {
     /// Builds the state: loads (or on first start generates) the signing keys.
     pub async fn new(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
         settings.validate()?;
+        // Every store operation runs to completion whatever the client does (DESIGN.md §5).
+        let store: Arc<dyn Store> = Arc::new(detached::DetachedStore::new(store));
         // jsonwebtoken picks its crypto backend at run time; install ours (STACK.md pitfall 1).
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let (keys, _) = keys::Keys::load_or_generate(store.as_ref(), clock.now(), settings.kek()?).await?;
@@ -187,8 +193,12 @@ pub fn router(state: AppState) -> Router {
         .merge(upstream::routes());
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };
+    let timeout = Duration::from_secs(state.settings.http.request_timeout_secs);
     app.with_state(state)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        // A handler dropped by the timeout is safe: store operations run detached.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(timeout))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(SetResponseHeaderLayer::if_not_present(

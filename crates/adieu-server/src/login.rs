@@ -11,6 +11,7 @@ use crate::authorize::issue_code;
 use crate::browser::{ClientAddr, check_csrf, csrf_token, current_session, new_cookie_value};
 use crate::error::PageError;
 use crate::pages::render;
+use crate::ratelimit::Account;
 use adieu_core::client::Client;
 use adieu_core::grant::PendingAuthorization;
 use adieu_core::id::SessionId;
@@ -146,14 +147,17 @@ async fn submit(
     if username.is_empty() || username.len() > 320 {
         return Ok(page(&state, StatusCode::UNAUTHORIZED, jar, &csrf, request, client, "", Some(BAD_CREDENTIALS)));
     }
-    if let Err(limit) = state.limiter.attempt(addr, username, now).await? {
+    let user = state.store.user_by_login(username).await?;
+    let account = match &user {
+        Some(u) => Account::User(&u.id),
+        None => Account::Unknown(username),
+    };
+    if let Err(limit) = state.limiter.reserve(addr, account, now).await? {
         tracing::warn!(%addr, limited = ?limit, "sign-in attempt refused by the limiter");
         return Ok(page(&state, StatusCode::TOO_MANY_REQUESTS, jar, &csrf, request, client, username, Some(TOO_MANY)));
     }
-    let user = state.store.user_by_login(username).await?;
     let ok = state.passwords.verify(&form.password, user.as_ref().map(|u| u.password_hash.as_str())).await;
     let Some(user) = user.filter(|_| ok) else {
-        state.limiter.failed(username, now).await?;
         tracing::info!(%addr, "sign-in failed");
         return Ok(page(
             &state,
@@ -166,7 +170,7 @@ async fn submit(
             Some(BAD_CREDENTIALS),
         ));
     };
-    state.limiter.succeeded(username).await?;
+    state.limiter.succeeded(Account::User(&user.id)).await?;
     let (jar, session) = sign_in(&state, jar, &user).await?;
     tracing::info!(sub = %user.id, session = %session.id, "signed in");
     match pend {

@@ -23,6 +23,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     let now = state.clock.now();
     let age = stats.oldest_created_at.map(|t| Duration::from_millis(u64::try_from(now.0 - t.0).unwrap_or(0)));
-    let body = state.delivery.metrics.render(stats.depth, age);
+    let mut body = state.delivery.metrics.render(stats.depth, age);
+    body.push_str("# HELP adieu_password_checks_total Password checks run (sign-in and account forms).\n");
+    body.push_str("# TYPE adieu_password_checks_total counter\n");
+    body.push_str(&format!("adieu_password_checks_total {}\n", state.passwords.checks()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

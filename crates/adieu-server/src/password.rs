@@ -20,6 +20,8 @@ pub struct Passwords {
     pool: Arc<Pool>,
     /// A hash to verify against for unknown users; made on the pool the first time it is needed.
     dummy_hash: Arc<OnceLock<String>>,
+    /// Password checks run so far (`adieu_password_checks_total`).
+    checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Shortest password accepted when setting one.
@@ -139,7 +141,7 @@ fn verify_now(password: &str, phc: &str) -> bool {
 impl Passwords {
     /// At most `concurrency` hashes run at once, each on its own thread.
     pub fn new(concurrency: usize) -> Self {
-        Passwords { pool: Arc::new(Pool::new(concurrency)), dummy_hash: Arc::default() }
+        Passwords { pool: Arc::new(Pool::new(concurrency)), dummy_hash: Arc::default(), checks: Arc::default() }
     }
 
     /// Checks the policy and hashes.
@@ -149,6 +151,11 @@ impl Passwords {
         self.pool.run(move || hash_now(&password)).await.ok_or(PasswordError::Hashing)?
     }
 
+    /// How many password checks ([`Passwords::verify`]) ran since the start.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Verifies `password` against `hash`; with `hash = None` (unknown user) or a hash that is not a
     /// PHC string (an account without a password) it spends the same time on a dummy hash and
     /// answers false, so timing does not tell which accounts exist or have a password.
@@ -156,6 +163,7 @@ impl Passwords {
         if password.len() > 1024 {
             return false;
         }
+        self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let known = hash.map(str::to_owned);
         let dummy = self.dummy_hash.clone();
         let password = Zeroizing::new(password.to_owned());

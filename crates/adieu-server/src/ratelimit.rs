@@ -1,17 +1,20 @@
-//! Sign-in attempt limiting: per account (failed attempts for one submitted username) and per
-//! client address (all attempts), in fixed windows.
+//! Sign-in attempt limiting: per account (attempts that did not succeed, one budget whichever
+//! identifier was typed) and per client address (all attempts; IPv6 per /64), in fixed windows.
+//! An attempt is reserved atomically *before* the password is checked and refunded on success,
+//! so a burst of concurrent attempts cannot outrun the limit.
 //!
 //! The counters live in the database ([`RateLimitStore`]), so every replica on one PostgreSQL
 //! database counts against the same budget (an atomic upsert per hit); with SQLite they are in the
 //! database file, and so also survive a restart. Keyed by the *submitted* name, so a name that does
 //! not exist is limited the same way as one that does (no account enumeration through the
-//! limiter). The name is stored only as a SHA-256 hash (people type passwords into the name field),
+//! limiter); an existing account is keyed by its id. The name is stored only as a SHA-256 hash (people type passwords into the name field),
 //! and a window's row is deleted by the periodic purge once it has ended.
 
 use crate::crypto::hash_secret;
+use adieu_core::id::UserId;
 use adieu_core::store::{RateLimitStore, StoreResult};
 use adieu_core::time::UnixMillis;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,18 +40,46 @@ impl std::fmt::Debug for LoginLimiter {
 /// Why an attempt is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limited {
-    /// Too many failures for this username.
+    /// Too many failures for this account.
     Account,
     /// Too many attempts from this address.
     Address,
 }
 
-fn account_key(login: &str) -> String {
-    format!("login-account:{}", hash_secret(&login.trim().to_lowercase()))
+/// Whose budget an attempt spends: one budget per account, whichever of its identifiers (username
+/// or email) was typed; a name that matches no account has a budget of its own, so the limiter
+/// answers the same whether an account exists or not.
+#[derive(Debug, Clone, Copy)]
+pub enum Account<'a> {
+    /// An existing account.
+    User(&'a UserId),
+    /// What was typed, when it names no account.
+    Unknown(&'a str),
 }
 
+impl Account<'_> {
+    fn key(self) -> String {
+        match self {
+            Account::User(id) => format!("login-account:user:{}", hash_secret(id.as_str())),
+            Account::Unknown(login) => format!("login-account:{}", hash_secret(&login.trim().to_lowercase())),
+        }
+    }
+}
+
+/// The budget an address spends: an IPv4 address on its own; IPv6 by its /64, which one
+/// subscriber usually holds whole (an IPv4-mapped IPv6 address counts as the IPv4 address).
 fn address_key(addr: IpAddr) -> String {
-    format!("login-address:{addr}")
+    match addr {
+        IpAddr::V4(v4) => format!("login-address:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("login-address:{v4}"),
+            None => {
+                let s = v6.segments();
+                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("login-address:{net}/64")
+            }
+        },
+    }
 }
 
 impl LoginLimiter {
@@ -62,28 +93,31 @@ impl LoginLimiter {
         LoginLimiter { store, max_failures_per_account, max_attempts_per_address, window }
     }
 
-    /// Counts an attempt from `addr` for `login` and says whether it may proceed to the password
-    /// check. A refused account costs the address nothing; a refused address is counted.
-    pub async fn attempt(&self, addr: IpAddr, login: &str, now: UnixMillis) -> StoreResult<Result<(), Limited>> {
-        if self.store.rate_limit_count(&account_key(login), now).await? >= self.max_failures_per_account {
-            return Ok(Err(Limited::Account));
-        }
+    /// Reserves an attempt from `addr` on `account` before the password is checked, and says
+    /// whether the check may run. Both counters are taken with one atomic hit each, so of any
+    /// number of attempts sent at once at most `max_failures_per_account` reach the password
+    /// check in a window; [`LoginLimiter::succeeded`] refunds the account's budget. Every
+    /// attempt counts against the address, refused ones included.
+    pub async fn reserve(
+        &self,
+        addr: IpAddr,
+        account: Account<'_>,
+        now: UnixMillis,
+    ) -> StoreResult<Result<(), Limited>> {
         let hit = self.store.rate_limit_hit(&address_key(addr), self.window, now).await?;
         if hit.count > self.max_attempts_per_address {
             return Ok(Err(Limited::Address));
         }
+        let hit = self.store.rate_limit_hit(&account.key(), self.window, now).await?;
+        if hit.count > self.max_failures_per_account {
+            return Ok(Err(Limited::Account));
+        }
         Ok(Ok(()))
     }
 
-    /// Records a failed password for `login`.
-    pub async fn failed(&self, login: &str, now: UnixMillis) -> StoreResult<()> {
-        self.store.rate_limit_hit(&account_key(login), self.window, now).await?;
-        Ok(())
-    }
-
-    /// A successful sign-in clears the account's failures.
-    pub async fn succeeded(&self, login: &str) -> StoreResult<()> {
-        self.store.rate_limit_clear(&account_key(login)).await
+    /// A successful sign-in clears the account's budget (its reserved attempts are refunded).
+    pub async fn succeeded(&self, account: Account<'_>) -> StoreResult<()> {
+        self.store.rate_limit_clear(&account.key()).await
     }
 }
 
@@ -102,44 +136,89 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn account_is_refused_after_max_failures_until_the_window_passes() {
+    async fn account_is_refused_after_max_reservations_until_the_window_passes() {
         let (l, _dir) = limiter(3, 100).await;
         let t = UnixMillis(0);
         for _ in 0..3 {
-            l.attempt(ADDR, "Alice", t).await.unwrap().unwrap();
-            l.failed("alice", t).await.unwrap();
+            l.reserve(ADDR, Account::Unknown("Alice"), t).await.unwrap().unwrap();
         }
-        assert_eq!(l.attempt(ADDR, "ALICE", t).await.unwrap(), Err(Limited::Account));
-        assert_eq!(l.attempt(ADDR, " alice ", t).await.unwrap(), Err(Limited::Account), "trimmed");
-        assert_eq!(l.attempt(ADDR, "bob", t).await.unwrap(), Ok(()));
-        assert_eq!(l.attempt(ADDR, "alice", UnixMillis(60_000)).await.unwrap(), Ok(()));
+        assert_eq!(l.reserve(ADDR, Account::Unknown("ALICE"), t).await.unwrap(), Err(Limited::Account));
+        assert_eq!(l.reserve(ADDR, Account::Unknown(" alice "), t).await.unwrap(), Err(Limited::Account), "trimmed");
+        assert_eq!(l.reserve(ADDR, Account::Unknown("bob"), t).await.unwrap(), Ok(()));
+        assert_eq!(l.reserve(ADDR, Account::Unknown("alice"), UnixMillis(60_000)).await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn one_budget_per_account_whichever_identifier_was_typed() {
+        let (l, _dir) = limiter(2, 100).await;
+        let id = UserId::new("u1");
+        let t = UnixMillis(0);
+        // The login form resolves the typed username or email to the account first.
+        l.reserve(ADDR, Account::User(&id), t).await.unwrap().unwrap();
+        l.reserve(ADDR, Account::User(&id), t).await.unwrap().unwrap();
+        assert_eq!(l.reserve(ADDR, Account::User(&id), t).await.unwrap(), Err(Limited::Account));
+        assert_eq!(l.reserve(ADDR, Account::User(&UserId::new("u2")), t).await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn concurrent_reservations_never_exceed_the_account_limit() {
+        let (l, _dir) = limiter(5, 1000).await;
+        let id = UserId::new("u1");
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (l, id) = (l.clone(), id.clone());
+                tokio::spawn(async move { l.reserve(ADDR, Account::User(&id), UnixMillis(0)).await.unwrap() })
+            })
+            .collect();
+        let mut allowed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_ok() {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 5);
     }
 
     #[tokio::test]
     async fn address_is_refused_after_max_attempts() {
         let (l, _dir) = limiter(100, 2).await;
         let t = UnixMillis(0);
-        assert!(l.attempt(ADDR, "a", t).await.unwrap().is_ok());
-        assert!(l.attempt(ADDR, "b", t).await.unwrap().is_ok());
-        assert_eq!(l.attempt(ADDR, "c", t).await.unwrap(), Err(Limited::Address));
+        assert!(l.reserve(ADDR, Account::Unknown("a"), t).await.unwrap().is_ok());
+        assert!(l.reserve(ADDR, Account::Unknown("b"), t).await.unwrap().is_ok());
+        assert_eq!(l.reserve(ADDR, Account::Unknown("c"), t).await.unwrap(), Err(Limited::Address));
         let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
-        assert!(l.attempt(other, "c", t).await.unwrap().is_ok(), "addresses are apart");
+        assert!(l.reserve(other, Account::Unknown("c"), t).await.unwrap().is_ok(), "addresses are apart");
     }
 
     #[tokio::test]
-    async fn success_clears_account_failures() {
+    async fn ipv6_addresses_share_the_budget_of_their_64() {
+        let (l, _dir) = limiter(100, 2).await;
+        let t = UnixMillis(0);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.reserve(a, Account::Unknown("x"), t).await.unwrap().is_ok());
+        assert!(l.reserve(b, Account::Unknown("y"), t).await.unwrap().is_ok());
+        assert_eq!(l.reserve(b, Account::Unknown("z"), t).await.unwrap(), Err(Limited::Address));
+        assert!(l.reserve(other_net, Account::Unknown("z"), t).await.unwrap().is_ok());
+        assert_eq!(address_key("::ffff:192.0.2.7".parse().unwrap()), address_key("192.0.2.7".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn success_refunds_the_account_budget() {
         let (l, _dir) = limiter(2, 100).await;
         let t = UnixMillis(0);
-        l.failed("a", t).await.unwrap();
-        l.succeeded("a").await.unwrap();
-        l.failed("a", t).await.unwrap();
-        assert!(l.attempt(ADDR, "a", t).await.unwrap().is_ok());
+        let a = Account::Unknown("a");
+        l.reserve(ADDR, a, t).await.unwrap().unwrap();
+        l.succeeded(a).await.unwrap();
+        l.reserve(ADDR, a, t).await.unwrap().unwrap();
+        assert!(l.reserve(ADDR, a, t).await.unwrap().is_ok());
     }
 
     #[test]
     fn the_submitted_name_is_never_stored_in_clear() {
-        let k = account_key("My Secret Password");
+        let k = Account::Unknown("My Secret Password").key();
         assert!(!k.to_lowercase().contains("secret"), "{k}");
-        assert_eq!(k, account_key("  my secret password "));
+        assert_eq!(k, Account::Unknown("  my secret password ").key());
     }
 }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub key_encryption_key: Option<Secret>,
     /// Signing-key rotation.
     pub keys: KeySettings,
+    /// The HTTP listener's connection limits and timeouts, and the trusted reverse proxies.
+    pub http: crate::http_server::HttpSettings,
 }
 
 /// Signing-key rotation (`[keys]`).
@@ -252,6 +254,7 @@ impl Default for Settings {
             upstreams: Vec::new(),
             key_encryption_key: None,
             keys: KeySettings::default(),
+            http: crate::http_server::HttpSettings::default(),
         }
     }
 }
@@ -366,6 +369,7 @@ impl Settings {
                 return Err(SettingsError::Zero(name));
             }
         }
+        self.http.validate()?;
         if self.session.sweep_interval_secs > MAX_SWEEP_INTERVAL_SECS {
             return Err(SettingsError::TooLarge("session.sweep_interval_secs", MAX_SWEEP_INTERVAL_SECS));
         }

@@ -149,7 +149,20 @@ async fn authorization_code(
 ) -> Result<Response, OAuthError> {
     let code = p.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let now = state.clock.now();
-    let code = match state.store.redeem_code(&hash_secret(code), now).await? {
+    let code_hash = hash_secret(code);
+    // The client and redirect_uri are checked before the code is spent, so that a request with
+    // another client's credentials or a wrong redirect_uri cannot burn a code it does not own.
+    match state.store.code_by_hash(&code_hash).await? {
+        None => return Err(OAuthError::invalid_grant("the code is invalid")),
+        Some(c) if c.client_id != client.id => {
+            return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        }
+        Some(c) if p.get("redirect_uri") != Some(&c.redirect_uri) => {
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        }
+        Some(_) => {}
+    }
+    let code = match state.store.redeem_code(&code_hash, now).await? {
         CodeRedemption::Redeemed(c) => c,
         CodeRedemption::AlreadyUsed(c) => {
             let n = state.store.revoke_grant(&c.grant_id, now).await?;
@@ -158,14 +171,8 @@ async fn authorization_code(
         }
         CodeRedemption::Unknown => return Err(OAuthError::invalid_grant("the code is invalid")),
     };
-    if code.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
-    }
     if now >= code.expires_at {
         return Err(OAuthError::invalid_grant("the code has expired"));
-    }
-    if p.get("redirect_uri") != Some(&code.redirect_uri) {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
     }
     check_code_verifier(code.code_challenge.as_deref(), p.get("code_verifier").map(String::as_str))?;
     let session = state.store.session_by_id(&code.session_id).await?;
@@ -282,40 +289,40 @@ async fn issue(state: &AppState, client: &Client, i: Issue<'_>) -> Result<Respon
     let now = state.clock.now();
     let t = &state.settings.tokens;
     let access = random_secret();
-    state
-        .store
-        .insert_access_token(&AccessToken {
-            token_hash: hash_secret(&access),
-            grant_id: i.grant_id.to_owned(),
-            client_id: client.id.clone(),
-            user_id: i.user_id.clone(),
-            session_id: i.session_id.clone(),
-            scope: i.scope.to_owned(),
-            offline: i.offline,
-            created_at: now,
-            expires_at: now.plus(Duration::from_secs(t.access_token_ttl_secs)),
-            revoked_at: None,
-        })
-        .await?;
+    let access_row = AccessToken {
+        token_hash: hash_secret(&access),
+        grant_id: i.grant_id.to_owned(),
+        client_id: client.id.clone(),
+        user_id: i.user_id.clone(),
+        session_id: i.session_id.clone(),
+        scope: i.scope.to_owned(),
+        offline: i.offline,
+        created_at: now,
+        expires_at: now.plus(Duration::from_secs(t.access_token_ttl_secs)),
+        revoked_at: None,
+    };
     let refresh = random_secret();
-    state
-        .store
-        .insert_refresh_token(&RefreshToken {
-            token_hash: hash_secret(&refresh),
-            grant_id: i.grant_id.to_owned(),
-            client_id: client.id.clone(),
-            user_id: i.user_id.clone(),
-            session_id: i.session_id.clone(),
-            sid: i.sid.clone(),
-            scope: i.scope.to_owned(),
-            offline: i.offline,
-            auth_time: i.auth_time,
-            created_at: now,
-            expires_at: now.plus(Duration::from_secs(t.refresh_token_ttl_secs)),
-            rotated_at: None,
-            revoked_at: None,
-        })
-        .await?;
+    let refresh_row = RefreshToken {
+        token_hash: hash_secret(&refresh),
+        grant_id: i.grant_id.to_owned(),
+        client_id: client.id.clone(),
+        user_id: i.user_id.clone(),
+        session_id: i.session_id.clone(),
+        sid: i.sid.clone(),
+        scope: i.scope.to_owned(),
+        offline: i.offline,
+        auth_time: i.auth_time,
+        created_at: now,
+        expires_at: now.plus(Duration::from_secs(t.refresh_token_ttl_secs)),
+        rotated_at: None,
+        revoked_at: None,
+    };
+    // Atomic with revocation of the grant: a code reuse or refresh replay that raced this
+    // request and revoked the grant first leaves nothing to issue.
+    if !state.store.issue_tokens(&access_row, &refresh_row).await? {
+        tracing::warn!(client = %client.id, "tokens not issued: the grant was revoked meanwhile (reuse or replay)");
+        return Err(OAuthError::invalid_grant("the grant was revoked"));
+    }
     let id_token = mint(
         state,
         IdTokenInput {

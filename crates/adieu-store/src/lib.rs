@@ -18,3 +18,7 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// How long a revoked grant is remembered (one hour): long enough for any token request that
+/// was being answered when the grant was revoked, whose tokens are then refused.
+pub(crate) const REVOKED_GRANT_MEMORY_MS: i64 = 3_600_000;

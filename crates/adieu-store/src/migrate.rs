@@ -25,6 +25,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 4, name: "upstreams", sql: include_str!("../migrations/sqlite/0004_upstreams.sql") },
     Migration { version: 5, name: "key_rotation", sql: include_str!("../migrations/sqlite/0005_key_rotation.sql") },
     Migration { version: 6, name: "rate_limits", sql: include_str!("../migrations/sqlite/0006_rate_limits.sql") },
+    Migration { version: 7, name: "reliability", sql: include_str!("../migrations/sqlite/0007_reliability.sql") },
 ];
 
 /// The PostgreSQL migrations: the same versions and names as [`SQLITE`].
@@ -39,6 +40,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 4, name: "upstreams", sql: include_str!("../migrations/postgres/0004_upstreams.sql") },
     Migration { version: 5, name: "key_rotation", sql: include_str!("../migrations/postgres/0005_key_rotation.sql") },
     Migration { version: 6, name: "rate_limits", sql: include_str!("../migrations/postgres/0006_rate_limits.sql") },
+    Migration { version: 7, name: "reliability", sql: include_str!("../migrations/postgres/0007_reliability.sql") },
 ];
 
 #[cfg(feature = "postgres")]

@@ -94,7 +94,25 @@ fn backend(e: sqlx::Error) -> StoreError {
         let field = from_detail.or_else(from_constraint).unwrap_or("value");
         return StoreError::Conflict(field.to_owned());
     }
+    if is_unavailable(&e) {
+        return StoreError::Unavailable(e.to_string());
+    }
     StoreError::Backend(e.to_string())
+}
+
+/// Whether `e` says the database cannot serve now for a reason outside the request: the server is
+/// unreachable or restarting (connection errors, SQLSTATE classes 08 and 57P), out of resources
+/// (class 53: disk full, out of memory, too many connections), read-only (25006), or no connection
+/// was free in time.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c == "25006"),
+        _ => false,
+    }
 }
 
 fn json_err(e: serde_json::Error) -> StoreError {
@@ -216,7 +234,15 @@ impl AuditStore for PostgresStore {
 #[async_trait]
 impl Health for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
+        // A write, so that readiness fails when the database answers but cannot write.
+        sqlx::query(
+            "INSERT INTO heartbeat (id, at) VALUES ($1, (extract(epoch from now()) * 1000)::bigint)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(&*self.replica)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! `SQLITE_BUSY`; reads use a separate small pool and see committed data (WAL readers never block).
 //! A second process on the same file (the admin CLI beside a running server) waits on `busy_timeout`.
 
+use crate::REVOKED_GRANT_MEMORY_MS;
 use crate::migrate::{Migration, SQLITE};
 use adieu_core::audit::{AuditEvent, AuditFilter, kind};
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
@@ -24,7 +25,7 @@ use adieu_core::user::{User, UserChanges, UserQuery, UserUpdated};
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -48,7 +49,23 @@ fn backend(e: sqlx::Error) -> StoreError {
         let field = msg.rsplit(['.', ' ']).next().unwrap_or("value");
         return StoreError::Conflict(field.to_owned());
     }
+    if is_unavailable(&e) {
+        return StoreError::Unavailable(e.to_string());
+    }
     StoreError::Backend(e.to_string())
+}
+
+/// Whether `e` says the database cannot write now for a reason outside the request: SQLite's
+/// primary result codes READONLY (8), IOERR (10), FULL (13), CANTOPEN (14), BUSY (5) and LOCKED
+/// (6) after the busy timeout, or no connection was free in time.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+        }
+        _ => false,
+    }
 }
 
 fn json_err(e: serde_json::Error) -> StoreError {
@@ -70,8 +87,26 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer =
-            SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(backend)?;
+        // The writer heals itself: a connection that comes back to the pool still inside a
+        // transaction (a ROLLBACK that failed after an I/O error, e.g. a full disk) is closed
+        // instead of reused, and the pool opens a fresh one. The ping that runs first lets any
+        // queued rollback finish, so only a connection that is really stuck is closed.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(true)
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    let stuck = conn.is_in_transaction();
+                    if stuck {
+                        tracing::warn!("the SQLite writer connection was left inside a transaction; opening a new one");
+                    }
+                    Ok(!stuck)
+                })
+            })
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
         let store = SqliteStore {
             reader: SqlitePoolOptions::new()
                 .max_connections(4)
@@ -1013,6 +1048,15 @@ impl GrantStore for SqliteStore {
         Ok(())
     }
 
+    async fn code_by_hash(&self, code_hash: &str) -> StoreResult<Option<AuthCode>> {
+        let row = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
+            .bind(code_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.map(|r| code_from_row(&r).map_err(backend)).transpose()
+    }
+
     async fn redeem_code(&self, code_hash: &str, at: UnixMillis) -> StoreResult<CodeRedemption> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let row = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
@@ -1038,6 +1082,14 @@ impl GrantStore for SqliteStore {
 
     async fn revoke_grant(&self, grant_id: &str, at: UnixMillis) -> StoreResult<u64> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO revoked_grants (grant_id, revoked_at) VALUES (?, ?) ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let mut n = 0;
         for stmt in [
             "UPDATE access_tokens SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL",
@@ -1057,23 +1109,8 @@ impl GrantStore for SqliteStore {
     }
 
     async fn insert_access_token(&self, t: &AccessToken) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, session_id, scope, offline, created_at, expires_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(&t.token_hash)
-        .bind(&t.grant_id)
-        .bind(t.client_id.as_str())
-        .bind(t.user_id.as_str())
-        .bind(t.session_id.as_str())
-        .bind(&t.scope)
-        .bind(t.offline)
-        .bind(t.created_at.0)
-        .bind(t.expires_at.0)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let mut conn = self.writer.acquire().await.map_err(backend)?;
+        insert_access_in(&mut conn, t).await
     }
 
     async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
@@ -1086,26 +1123,24 @@ impl GrantStore for SqliteStore {
     }
 
     async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, user_id, session_id, sid, scope, offline, auth_time,
-               created_at, expires_at, rotated_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-        )
-        .bind(&t.token_hash)
-        .bind(&t.grant_id)
-        .bind(t.client_id.as_str())
-        .bind(t.user_id.as_str())
-        .bind(t.session_id.as_str())
-        .bind(t.sid.as_str())
-        .bind(&t.scope)
-        .bind(t.offline)
-        .bind(t.auth_time.0)
-        .bind(t.created_at.0)
-        .bind(t.expires_at.0)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let mut conn = self.writer.acquire().await.map_err(backend)?;
+        insert_refresh_in(&mut conn, t).await
+    }
+
+    async fn issue_tokens(&self, access: &AccessToken, refresh: &RefreshToken) -> StoreResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let revoked: Option<i64> = sqlx::query_scalar("SELECT revoked_at FROM revoked_grants WHERE grant_id = ?")
+            .bind(&access.grant_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if revoked.is_some() {
+            return Ok(false);
+        }
+        insert_access_in(&mut tx, access).await?;
+        insert_refresh_in(&mut tx, refresh).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse> {
@@ -1150,6 +1185,13 @@ impl GrantStore for SqliteStore {
         ] {
             n += sqlx::query(stmt).bind(now.0).execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }
+        // A revoked grant is remembered only for tokens being issued while it was revoked.
+        n += sqlx::query("DELETE FROM revoked_grants WHERE revoked_at <= ?")
+            .bind(now.0 - REVOKED_GRANT_MEMORY_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         tx.commit().await.map_err(backend)?;
         Ok(n)
     }
@@ -1158,9 +1200,62 @@ impl GrantStore for SqliteStore {
 #[async_trait]
 impl Health for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(backend)?;
+        // A write, so that readiness fails while the database cannot write (disk full,
+        // read-only file system) and recovers by itself once it can.
+        sqlx::query(
+            "INSERT INTO heartbeat (id, at) VALUES (1, CAST(unixepoch('subsec') * 1000 AS INTEGER))
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
+}
+
+/// Inserts an access token on `conn` (inside the caller's transaction, if any).
+async fn insert_access_in(conn: &mut SqliteConnection, t: &AccessToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, session_id, scope, offline, created_at, expires_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+    )
+    .bind(&t.token_hash)
+    .bind(&t.grant_id)
+    .bind(t.client_id.as_str())
+    .bind(t.user_id.as_str())
+    .bind(t.session_id.as_str())
+    .bind(&t.scope)
+    .bind(t.offline)
+    .bind(t.created_at.0)
+    .bind(t.expires_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Inserts a refresh token on `conn` (inside the caller's transaction, if any).
+async fn insert_refresh_in(conn: &mut SqliteConnection, t: &RefreshToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, user_id, session_id, sid, scope, offline, auth_time,
+           created_at, expires_at, rotated_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+    )
+    .bind(&t.token_hash)
+    .bind(&t.grant_id)
+    .bind(t.client_id.as_str())
+    .bind(t.user_id.as_str())
+    .bind(t.session_id.as_str())
+    .bind(t.sid.as_str())
+    .bind(&t.scope)
+    .bind(t.offline)
+    .bind(t.auth_time.0)
+    .bind(t.created_at.0)
+    .bind(t.expires_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Records one attempt inside the caller's transaction.

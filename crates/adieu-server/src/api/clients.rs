@@ -36,7 +36,7 @@ pub fn register_error(e: RegisterError) -> OAuthError {
         RegisterError::Store(adieu_core::StoreError::Conflict(_)) => {
             OAuthError::bad(ErrorCode::InvalidClientMetadata, "that client_id is already registered")
         }
-        RegisterError::Store(e) => OAuthError::internal(e),
+        RegisterError::Store(e) => OAuthError::from(e),
     }
 }
 

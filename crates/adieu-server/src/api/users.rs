@@ -45,7 +45,7 @@ pub fn user_error(e: UserError) -> OAuthError {
         UserError::NoSuchUser => not_found("user"),
         UserError::NoSuchSession => not_found("session"),
         e @ UserError::SessionEnded(_) => conflict(e.to_string()),
-        UserError::Store(e) => OAuthError::internal(e),
+        UserError::Store(e) => OAuthError::from(e),
     }
 }
 

@@ -3,11 +3,13 @@
 use super::rows::{access_cols, code_cols, refresh_cols};
 use super::sessions::revoke_user_tokens_in;
 use super::{PostgresStore, backend, json_err, rows};
+use crate::REVOKED_GRANT_MEMORY_MS;
 use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use adieu_core::id::{ClientId, UserId};
 use adieu_core::store::{CodeRedemption, GrantStore, RefreshUse, StoreResult};
 use adieu_core::time::UnixMillis;
 use async_trait::async_trait;
+use sqlx::PgConnection;
 
 #[async_trait]
 impl GrantStore for PostgresStore {
@@ -72,6 +74,15 @@ impl GrantStore for PostgresStore {
         Ok(())
     }
 
+    async fn code_by_hash(&self, code_hash: &str) -> StoreResult<Option<AuthCode>> {
+        let row = sqlx::query(concat!("SELECT ", code_cols!(), " FROM auth_codes WHERE code_hash = $1"))
+            .bind(code_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(rows::code).transpose()
+    }
+
     async fn redeem_code(&self, code_hash: &str, at: UnixMillis) -> StoreResult<CodeRedemption> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // FOR UPDATE: concurrent redeemers queue here; the second one sees `used_at`.
@@ -98,6 +109,15 @@ impl GrantStore for PostgresStore {
 
     async fn revoke_grant(&self, grant_id: &str, at: UnixMillis) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        lock_grant(&mut tx, grant_id).await?;
+        sqlx::query(
+            "INSERT INTO revoked_grants (grant_id, revoked_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let mut n = 0;
         // Refresh before access, the order every transaction uses.
         for stmt in [
@@ -118,24 +138,8 @@ impl GrantStore for PostgresStore {
     }
 
     async fn insert_access_token(&self, t: &AccessToken) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, session_id, scope, offline, created_at,
-               expires_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
-        )
-        .bind(&t.token_hash)
-        .bind(&t.grant_id)
-        .bind(t.client_id.as_str())
-        .bind(t.user_id.as_str())
-        .bind(t.session_id.as_str())
-        .bind(&t.scope)
-        .bind(t.offline)
-        .bind(t.created_at.0)
-        .bind(t.expires_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_access_in(&mut conn, t).await
     }
 
     async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
@@ -148,26 +152,25 @@ impl GrantStore for PostgresStore {
     }
 
     async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, user_id, session_id, sid, scope, offline,
-               auth_time, created_at, expires_at, rotated_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)",
-        )
-        .bind(&t.token_hash)
-        .bind(&t.grant_id)
-        .bind(t.client_id.as_str())
-        .bind(t.user_id.as_str())
-        .bind(t.session_id.as_str())
-        .bind(t.sid.as_str())
-        .bind(&t.scope)
-        .bind(t.offline)
-        .bind(t.auth_time.0)
-        .bind(t.created_at.0)
-        .bind(t.expires_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_refresh_in(&mut conn, t).await
+    }
+
+    async fn issue_tokens(&self, access: &AccessToken, refresh: &RefreshToken) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        lock_grant(&mut tx, &access.grant_id).await?;
+        let revoked: Option<i64> = sqlx::query_scalar("SELECT revoked_at FROM revoked_grants WHERE grant_id = $1")
+            .bind(&access.grant_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if revoked.is_some() {
+            return Ok(false);
+        }
+        insert_refresh_in(&mut tx, refresh).await?;
+        insert_access_in(&mut tx, access).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn use_refresh_token(&self, token_hash: &str, client: &ClientId, at: UnixMillis) -> StoreResult<RefreshUse> {
@@ -214,7 +217,72 @@ impl GrantStore for PostgresStore {
         ] {
             n += sqlx::query(stmt).bind(now.0).execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }
+        // A revoked grant is remembered only for tokens being issued while it was revoked.
+        n += sqlx::query("DELETE FROM revoked_grants WHERE revoked_at <= $1")
+            .bind(now.0 - REVOKED_GRANT_MEMORY_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         tx.commit().await.map_err(backend)?;
         Ok(n)
     }
+}
+
+/// Serialises the transactions that revoke a grant and those that issue tokens for it, for the
+/// rest of the caller's transaction (an advisory lock keyed by the grant id): whichever commits
+/// second sees the other's rows.
+async fn lock_grant(conn: &mut PgConnection, grant_id: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('adieu.grant.' || $1, 0))")
+        .bind(grant_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Inserts an access token on `conn` (inside the caller's transaction, if any).
+async fn insert_access_in(conn: &mut PgConnection, t: &AccessToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO access_tokens (token_hash, grant_id, client_id, user_id, session_id, scope, offline, created_at,
+           expires_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
+    )
+    .bind(&t.token_hash)
+    .bind(&t.grant_id)
+    .bind(t.client_id.as_str())
+    .bind(t.user_id.as_str())
+    .bind(t.session_id.as_str())
+    .bind(&t.scope)
+    .bind(t.offline)
+    .bind(t.created_at.0)
+    .bind(t.expires_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Inserts a refresh token on `conn` (inside the caller's transaction, if any).
+async fn insert_refresh_in(conn: &mut PgConnection, t: &RefreshToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, user_id, session_id, sid, scope, offline,
+           auth_time, created_at, expires_at, rotated_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)",
+    )
+    .bind(&t.token_hash)
+    .bind(&t.grant_id)
+    .bind(t.client_id.as_str())
+    .bind(t.user_id.as_str())
+    .bind(t.session_id.as_str())
+    .bind(t.sid.as_str())
+    .bind(&t.scope)
+    .bind(t.offline)
+    .bind(t.auth_time.0)
+    .bind(t.created_at.0)
+    .bind(t.expires_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }

@@ -1,0 +1,14 @@
+-- Grants revoked by a code reuse or a refresh-token replay, remembered for an hour so that tokens
+-- a concurrent request is issuing for the grant are refused (issue_tokens).
+CREATE TABLE revoked_grants (
+    grant_id   TEXT PRIMARY KEY,
+    revoked_at BIGINT NOT NULL
+);
+CREATE INDEX revoked_grants_at ON revoked_grants (revoked_at);
+
+-- One row per replica that readiness writes (kept for parity with SQLite; PostgreSQL's ping
+-- writes it too, so /readyz fails when the database cannot write).
+CREATE TABLE heartbeat (
+    id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
