@@ -25,6 +25,7 @@ pub mod keys;
 pub mod net;
 pub mod session;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod upstream;
 pub mod user;

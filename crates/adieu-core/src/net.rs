@@ -52,16 +52,19 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
     let r = match s {
         [0, 0, 0, 0, 0, 0, _, _] => "IPv4-compatible (::/96)",
+        [0, 0, 0, 0, 0xffff, 0, _, _] => "IPv4-translated (::ffff:0:0:0/96)",
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => {
             let v4 = Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
             return forbidden_v4(v4).map(|_| "NAT64 of a forbidden IPv4 address (64:ff9b::/96)");
         }
         [0x64, 0xff9b, 1, ..] => "local-use NAT64 (64:ff9b:1::/48)",
         [0x100, 0, 0, 0, ..] => "discard-only (100::/64)",
+        [0x100, 0, 0, 1, ..] => "dummy prefix (100:0:0:1::/64)",
         [0x2001, b, ..] if b < 0x200 => "IETF protocol assignments (2001::/23)",
         [0x2001, 0xdb8, ..] => "documentation (2001:db8::/32)",
         [0x2002, ..] => "6to4 (2002::/16)",
         [0x3fff, b, ..] if b < 0x1000 => "documentation (3fff::/20)",
+        [0x5f00, ..] => "segment routing SIDs (5f00::/16)",
         [a, ..] if a & 0xfe00 == 0xfc00 => "unique local (fc00::/7)",
         [a, ..] if a & 0xffc0 == 0xfe80 => "link-local (fe80::/10)",
         [a, ..] if a & 0xffc0 == 0xfec0 => "site-local (fec0::/10)",
@@ -77,6 +80,14 @@ mod tests {
 
     fn f(s: &str) -> Option<&'static str> {
         forbidden_range(s.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv4_translated_dummy_prefix_and_srv6_ranges_are_forbidden() {
+        for a in ["::ffff:0:192.0.2.1", "::ffff:0:8.8.8.8", "100::1", "100:0:0:1::7", "5f00::1", "5f00:ffff::1"] {
+            assert!(f(a).is_some(), "{a} should be forbidden");
+        }
+        assert_eq!(f("2606:4700::1111"), None);
     }
 
     #[test]

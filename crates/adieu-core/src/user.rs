@@ -22,6 +22,8 @@ pub struct User {
     pub updated_at: UnixMillis,
 }
 
+use crate::text::forbidden_char;
+
 /// Longest username, in characters.
 pub const MAX_USERNAME_LEN: usize = 100;
 /// Longest email address, in bytes (RFC 5321's path limit is 256; 320 is the usual upper bound).
@@ -44,7 +46,11 @@ pub enum IdentifierError {
 pub fn normalize_username(raw: &str) -> Result<String, IdentifierError> {
     let u = raw.trim();
     let n = u.chars().count();
-    if n == 0 || n > MAX_USERNAME_LEN || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if n == 0
+        || n > MAX_USERNAME_LEN
+        || u.chars().any(|c| c.is_whitespace() || c.is_control())
+        || forbidden_char(u).is_some()
+    {
         return Err(IdentifierError::Username);
     }
     Ok(u.to_lowercase())
@@ -56,6 +62,7 @@ pub fn normalize_email(raw: &str) -> Result<String, IdentifierError> {
     let e = raw.trim();
     let ok = e.len() <= MAX_EMAIL_LEN
         && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        && forbidden_char(e).is_none()
         && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'));
     if !ok {
         return Err(IdentifierError::Email(e.to_owned()));
@@ -142,6 +149,13 @@ impl UserQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidirectional_controls_are_refused_in_usernames_and_emails() {
+        assert!(normalize_username("admin\u{202E}nimda").is_err());
+        assert!(normalize_email("a\u{2066}b@example.com").is_err());
+        assert!(normalize_username("zoë").is_ok());
+    }
 
     fn alice() -> User {
         User {

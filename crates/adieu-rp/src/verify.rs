@@ -422,6 +422,10 @@ pub enum LogoutTokenError {
     /// BC-RP-05: neither `sub` nor `sid`.
     #[error("the logout token names neither a subject nor a session")]
     MissingSubjectAndSession,
+    /// BC-RP-05: `sub` or `sid` is present but not a non-empty string (a number, `null`, `""`,
+    /// an array…). Read as absent, a broken `sid` would end every session of the subject.
+    #[error("the logout token's sub or sid is not a non-empty string")]
+    InvalidSubjectOrSession,
     /// BC-RP-06: no `events` claim with the back-channel logout member.
     #[error("the logout token lacks the back-channel logout event")]
     MissingEvent,
@@ -463,6 +467,7 @@ impl LogoutTokenError {
             LogoutTokenError::TooOld => "too_old",
             LogoutTokenError::MissingJti => "missing_jti",
             LogoutTokenError::MissingSubjectAndSession => "missing_sub_and_sid",
+            LogoutTokenError::InvalidSubjectOrSession => "invalid_sub_or_sid",
             LogoutTokenError::MissingEvent => "missing_event",
             LogoutTokenError::EventNotObject => "event_not_object",
             LogoutTokenError::NoncePresent => "nonce_present",
@@ -1046,6 +1051,14 @@ fn raw_non_empty(raw: Option<&RawValue>) -> Option<String> {
     raw.and_then(raw_str).filter(|s| !s.is_empty()).map(Cow::into_owned)
 }
 
+/// A claim that is absent (`None`) or a non-empty string; anything else present is refused.
+fn present_string(raw: Option<&RawValue>) -> Result<Option<String>, LogoutTokenError> {
+    match raw {
+        None => Ok(None),
+        Some(v) => raw_non_empty(Some(v)).map(Some).ok_or(LogoutTokenError::InvalidSubjectOrSession),
+    }
+}
+
 /// BC-RP-04..07 on signed claims.
 fn check_claims(
     payload: Vec<u8>,
@@ -1093,8 +1106,8 @@ fn check_claims(
         }
     }
     let jti = raw_non_empty(claims.jti).ok_or(LogoutTokenError::MissingJti)?;
-    // BC-RP-05.
-    let subject = match (raw_non_empty(claims.sub), raw_non_empty(claims.sid)) {
+    // BC-RP-05: each of them absent, or a non-empty string.
+    let subject = match (present_string(claims.sub)?, present_string(claims.sid)?) {
         (Some(sub), Some(sid)) => LogoutSubject::Both { sub, sid },
         (Some(sub), None) => LogoutSubject::Sub(sub),
         (None, Some(sid)) => LogoutSubject::Sid(sid),
@@ -1414,11 +1427,28 @@ mod tests {
         let t = k.sign("RS256", json!({}), &without(without(claims(), "sub"), "sid"));
         assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingSubjectAndSession));
         let t = k.sign("RS256", json!({}), &with(with(claims(), "sub", json!("")), "sid", json!("")));
-        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingSubjectAndSession));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::InvalidSubjectOrSession));
         let t = k.sign("RS256", json!({}), &without(claims(), "sub"));
         assert_eq!(verify(&t, &keys, &policy(), NOW).unwrap().subject(), &LogoutSubject::Sid("sid-1".into()));
         let t = k.sign("RS256", json!({}), &without(claims(), "sid"));
         assert_eq!(verify(&t, &keys, &policy(), NOW).unwrap().subject(), &LogoutSubject::Sub("user-1".into()));
+    }
+
+    /// A `sid` that is present but not a non-empty string must not be read as absent: the
+    /// application would then end every session of the `sub` instead of the one named.
+    #[test]
+    fn bc_rp_05_sub_or_sid_present_but_not_a_non_empty_string_is_refused() {
+        let (k, keys) = rs();
+        for bad in [json!(1), json!(null), json!(""), json!(["sid-1"]), json!({"v": "sid-1"}), json!(true)] {
+            for claim in ["sid", "sub"] {
+                let t = k.sign("RS256", json!({}), &with(claims(), claim, bad.clone()));
+                assert_eq!(
+                    verify(&t, &keys, &policy(), NOW),
+                    Err(LogoutTokenError::InvalidSubjectOrSession),
+                    "{claim}: {bad}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -1509,7 +1539,7 @@ mod tests {
             assert_eq!(verify(&t, &keys, &policy(), NOW), Err(error), "{claim}: {value}");
         }
         let t = k.sign("RS256", json!({}), &with(with(claims(), "sub", json!(1)), "sid", json!(null)));
-        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::MissingSubjectAndSession));
+        assert_eq!(verify(&t, &keys, &policy(), NOW), Err(LogoutTokenError::InvalidSubjectOrSession));
         let t = k.sign("RS256", json!({}), &with(claims(), "iat", json!(1_800_000_000.9)));
         assert_eq!(verify(&t, &keys, &policy(), NOW).unwrap().issued_at(), NOW, "a fractional NumericDate rounds down");
     }

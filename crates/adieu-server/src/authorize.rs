@@ -9,7 +9,7 @@
 //! 5. [`issue_code`]: the participation (and its `sid`) and a one-time code.
 
 use crate::AppState;
-use crate::browser::current_session;
+use crate::browser::{ClientAddr, current_session};
 use crate::crypto::{hash_secret, is_pkce_value, random_id, random_secret};
 use crate::error::PageError;
 use adieu_core::client::Client;
@@ -20,10 +20,12 @@ use adieu_proto::ErrorCode;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::CookieJar;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 use url::Url;
 
@@ -35,13 +37,29 @@ pub fn routes() -> Router<AppState> {
 /// Scopes adieu grants; others are dropped from the granted scope (RFC 6749 §3.3).
 pub const SUPPORTED_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
-async fn authorize_get(State(state): State<AppState>, jar: CookieJar, RawQuery(q): RawQuery) -> Response {
-    authorize(state, jar, q.unwrap_or_default().as_bytes()).await
+async fn authorize_get(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    jar: CookieJar,
+    RawQuery(q): RawQuery,
+) -> Response {
+    authorize(state, addr, jar, q.unwrap_or_default().as_bytes()).await
 }
 
-async fn authorize_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
-    authorize(state, jar, &body).await
+async fn authorize_post(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    authorize(state, addr, jar, &body).await
 }
+
+/// Longest `state` kept and echoed (bytes): room for an application's own return data, and a
+/// bound on what an anonymous request can make the provider store.
+pub const MAX_STATE_LEN: usize = 2048;
+/// Longest `nonce` (bytes).
+pub const MAX_NONCE_LEN: usize = 512;
 
 /// Decodes `application/x-www-form-urlencoded` pairs; a repeated parameter is an error (RFC 6749 §3.1).
 pub fn parse_params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
@@ -70,18 +88,19 @@ fn rerr(code: ErrorCode, d: impl Into<String>) -> RedirectError {
     RedirectError { code, description: d.into() }
 }
 
-async fn authorize(state: AppState, jar: CookieJar, raw: &[u8]) -> Response {
-    match run(&state, &jar, raw).await {
+async fn authorize(state: AppState, addr: IpAddr, jar: CookieJar, raw: &[u8]) -> Response {
+    match run(&state, addr, &jar, raw).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(state: &AppState, jar: &CookieJar, raw: &[u8]) -> Result<Response, PageError> {
+async fn run(state: &AppState, addr: IpAddr, jar: &CookieJar, raw: &[u8]) -> Result<Response, PageError> {
     let p = parse_params(raw).map_err(|e| PageError::bad_request("Invalid sign-in request", e))?;
     let client = check_client(state, &p).await?;
     let redirect_uri = check_redirect_uri(&client, &p)?;
-    let st = p.get("state").cloned();
+    // A `state` too long to keep is not echoed either: the error goes back without it.
+    let st = p.get("state").filter(|s| s.len() <= MAX_STATE_LEN).cloned();
     let request = match check_request(&client, &redirect_uri, &p) {
         Ok(r) => r,
         Err(e) => return Ok(error_redirect(state, &redirect_uri, st.as_deref(), e)),
@@ -109,6 +128,17 @@ async fn run(state: &AppState, jar: &CookieJar, raw: &[u8]) -> Result<Response, 
         _ => {
             let id = random_secret();
             let ttl = Duration::from_secs(state.settings.tokens.login_request_ttl_secs);
+            let max = state.settings.login.max_pending_per_address;
+            if !state.limiter.pending_request(addr, max, ttl, now).await? {
+                tracing::warn!(%addr, "too many pending sign-in requests from this address");
+                return Err(PageError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    title: "Too many sign-in attempts".into(),
+                    message: "Too many sign-ins were started from your network. Please wait a few minutes and \
+                              try again."
+                        .into(),
+                });
+            }
             state.store.put_pending_authorization(&id, &request, now.plus(ttl)).await?;
             Ok(Redirect::to(&state.path(&format!("/login?request={id}"))).into_response())
         }
@@ -159,8 +189,11 @@ pub fn check_request(
     let prompt_login = check_prompt(p)?;
     let max_age = check_max_age(p)?;
     let nonce = p.get("nonce").cloned();
-    if nonce.as_ref().is_some_and(|n| n.len() > 512) {
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
         return Err(rerr(ErrorCode::InvalidRequest, "nonce is too long"));
+    }
+    if p.get("state").is_some_and(|s| s.len() > MAX_STATE_LEN) {
+        return Err(rerr(ErrorCode::InvalidRequest, "state is longer than 2048 bytes"));
     }
     Ok(PendingAuthorization {
         client_id: client.id.clone(),

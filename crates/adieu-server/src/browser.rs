@@ -115,18 +115,74 @@ pub fn check_csrf(state: &AppState, jar: &CookieJar, headers: &HeaderMap, submit
     Ok(())
 }
 
-/// The peer address of the request (`0.0.0.0` when served without connection info, e.g. in
-/// `oneshot` tests). Forwarded headers are not trusted.
+/// The client's address: the TCP peer (`0.0.0.0` when served without connection info, e.g. in
+/// `oneshot` tests), or, when the peer is one of `http.trusted_proxies`, the rightmost address of
+/// `Forwarded` (RFC 7239 `for=`) or else `X-Forwarded-For` that is not a trusted proxy. A client
+/// cannot forge its way past this: everything left of the first untrusted hop is ignored.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = Infallible;
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip =
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer =
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        Ok(ClientAddr(ip))
+        Ok(ClientAddr(client_address(peer, &parts.headers, &state.trusted_proxies)))
     }
+}
+
+/// The rule of [`ClientAddr`].
+pub fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops = forwarded_hops(headers);
+    // Right to left: the nearest hop first. A hop that does not parse ends the walk there, since
+    // nothing left of it can be trusted.
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => client = *ip,
+            Some(ip) => return *ip,
+            None => return client,
+        }
+    }
+    client
+}
+
+/// The hops of `Forwarded` (every `for=`), or of `X-Forwarded-For` when there is no `Forwarded`,
+/// left to right; `None` for a hop that is not an IP address (`unknown`, obfuscated names).
+fn forwarded_hops(headers: &axum::http::HeaderMap) -> Vec<Option<IpAddr>> {
+    let values = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    };
+    let forwarded = values("forwarded");
+    if !forwarded.is_empty() {
+        return forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))
+                })
+            })
+            .collect();
+    }
+    values("x-forwarded-for").iter().flat_map(|v| v.split(',')).map(|h| parse_node(h.trim())).collect()
+}
+
+/// An address as `Forwarded` and `X-Forwarded-For` write it: `192.0.2.1`, `192.0.2.1:443`,
+/// `[2001:db8::1]`, `[2001:db8::1]:443` or a bare IPv6 address.
+fn parse_node(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    s.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// A fresh session cookie value and its stored hash.
@@ -139,6 +195,58 @@ pub fn new_cookie_value() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_headers_are_ignored_without_trusted_proxies() {
+        let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(client_address(ip("192.0.2.1"), &h, &[]), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(client_address(ip("192.0.2.1"), &h, &trusted), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_hop_is_the_client() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        // The client forged the first entry; the proxy chain appended the real one and itself.
+        let h = headers(&[("x-forwarded-for", "203.0.113.66, 198.51.100.7, 10.0.0.2")]);
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn forwarded_is_preferred_and_understands_ports_and_brackets() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&[
+            ("forwarded", "for=203.0.113.66;proto=https, for=\"[2001:db8::7]:4711\""),
+            ("x-forwarded-for", "198.51.100.1"),
+        ]);
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("2001:db8::7"));
+        let h = headers(&[("forwarded", "for=198.51.100.9:443")]);
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.9"));
+    }
+
+    #[test]
+    fn an_unparsable_hop_stops_the_walk_at_the_last_trusted_one() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.2")]);
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.2"));
+    }
 
     #[test]
     fn https_issuer_gives_host_prefixed_secure_cookies() {

@@ -96,6 +96,8 @@ pub struct AppState {
     pub delivery: Arc<delivery::DeliveryHub>,
     /// Upstream OpenID Providers users may sign in with.
     pub upstreams: Arc<upstream::Upstreams>,
+    /// `http.trusted_proxies`, parsed.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl AppState {
@@ -107,6 +109,7 @@ impl AppState {
         // jsonwebtoken picks its crypto backend at run time; install ours (STACK.md pitfall 1).
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let (keys, _) = keys::Keys::load_or_generate(store.as_ref(), clock.now(), settings.kek()?).await?;
+        let trusted_proxies: Arc<[ipnet::IpNet]> = settings.http.proxies()?.into();
         let l = &settings.login;
         let upstreams = upstream::Upstreams::new(&settings, &outbound_client(&settings)?);
         Ok(AppState {
@@ -125,6 +128,7 @@ impl AppState {
             settings: Arc::new(settings),
             delivery: Arc::new(delivery::DeliveryHub::default()),
             upstreams: Arc::new(upstreams),
+            trusted_proxies,
             store,
             clock,
         })
@@ -157,6 +161,7 @@ fn outbound_policy(settings: &Settings) -> delivery::outbound::OutboundPolicy {
         development: settings.is_development(),
         // Invariant: validated in Settings::validate.
         allow_cidrs: settings.delivery.allow_cidrs().unwrap_or_default(),
+        own_host: adieu_core::text::normalize_host(settings.issuer.host_str().unwrap_or_default()),
     }
 }
 

@@ -115,6 +115,14 @@ impl LoginLimiter {
         Ok(Ok(()))
     }
 
+    /// Counts a sign-in request stored for `addr` while it waits (an anonymous `/authorize`, or an
+    /// upstream sign-in) and says whether it may be stored: at most `max` per address in `ttl`,
+    /// so one client cannot fill the database with pending requests.
+    pub async fn pending_request(&self, addr: IpAddr, max: u32, ttl: Duration, now: UnixMillis) -> StoreResult<bool> {
+        let key = format!("pending-{}", address_key(addr));
+        Ok(self.store.rate_limit_hit(&key, ttl, now).await?.count <= max)
+    }
+
     /// A successful sign-in clears the account's budget (its reserved attempts are refunded).
     pub async fn succeeded(&self, account: Account<'_>) -> StoreResult<()> {
         self.store.rate_limit_clear(&account.key()).await
@@ -213,6 +221,17 @@ mod tests {
         l.succeeded(a).await.unwrap();
         l.reserve(ADDR, a, t).await.unwrap().unwrap();
         assert!(l.reserve(ADDR, a, t).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn pending_requests_per_address_are_bounded() {
+        let (l, _dir) = limiter(5, 5).await;
+        let ttl = Duration::from_secs(600);
+        for _ in 0..3 {
+            assert!(l.pending_request(ADDR, 3, ttl, UnixMillis(0)).await.unwrap());
+        }
+        assert!(!l.pending_request(ADDR, 3, ttl, UnixMillis(0)).await.unwrap());
+        assert!(l.pending_request(ADDR, 3, ttl, UnixMillis(600_000)).await.unwrap(), "a new window");
     }
 
     #[test]

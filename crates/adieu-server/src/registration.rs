@@ -88,7 +88,7 @@ fn bad_redirect(d: impl Into<String>) -> RegistrationError {
 
 fn is_loopback_host(u: &Url) -> bool {
     match u.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Domain(d)) => adieu_core::text::normalize_host(d) == "localhost",
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -96,6 +96,11 @@ fn is_loopback_host(u: &Url) -> bool {
 }
 
 fn parse_absolute(field: &str, raw: &str) -> Result<Url, String> {
+    // As typed: the URL parser would silently drop TAB, CR and LF.
+    adieu_core::text::check(field, raw)?;
+    if raw.len() > 2000 {
+        return Err(format!("{field} is longer than 2000 characters"));
+    }
     let u = Url::parse(raw).map_err(|e| format!("{field} {raw:?} is not an absolute URI: {e}"))?;
     if u.fragment().is_some() || raw.contains('#') {
         return Err(format!("{field} {raw:?} must not contain a fragment"));
@@ -147,14 +152,18 @@ pub fn check_backchannel_logout_uri(
     if !u.username().is_empty() || u.password().is_some() {
         return Err(bad_meta("backchannel_logout_uri must not contain credentials"));
     }
-    let host_str = host.to_string();
-    if !policy.development && host_str.eq_ignore_ascii_case(&policy.own_host) {
+    if u.port() == Some(0) {
+        return Err(bad_meta("backchannel_logout_uri must not use port 0"));
+    }
+    // `host.` and `host` are one host: the rules apply to the name without its trailing dot.
+    let host_str = adieu_core::text::normalize_host(&host.to_string());
+    if !policy.development && host_str == adieu_core::text::normalize_host(&policy.own_host) {
         return Err(bad_meta("backchannel_logout_uri must not point at the provider itself"));
     }
     let ip = match host {
         Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
         Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-        Host::Domain(d) if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost") => {
+        Host::Domain(_) if host_str == "localhost" || host_str.ends_with(".localhost") => {
             Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
         }
         Host::Domain(_) => None,
@@ -178,6 +187,10 @@ pub fn validate(reg: &ClientRegistration, policy: &UriPolicy) -> Result<(), Regi
     }
     if reg.name.trim().is_empty() || reg.name.len() > 200 {
         return Err(bad_meta("client_name must be 1..200 characters"));
+    }
+    adieu_core::text::check("client_name", &reg.name).map_err(bad_meta)?;
+    if reg.redirect_uris.len() > 20 || reg.post_logout_redirect_uris.len() > 20 {
+        return Err(bad_meta("at most 20 redirect_uris and 20 post_logout_redirect_uris"));
     }
     if reg.redirect_uris.is_empty() {
         return Err(bad_redirect("at least one redirect_uri is required"));
@@ -479,6 +492,36 @@ mod tests {
     fn backchannel_uri_may_not_target_the_provider_itself() {
         assert!(check_backchannel_logout_uri("https://id.example.com/bc", true, &prod()).is_err());
         assert!(check_backchannel_logout_uri("https://ID.EXAMPLE.COM/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn trailing_dot_hosts_are_judged_as_the_host_they_name() {
+        let p = prod();
+        for u in ["https://localhost./bc", "https://app.localhost./bc", "https://id.example.com./bc"] {
+            assert!(check_backchannel_logout_uri(u, true, &p).is_err(), "{u}");
+        }
+    }
+
+    #[test]
+    fn backchannel_uri_with_port_zero_is_refused() {
+        assert!(check_backchannel_logout_uri("https://rp.example.com:0/bc", true, &prod()).is_err());
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_refused_in_client_metadata() {
+        let p = prod();
+        for bad in ["https://rp.example.com/b\tc", "https://rp.example.com/b\nc", "https://rp.example.com/\u{202E}c"] {
+            assert!(check_backchannel_logout_uri(bad, true, &p).is_err(), "{bad:?}");
+            assert!(check_redirect_uri(bad).is_err(), "{bad:?}");
+        }
+        for name in ["App\r\nforged line", "App\tA", "App\0", "evil\u{202E}moc"] {
+            let reg = ClientRegistration {
+                name: name.into(),
+                redirect_uris: vec!["https://a.example.com/cb".into()],
+                ..Default::default()
+            };
+            assert!(validate(&reg, &p).is_err(), "{name:?}");
+        }
     }
 
     #[test]

@@ -238,6 +238,10 @@ pub struct LoginSettings {
     pub window_secs: u64,
     /// argon2id hashes that may run at once (default 2; each takes ~19 MiB).
     pub hash_concurrency: usize,
+    /// Sign-in requests waiting for a sign-in (stored by `/authorize` for an anonymous browser, or
+    /// sent to an upstream provider) from one address within `tokens.login_request_ttl_secs`
+    /// (default 100; an IPv6 client by its /64).
+    pub max_pending_per_address: u32,
 }
 
 impl Default for Settings {
@@ -284,6 +288,7 @@ impl Default for LoginSettings {
             max_attempts_per_address: 30,
             window_secs: 900,
             hash_concurrency: 2,
+            max_pending_per_address: 100,
         }
     }
 }
@@ -355,6 +360,7 @@ impl Settings {
             ("login.max_failures_per_account", u64::from(self.login.max_failures_per_account)),
             ("login.max_attempts_per_address", u64::from(self.login.max_attempts_per_address)),
             ("login.hash_concurrency", self.login.hash_concurrency as u64),
+            ("login.max_pending_per_address", u64::from(self.login.max_pending_per_address)),
             ("delivery.max_attempts", u64::from(self.delivery.max_attempts)),
             ("delivery.connect_timeout_ms", self.delivery.connect_timeout_ms),
             ("delivery.request_timeout_ms", self.delivery.request_timeout_ms),

@@ -22,6 +22,7 @@ use adieu_store::SqliteStore;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -92,14 +93,14 @@ impl TestOp {
         let mut tasks = vec![adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?)];
         tasks.push(adieu_server::sweeper::spawn(state.clone()));
         tasks.push(adieu_server::keys::spawn_reloader(state.clone()));
-        let app = adieu_server::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = adieu_server::router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
+        let limits = state.settings.http.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            let stopped = async {
+                let _ = rx.await;
+            };
+            let _ = adieu_server::http_server::serve(listener, app, &limits, stopped, Duration::from_secs(5)).await;
         });
         Ok(TestOp { issuer, state, clock, dir, shutdown: Some(tx), tasks })
     }

@@ -2,6 +2,7 @@
 //! variables (nested keys with `__`, e.g. `ADIEU_SESSION__IDLE_TIMEOUT_SECS=3600`).
 
 use adieu_server::Settings;
+use adieu_server::http_server::HttpSettings;
 use adieu_server::settings::{
     DeliverySettings, KeySettings, LoginSettings, Secret, SessionSettings, TokenSettings, UpstreamSettings,
 };
@@ -44,6 +45,8 @@ pub struct Config {
     pub key_encryption_key: Option<Secret>,
     /// Signing-key rotation (`[keys]`).
     pub keys: KeySettings,
+    /// The HTTP listener: connection limits, timeouts, trusted reverse proxies (`[http]`).
+    pub http: HttpSettings,
 }
 
 impl Default for Config {
@@ -62,11 +65,12 @@ impl Default for Config {
             upstreams: Vec::new(),
             key_encryption_key: None,
             keys: KeySettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
 
-const TOP_LEVEL: [&str; 13] = [
+const TOP_LEVEL: [&str; 14] = [
     "listen",
     "issuer",
     "database_url",
@@ -80,6 +84,7 @@ const TOP_LEVEL: [&str; 13] = [
     "upstreams",
     "key_encryption_key",
     "keys",
+    "http",
 ];
 
 impl Config {
@@ -117,6 +122,7 @@ impl Config {
             upstreams: self.upstreams.iter().map(resolve_upstream_secret).collect::<anyhow::Result<_>>()?,
             key_encryption_key: self.key_encryption_key.clone(),
             keys: self.keys.clone(),
+            http: self.http.clone(),
         };
         s.validate()?;
         Ok(s)

@@ -5,7 +5,6 @@
 use crate::config::Config;
 use adieu_core::SystemClock;
 use adieu_server::AppState;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -64,14 +63,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let grace = Duration::from_secs(state.settings.delivery.shutdown_grace_secs);
-    let app = adieu_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let limits = state.settings.http.clone();
+    let app = adieu_server::router(state);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
+        let stopped = async {
+            let _ = http_stopped.await;
+        };
+        adieu_server::http_server::serve(listener, app, &limits, stopped, grace).await
     });
     tokio::select! {
         () = shutdown_signal() => {}
@@ -80,9 +79,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             anyhow::bail!("the HTTP server stopped by itself");
         }
     }
-    // On a signal, in parallel: the HTTP server finishes the requests in flight and accepts no
-    // more; the worker claims nothing more, lets its attempts finish within the grace period,
-    // and releases the leases of what it did not finish so that another replica sends them now.
+    // On a signal, in parallel: the HTTP server accepts no more connections and lets the
+    // requests in flight finish within the grace period; the worker claims nothing more, lets its
+    // attempts finish within the grace period, and releases the leases of what it did not finish
+    // so that another replica sends them now. The stop ends within the grace period (and a few
+    // seconds for releasing leases) whatever clients or the database do.
     let _ = stop_http.send(());
     let stop_worker = async {
         match worker {
@@ -90,7 +91,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             None => None,
         }
     };
-    let (served, stopped) = tokio::join!(http, stop_worker);
+    let Ok((served, stopped)) =
+        tokio::time::timeout(grace + Duration::from_secs(5), async { tokio::join!(http, stop_worker) }).await
+    else {
+        tracing::warn!("the graceful stop took longer than the grace period; stopping now");
+        return Ok(());
+    };
     purger.abort();
     sweeper.abort();
     key_reloader.abort();

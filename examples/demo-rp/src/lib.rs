@@ -67,6 +67,22 @@ impl SessionEnder for Sessions {
 struct PendingLogin {
     verifier: String,
     nonce: String,
+    started: std::time::Instant,
+}
+
+/// A sign-in not finished within this is forgotten.
+const PENDING_LOGIN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// At most this many sign-ins wait at once; the oldest goes first.
+const MAX_PENDING_LOGINS: usize = 1000;
+
+/// Adds a pending sign-in, forgetting expired ones and, past the bound, the oldest.
+fn remember_pending(pending: &mut HashMap<String, PendingLogin>, state: String, login: PendingLogin) {
+    pending.retain(|_, p| p.started.elapsed() < PENDING_LOGIN_TTL);
+    while pending.len() >= MAX_PENDING_LOGINS {
+        let Some(oldest) = pending.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| k.clone()) else { break };
+        pending.remove(&oldest);
+    }
+    pending.insert(state, login);
 }
 
 #[derive(Debug, Clone)]
@@ -175,10 +191,11 @@ async fn login(State(demo): State<Demo>, jar: CookieJar) -> Response {
     };
     let (state, nonce, verifier) = (random(), random(), random());
     let challenge = B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
-    demo.pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(state.clone(), PendingLogin { verifier, nonce: nonce.clone() });
+    remember_pending(
+        &mut demo.pending.lock().unwrap_or_else(|p| p.into_inner()),
+        state.clone(),
+        PendingLogin { verifier, nonce: nonce.clone(), started: std::time::Instant::now() },
+    );
     let mut url = match url::Url::parse(&authz) {
         Ok(u) => u,
         Err(_) => return (StatusCode::BAD_GATEWAY, "invalid authorization endpoint").into_response(),
@@ -249,7 +266,13 @@ async fn finish_login(demo: &Demo, jar: &CookieJar, q: CallbackQuery) -> anyhow:
         jar.get(&demo.login_cookie).map(|c| c.value()) == Some(state.as_str()),
         "state does not match this browser"
     );
-    let pending = demo.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&state).context("unknown sign-in")?;
+    let pending = demo
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&state)
+        .filter(|p| p.started.elapsed() < PENDING_LOGIN_TTL)
+        .context("unknown or expired sign-in")?;
     let token_endpoint = demo.provider.token_endpoint.clone().context("no token endpoint")?;
     let res = demo
         .http
@@ -336,5 +359,35 @@ async fn logout(State(demo): State<Demo>, jar: CookieJar) -> Response {
             (jar, Redirect::to(url.as_str())).into_response()
         }
         None => (jar, Redirect::to("/")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login() -> PendingLogin {
+        PendingLogin { verifier: "v".into(), nonce: "n".into(), started: std::time::Instant::now() }
+    }
+
+    #[test]
+    fn pending_sign_ins_are_bounded_and_the_oldest_goes_first() {
+        let mut m = HashMap::new();
+        for i in 0..MAX_PENDING_LOGINS + 10 {
+            remember_pending(&mut m, format!("s{i}"), login());
+        }
+        assert_eq!(m.len(), MAX_PENDING_LOGINS);
+        assert!(!m.contains_key("s0") && m.contains_key(&format!("s{}", MAX_PENDING_LOGINS + 9)));
+    }
+
+    #[test]
+    fn expired_pending_sign_ins_are_forgotten() {
+        let mut m = HashMap::new();
+        let old = std::time::Instant::now().checked_sub(PENDING_LOGIN_TTL + std::time::Duration::from_secs(1));
+        if let Some(started) = old {
+            m.insert("old".to_owned(), PendingLogin { started, ..login() });
+            remember_pending(&mut m, "new".into(), login());
+            assert!(!m.contains_key("old") && m.contains_key("new"));
+        }
     }
 }

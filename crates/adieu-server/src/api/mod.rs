@@ -38,6 +38,11 @@ pub fn routes() -> Router<AppState> {
         .merge(users::routes())
         .merge(sessions::routes())
         .merge(openapi::routes())
+        // Answers carry users, sessions and secrets: never kept by a cache (RFC 9111 §5.2.2.5).
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ))
 }
 
 /// The bearer token of a request, if any.

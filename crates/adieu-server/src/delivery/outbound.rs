@@ -28,6 +28,8 @@ pub struct OutboundPolicy {
     pub development: bool,
     /// Private ranges an operator explicitly allows (RPs on an internal network).
     pub allow_cidrs: Vec<IpNet>,
+    /// The provider's own host name (normalised), never called outside the development profile.
+    pub own_host: String,
 }
 
 impl OutboundPolicy {
@@ -46,10 +48,18 @@ impl OutboundPolicy {
             "http" if self.development => {}
             other => return Err(format!("scheme {other} is not allowed (https only outside the development profile)")),
         }
+        if uri.port() == Some(0) {
+            return Err("port 0 is not allowed".into());
+        }
         let ip = match uri.host() {
             Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(Host::Domain(_)) => None,
+            Some(Host::Domain(d)) => {
+                if !self.development && adieu_core::text::normalize_host(d) == self.own_host {
+                    return Err("the URI points at the provider itself".into());
+                }
+                None
+            }
             None => return Err("the URI has no host".into()),
         };
         match ip.and_then(|ip| self.refuses(ip)) {
@@ -253,7 +263,7 @@ mod tests {
     use super::*;
 
     fn prod() -> OutboundPolicy {
-        OutboundPolicy { development: false, allow_cidrs: vec![] }
+        OutboundPolicy { development: false, allow_cidrs: vec![], own_host: "id.example.test".into() }
     }
 
     #[test]
@@ -267,15 +277,33 @@ mod tests {
     }
 
     #[test]
+    fn the_own_host_rule_holds_at_connect_time_with_or_without_trailing_dot() {
+        let p = prod();
+        for u in ["https://id.example.test/bc", "https://ID.example.test./bc", "https://id.example.test:8443/bc"] {
+            assert!(p.check_uri(&Url::parse(u).unwrap()).is_err(), "{u}");
+        }
+        assert!(p.check_uri(&Url::parse("https://rp.example.test/bc").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn port_zero_is_refused_at_connect_time() {
+        assert!(prod().check_uri(&Url::parse("https://rp.example.com:0/bc").unwrap()).is_err());
+    }
+
+    #[test]
     fn allow_list_admits_an_operators_private_range() {
-        let p = OutboundPolicy { development: false, allow_cidrs: vec!["10.1.0.0/16".parse().unwrap()] };
+        let p = OutboundPolicy {
+            development: false,
+            allow_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            own_host: "id.example.test".into(),
+        };
         assert!(p.refuses("10.1.2.3".parse().unwrap()).is_none());
         assert!(p.refuses("10.2.0.1".parse().unwrap()).is_some());
     }
 
     #[test]
     fn development_profile_allows_loopback_and_http() {
-        let p = OutboundPolicy { development: true, allow_cidrs: vec![] };
+        let p = OutboundPolicy { development: true, allow_cidrs: vec![], own_host: "127.0.0.1".into() };
         assert!(p.check_uri(&Url::parse("http://127.0.0.1:9000/bc").unwrap()).is_ok());
     }
 }

@@ -20,6 +20,7 @@ use super::account::link_or_create;
 use super::registry::{Discovered, Upstream, read_limited};
 use crate::AppState;
 use crate::authorize::issue_code;
+use crate::browser::ClientAddr;
 use crate::crypto::{constant_time_eq, hash_secret, pkce_s256, random_secret};
 use crate::delivery::outbound::Outbound;
 use crate::error::PageError;
@@ -100,6 +101,7 @@ pub(super) struct StartQuery {
 /// `GET /upstream/{id}/start[?request=…]`: starts the upstream's code flow.
 pub(super) async fn start(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
     jar: CookieJar,
     Query(q): Query<StartQuery>,
@@ -122,6 +124,15 @@ pub(super) async fn start(
     let discovered = upstream.discovered().await.map_err(|_| unavailable(&upstream))?;
     let (st, nonce, verifier) = (random_secret(), random_secret(), random_secret());
     let ttl = Duration::from_secs(state.settings.tokens.login_request_ttl_secs);
+    if !state.limiter.pending_request(addr, state.settings.login.max_pending_per_address, ttl, now).await? {
+        tracing::warn!(%addr, "too many pending upstream sign-ins from this address");
+        return Err(PageError {
+            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+            title: "Too many sign-in attempts".into(),
+            message: "Too many sign-ins were started from your network. Please wait a few minutes and try again."
+                .into(),
+        });
+    }
     state
         .store
         .put_upstream_login(&PendingUpstreamLogin {

@@ -371,7 +371,7 @@ async fn outbound_policy_refuses_names_resolving_to_forbidden_addresses() {
     }
     let timeouts = OutboundTimeouts { connect: Duration::from_secs(2), total: Duration::from_secs(5) };
     for addr in ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1", "fd00::1", "::ffff:192.168.1.1", "100.64.0.1"] {
-        let policy = OutboundPolicy { development: false, allow_cidrs: vec![] };
+        let policy = OutboundPolicy { development: false, allow_cidrs: vec![], own_host: "id.example.test".into() };
         let client = Outbound::new(policy, timeouts, std::sync::Arc::new(Fixed(vec![addr.parse().unwrap()]))).unwrap();
         match client.send_logout_token("https://rp.example.test/backchannel", "t").await {
             adieu_core::delivery::Response::Failed { recoverable: false, reason } => {
@@ -382,7 +382,7 @@ async fn outbound_policy_refuses_names_resolving_to_forbidden_addresses() {
     }
     // Literal addresses never reach the resolver and are refused before any connection.
     let client = Outbound::new(
-        OutboundPolicy { development: false, allow_cidrs: vec![] },
+        OutboundPolicy { development: false, allow_cidrs: vec![], own_host: "id.example.test".into() },
         timeouts,
         std::sync::Arc::new(Fixed(vec![])),
     )
