@@ -44,11 +44,6 @@ impl Op {
     /// (back-channel logout to a receiver, every initiator) and the users alice, bob and carol.
     pub(crate) async fn start(db: Option<Database>, env: &[(&str, &str)]) -> Op {
         let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, db, env).await
-    }
-
-    /// [`Op::start`] in a directory of the caller's (e.g. on a small file system).
-    pub(crate) async fn start_in(dir: tempfile::TempDir, db: Option<Database>, env: &[(&str, &str)]) -> Op {
         let port = free_port();
         let url = db.as_ref().map(Database::url);
         let mut all = vec![

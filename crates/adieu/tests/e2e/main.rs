@@ -24,6 +24,8 @@ mod api;
 mod authorize_rules;
 mod backchannel;
 mod binary;
+mod connections;
+mod disk_full;
 mod end_session_rules;
 mod flow;
 mod hostile;
