@@ -137,6 +137,10 @@ pub struct DeliverySettings {
     pub global_concurrency: usize,
     /// Deliveries in flight to one host at once (default 32).
     pub per_host_concurrency: usize,
+    /// Deliveries in flight to one application at once (default 4, at most
+    /// `per_host_concurrency`): applications that share a host name (a gateway, a multi-tenant
+    /// host) keep slots of their own, so one that hangs cannot take the slots of the healthy ones.
+    pub per_client_concurrency: usize,
     /// How long the logout page waits for first attempts, milliseconds (default 1000; 0 = do not wait).
     pub logout_wait_ms: u64,
     /// How long a worker holds a claimed delivery before another may take it, seconds (default 60).
@@ -166,6 +170,7 @@ impl Default for DeliverySettings {
             request_timeout_ms: 5000,
             global_concurrency: 256,
             per_host_concurrency: 32,
+            per_client_concurrency: 4,
             logout_wait_ms: 1000,
             lease_secs: 60,
             worker: true,
@@ -366,6 +371,7 @@ impl Settings {
             ("delivery.request_timeout_ms", self.delivery.request_timeout_ms),
             ("delivery.global_concurrency", self.delivery.global_concurrency as u64),
             ("delivery.per_host_concurrency", self.delivery.per_host_concurrency as u64),
+            ("delivery.per_client_concurrency", self.delivery.per_client_concurrency as u64),
             ("delivery.lease_secs", self.delivery.lease_secs),
             ("delivery.deadline_secs", self.delivery.deadline_secs),
             ("delivery.poll_interval_ms", self.delivery.poll_interval_ms),
@@ -376,6 +382,12 @@ impl Settings {
             }
         }
         self.http.validate()?;
+        if self.delivery.per_client_concurrency > self.delivery.per_host_concurrency {
+            return Err(SettingsError::TooLarge(
+                "delivery.per_client_concurrency",
+                self.delivery.per_host_concurrency as u64,
+            ));
+        }
         if self.session.sweep_interval_secs > MAX_SWEEP_INTERVAL_SECS {
             return Err(SettingsError::TooLarge("session.sweep_interval_secs", MAX_SWEEP_INTERVAL_SECS));
         }

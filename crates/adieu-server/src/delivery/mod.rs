@@ -13,6 +13,7 @@
 pub mod metrics;
 pub mod outbound;
 pub mod token;
+pub mod window;
 pub mod worker;
 
 use adieu_core::id::{ClientId, SessionId};

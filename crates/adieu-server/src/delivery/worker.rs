@@ -50,6 +50,9 @@ pub struct Worker {
     slots: usize,
     global: Arc<Semaphore>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each application's share of its host's slots (isolation between applications that share
+    /// a host name).
+    windows: super::window::Windows,
     client_hosts: Mutex<HashMap<ClientId, String>>,
     results: mpsc::UnboundedSender<Finished>,
     phase: watch::Sender<Phase>,
@@ -122,6 +125,7 @@ pub fn start(state: AppState, outbound: Outbound) -> Running {
         slots: d.global_concurrency,
         global: Arc::new(Semaphore::new(d.global_concurrency)),
         hosts: Mutex::default(),
+        windows: super::window::Windows::new(d.per_client_concurrency, d.per_host_concurrency),
         client_hosts: Mutex::default(),
         results,
         phase: watch::Sender::new(Phase::Running),
@@ -338,14 +342,19 @@ impl Worker {
         hosts.entry(host.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.per_host))).clone()
     }
 
+    /// Clients not to claim for now: those with every slot of their own in use, and those whose
+    /// host has every slot in use.
     fn saturated_clients(&self) -> Vec<ClientId> {
+        let mut out = self.windows.full();
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let full: Vec<&String> = hosts.iter().filter(|(_, s)| s.available_permits() == 0).map(|(h, _)| h).collect();
-        if full.is_empty() {
-            return Vec::new();
+        if !full.is_empty() {
+            let clients = self.client_hosts.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(clients.iter().filter(|(_, h)| full.contains(h)).map(|(c, _)| c.clone()));
         }
-        let clients = self.client_hosts.lock().unwrap_or_else(|p| p.into_inner());
-        clients.iter().filter(|(_, h)| full.contains(h)).map(|(c, _)| c.clone()).collect()
+        out.sort();
+        out.dedup();
+        out
     }
 
     async fn attempt(self: Arc<Self>, d: Delivery, client: Option<Client>, slot: OwnedSemaphorePermit) {
@@ -361,6 +370,9 @@ impl Worker {
         };
         let host = url::Url::parse(&uri).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
         self.client_hosts.lock().unwrap_or_else(|p| p.into_inner()).insert(d.client_id.clone(), host.clone());
+        // The application's window first, then its host's slots: an application that hangs holds
+        // few of its host's slots (see `window`).
+        let Some(client_slot) = self.windows.of(&d.client_id).acquire().await else { return };
         let Ok(host_permit) = self.host_semaphore(&host).acquire_owned().await else { return };
         let at = state.clock.now();
         let started = Instant::now();
@@ -373,6 +385,8 @@ impl Worker {
         };
         let latency = started.elapsed();
         drop(host_permit);
+        let answered = matches!(response, Response::Status { .. });
+        client_slot.finish(answered && latency < super::window::RESPONSIVE);
         self.finish(d, at, latency, response, slot);
     }
 

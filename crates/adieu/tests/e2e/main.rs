@@ -30,6 +30,7 @@ mod end_session_rules;
 mod flow;
 mod hostile;
 mod initiators;
+mod isolation;
 mod keys;
 mod login_rules;
 mod postgres;
