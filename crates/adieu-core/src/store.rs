@@ -483,6 +483,17 @@ pub trait RateLimitStore: Send + Sync {
     async fn rate_limit_clear(&self, key: &str) -> StoreResult<()>;
 }
 
+/// Retention: deleting what is old enough, a small batch at a time (each call one short
+/// transaction, so writers in between are never held up for long).
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes at most `limit` deliveries that finished (delivered, rejected, dead or discarded)
+    /// before `before`, oldest first, with their attempts; returns how many deliveries went.
+    async fn prune_deliveries(&self, before: UnixMillis, limit: u32) -> StoreResult<u64>;
+    /// Deletes at most `limit` audit events from before `before`, oldest first; returns how many.
+    async fn prune_audit(&self, before: UnixMillis, limit: u32) -> StoreResult<u64>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
     UserStore
@@ -495,6 +506,7 @@ pub trait Store:
     + ApiTokenStore
     + UpstreamStore
     + RateLimitStore
+    + RetentionStore
     + Health
     + std::fmt::Debug
 {
@@ -511,6 +523,7 @@ impl<T> Store for T where
         + ApiTokenStore
         + UpstreamStore
         + RateLimitStore
+        + RetentionStore
         + Health
         + std::fmt::Debug
 {

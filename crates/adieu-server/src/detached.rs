@@ -480,3 +480,13 @@ impl RateLimitStore for DetachedStore {
         self.write(move |s| async move { s.rate_limit_clear(&key).await }).await
     }
 }
+
+#[async_trait]
+impl RetentionStore for DetachedStore {
+    async fn prune_deliveries(&self, before: UnixMillis, limit: u32) -> StoreResult<u64> {
+        self.write(move |s| async move { s.prune_deliveries(before, limit).await }).await
+    }
+    async fn prune_audit(&self, before: UnixMillis, limit: u32) -> StoreResult<u64> {
+        self.write(move |s| async move { s.prune_audit(before, limit).await }).await
+    }
+}

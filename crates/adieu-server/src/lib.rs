@@ -12,6 +12,7 @@
 //! - [`logout`]: the one function that ends a session, whatever the initiator.
 //! - [`users`]: users and their sessions (API and CLI): password and email changes, deletion and
 //!   revocation end sessions with their initiators.
+//! - [`retention`]: prunes finished deliveries and old audit events.
 //! - [`sweeper`]: ends expired sessions (`session-expired`), at start and periodically.
 //! - [`register`]: dynamic client registration (RFC 7591) with an initial access token.
 //! - [`api`]: the management API (`/api/v1`: clients, users, sessions, deliveries, audit log, and
@@ -53,6 +54,7 @@ pub mod password;
 pub mod ratelimit;
 pub mod register;
 pub mod registration;
+pub mod retention;
 pub mod settings;
 pub mod sweeper;
 pub mod token;

@@ -35,6 +35,8 @@ pub struct Settings {
     pub keys: KeySettings,
     /// The HTTP listener's connection limits and timeouts, and the trusted reverse proxies.
     pub http: crate::http_server::HttpSettings,
+    /// How long finished deliveries and audit events are kept.
+    pub retention: crate::retention::RetentionSettings,
 }
 
 /// Signing-key rotation (`[keys]`).
@@ -264,6 +266,7 @@ impl Default for Settings {
             key_encryption_key: None,
             keys: KeySettings::default(),
             http: crate::http_server::HttpSettings::default(),
+            retention: crate::retention::RetentionSettings::default(),
         }
     }
 }

@@ -31,6 +31,7 @@ mod grants;
 mod keys;
 mod notify;
 mod ratelimit;
+mod retention;
 mod rows;
 mod sessions;
 mod upstream;

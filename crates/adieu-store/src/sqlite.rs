@@ -31,6 +31,7 @@ use std::time::Duration;
 
 mod keys;
 mod ratelimit;
+mod retention;
 mod upstream;
 
 /// The SQLite store.

@@ -93,6 +93,7 @@ impl TestOp {
         let mut tasks = vec![adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?)];
         tasks.push(adieu_server::sweeper::spawn(state.clone()));
         tasks.push(adieu_server::keys::spawn_reloader(state.clone()));
+        tasks.push(adieu_server::retention::spawn(state.clone()));
         let app = adieu_server::router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let limits = state.settings.http.clone();

@@ -47,6 +47,8 @@ pub struct Config {
     pub keys: KeySettings,
     /// The HTTP listener: connection limits, timeouts, trusted reverse proxies (`[http]`).
     pub http: HttpSettings,
+    /// How long finished deliveries and audit events are kept (`[retention]`).
+    pub retention: adieu_server::retention::RetentionSettings,
 }
 
 impl Default for Config {
@@ -66,11 +68,12 @@ impl Default for Config {
             key_encryption_key: None,
             keys: KeySettings::default(),
             http: HttpSettings::default(),
+            retention: adieu_server::retention::RetentionSettings::default(),
         }
     }
 }
 
-const TOP_LEVEL: [&str; 14] = [
+const TOP_LEVEL: [&str; 15] = [
     "listen",
     "issuer",
     "database_url",
@@ -85,6 +88,7 @@ const TOP_LEVEL: [&str; 14] = [
     "key_encryption_key",
     "keys",
     "http",
+    "retention",
 ];
 
 impl Config {
@@ -123,6 +127,7 @@ impl Config {
             key_encryption_key: self.key_encryption_key.clone(),
             keys: self.keys.clone(),
             http: self.http.clone(),
+            retention: self.retention.clone(),
         };
         s.validate()?;
         Ok(s)

@@ -40,6 +40,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Re-reads the signing keys periodically, so rotations and retirements made by the command
     // line or another replica arrive without a restart.
     let key_reloader = adieu_server::keys::spawn_reloader(state.clone());
+    // Prunes finished deliveries and old audit events (`[retention]`), at start and periodically.
+    let pruner = adieu_server::retention::spawn(state.clone());
     match state.keys.kek() {
         Some(kek) => tracing::info!(kek_id = %kek.fingerprint(), "new signing keys are stored encrypted"),
         None => tracing::info!("no key_encryption_key: signing keys are stored unencrypted in the database"),
@@ -98,6 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         return Ok(());
     };
     purger.abort();
+    pruner.abort();
     sweeper.abort();
     key_reloader.abort();
     if let Some(r) = stopped {

@@ -12,3 +12,6 @@ CREATE TABLE heartbeat (
     id TEXT PRIMARY KEY,
     at BIGINT NOT NULL
 );
+
+-- Retention prunes finished deliveries oldest first.
+CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE finished_at IS NOT NULL;

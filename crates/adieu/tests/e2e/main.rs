@@ -36,6 +36,7 @@ mod login_rules;
 mod postgres;
 mod races;
 mod replicas;
+mod retention;
 mod sdk;
 mod support;
 mod token_rules;
