@@ -102,6 +102,10 @@ conformance!(
 #[path = "conformance/keys.rs"]
 mod keys;
 
+/// Retention and revoked grants, with the same macro.
+#[path = "conformance/retention.rs"]
+mod retention;
+
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
 
 fn user(name: &str, email: Option<&str>) -> User {
