@@ -7,8 +7,8 @@
 //! from taking the slots of the healthy ones beside it. A window starts at
 //! `delivery.per_client_concurrency` slots, gains one for every answer that came within
 //! [`RESPONSIVE`], up to the host's limit (so a healthy application that is sent a mass logout
-//! soon gets every slot of its host), and is halved, down to one slot, by every attempt that timed
-//! out, could not connect, or took longer.
+//! soon gets every slot of its host), keeps its size for a slower answer, and is halved, down to
+//! one slot, by every attempt that got no answer (it timed out or could not connect).
 
 use adieu_core::ClientId;
 use std::collections::HashMap;
@@ -41,6 +41,17 @@ struct Size {
     size: usize,
     /// Slots in use that go away when they come back (the window shrank below them).
     to_forget: usize,
+}
+
+/// How an attempt went, for the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// An answer within [`RESPONSIVE`].
+    Quick,
+    /// An answer, but a slow one.
+    Slow,
+    /// No answer: a timeout or a connection failure.
+    Silent,
 }
 
 /// A slot of a window, held for one attempt.
@@ -117,13 +128,13 @@ impl Window {
 }
 
 impl Slot {
-    /// Gives the slot back, growing the window if the application answered within
-    /// [`RESPONSIVE`], halving it if not.
-    pub(crate) fn finish(self, responsive: bool) {
-        if responsive {
-            self.window.grow();
-        } else {
-            self.window.shrink();
+    /// Gives the slot back: a quick answer grows the window, a slow one leaves it, no answer
+    /// halves it.
+    pub(crate) fn finish(self, pace: Pace) {
+        match pace {
+            Pace::Quick => self.window.grow(),
+            Pace::Slow => {}
+            Pace::Silent => self.window.shrink(),
         }
     }
 }
@@ -156,7 +167,7 @@ mod tests {
         let w = Windows::new(4, 32).of(&ClientId::new("a"));
         assert_eq!(w.size(), 4);
         for _ in 0..100 {
-            w.acquire().await.unwrap().finish(true);
+            w.acquire().await.unwrap().finish(Pace::Quick);
         }
         assert_eq!(w.size(), 32);
         let held = take(&w, 32).await;
@@ -169,17 +180,24 @@ mod tests {
     async fn a_hanging_application_is_halved_down_to_one_slot() {
         let w = Windows::new(4, 32).of(&ClientId::new("hang"));
         for s in take(&w, 4).await {
-            s.finish(false);
+            s.finish(Pace::Silent);
         }
         assert_eq!(w.size(), 1);
         assert_eq!(w.slots.available_permits(), 1, "slots in use went away when they came back");
     }
 
     #[tokio::test]
+    async fn a_slow_answer_keeps_the_window() {
+        let w = Windows::new(4, 32).of(&ClientId::new("slow"));
+        w.acquire().await.unwrap().finish(Pace::Slow);
+        assert_eq!(w.size(), 4);
+    }
+
+    #[tokio::test]
     async fn shrinking_while_slots_are_in_use_never_exceeds_the_new_size() {
         let w = Windows::new(8, 32).of(&ClientId::new("x"));
         let mut held = take(&w, 8).await;
-        held.pop().unwrap().finish(false); // 8 → 4, with 7 still in use
+        held.pop().unwrap().finish(Pace::Silent); // 8 → 4, with 7 still in use
         assert_eq!(w.size(), 4);
         assert_eq!(w.slots.available_permits(), 0);
         for _ in 0..3 {

@@ -385,8 +385,12 @@ impl Worker {
         };
         let latency = started.elapsed();
         drop(host_permit);
-        let answered = matches!(response, Response::Status { .. });
-        client_slot.finish(answered && latency < super::window::RESPONSIVE);
+        let pace = match response {
+            Response::Status { .. } if latency < super::window::RESPONSIVE => super::window::Pace::Quick,
+            Response::Status { .. } => super::window::Pace::Slow,
+            Response::Failed { .. } => super::window::Pace::Silent,
+        };
+        client_slot.finish(pace);
         self.finish(d, at, latency, response, slot);
     }
 

@@ -249,3 +249,26 @@ async fn deliveries_are_inspected_and_retried_through_the_api_and_counted_in_met
     assert!(metrics.contains("adieu_delivery_queue_depth 0"));
     assert!(metrics.contains("adieu_delivery_attempt_duration_seconds_count 2"));
 }
+
+/// Answers of the management API carry users, sessions and secrets: `Cache-Control: no-store` on
+/// every one, errors included.
+#[tokio::test]
+async fn management_answers_are_never_cached() {
+    let op = op().await;
+    let http = reqwest::Client::new();
+    for (path, token) in [
+        ("/api/v1/clients", Some(ADMIN)),
+        ("/api/v1/users", Some(ADMIN)),
+        ("/api/v1/deliveries", Some(ADMIN)),
+        ("/api/v1/clients/nope", Some(ADMIN)),
+        ("/api/v1/clients", None),
+    ] {
+        let mut req = http.get(op.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        let cc = res.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(cc, "no-store", "{path} ({})", res.status());
+    }
+}

@@ -188,3 +188,38 @@ async fn authorization_endpoint_accepts_post() {
     let res = Browser::new().http.post(w.op.url("/authorize")).form(&auth_params(&w.a, &[])).send().await.unwrap();
     assert!(location(&res).unwrap().contains("/login?request="));
 }
+
+/// Every stored input has a bound: a `state` over 2,048 bytes is refused at the redirect URI and
+/// neither stored nor echoed back.
+#[tokio::test]
+async fn state_longer_than_2048_bytes_is_refused_and_not_echoed() {
+    let w = world().await;
+    let long = "s".repeat(2049);
+    let p = auth_params(&w.a, &[("state", long.as_str())]);
+    let loc = location(&raw_authorize(&Browser::new(), &w, &p).await).unwrap();
+    assert!(loc.starts_with(&w.a.redirect_uri), "{loc}");
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(query_param(&loc, "state"), None, "an oversized state is not echoed");
+    let fits = "s".repeat(2048);
+    let p = auth_params(&w.a, &[("state", fits.as_str())]);
+    let loc = location(&raw_authorize(&Browser::new(), &w, &p).await).unwrap();
+    assert!(loc.contains("/login?request="), "a 2,048-byte state is kept: {loc}");
+}
+
+/// An anonymous client cannot fill the database with pending sign-ins: at most
+/// `login.max_pending_per_address` are stored per address within their lifetime.
+#[tokio::test]
+async fn pending_sign_ins_per_address_are_bounded() {
+    let op = adieu_testkit::TestOp::start_with(|s| s.login.max_pending_per_address = 3).await.unwrap();
+    let a = op.add_simple_client("app-a", "http://127.0.0.1:9001/cb").await.unwrap();
+    let w = World { b: a.clone(), a, op };
+    for i in 0..3 {
+        let res = raw_authorize(&Browser::new(), &w, &auth_params(&w.a, &[])).await;
+        assert_eq!(res.status(), 303, "pending sign-in {i}");
+    }
+    let res = raw_authorize(&Browser::new(), &w, &auth_params(&w.a, &[])).await;
+    assert_eq!(res.status(), 429, "the fourth pending sign-in of the address");
+    w.op.clock.advance(Duration::from_secs(601));
+    let res = raw_authorize(&Browser::new(), &w, &auth_params(&w.a, &[])).await;
+    assert_eq!(res.status(), 303, "a new window after the sign-in request lifetime");
+}

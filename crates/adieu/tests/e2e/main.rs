@@ -33,6 +33,7 @@ mod initiators;
 mod isolation;
 mod keys;
 mod login_rules;
+mod pg_restart;
 mod postgres;
 mod races;
 mod replicas;

@@ -347,6 +347,8 @@ async fn sigterm_releases_the_deliveries_in_flight_for_another_replica() {
         ("ADIEU_DELIVERY__LEASE_SECS", "600"),
         ("ADIEU_DELIVERY__REQUEST_TIMEOUT_MS", "600000"),
         ("ADIEU_DELIVERY__SHUTDOWN_GRACE_SECS", "1"),
+        // All N in flight at once to the one application (its window starts at N slots).
+        ("ADIEU_DELIVERY__PER_CLIENT_CONCURRENCY", "10"),
     ];
     let mut first = Replica::start(dir.path(), &db, "first", &issuer, &slow_settings).await;
     first.revoke_all(&seeded.sessions, 8).await;
@@ -388,8 +390,9 @@ async fn sigterm_lets_attempts_in_flight_finish_and_records_them() {
     let receiver = Receiver::start(Behavior::Slow(200, Duration::from_millis(1500))).await;
     let seeded = seed(&db, 1, N, &[("app", receiver.uri.as_str())]).await;
     let issuer = format!("http://127.0.0.1:{}", free_port());
-    let mut only =
-        Replica::start(dir.path(), &db, "only", &issuer, &[("ADIEU_DELIVERY__SHUTDOWN_GRACE_SECS", "10")]).await;
+    // All N in flight at once: the application's window starts at N slots.
+    let settings = [("ADIEU_DELIVERY__SHUTDOWN_GRACE_SECS", "10"), ("ADIEU_DELIVERY__PER_CLIENT_CONCURRENCY", "6")];
+    let mut only = Replica::start(dir.path(), &db, "only", &issuer, &settings).await;
     only.revoke_all(&seeded.sessions, N).await;
     assert_eq!(receiver.wait_for(N, Duration::from_secs(30)).await.len(), N, "all in flight");
     let stopping = Instant::now();
