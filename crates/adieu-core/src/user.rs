@@ -26,7 +26,7 @@ use crate::text::forbidden_char;
 
 /// Longest username, in characters.
 pub const MAX_USERNAME_LEN: usize = 100;
-/// Longest email address, in bytes (RFC 5321's path limit is 256; 320 is the usual upper bound).
+/// Longest email address, in characters (RFC 5321's path limit is 256; 320 is the usual upper bound).
 pub const MAX_EMAIL_LEN: usize = 320;
 
 /// An identifier that cannot be stored.
@@ -41,10 +41,11 @@ pub enum IdentifierError {
     Email(String),
 }
 
-/// The stored form of a username: trimmed, lower-cased, 1..=100 characters without whitespace or
-/// control characters.
+/// The stored form of a username: lower-cased, 1..=100 characters without whitespace (also not
+/// around it: the caller trims what a person typed into a form), control or bidirectional
+/// characters.
 pub fn normalize_username(raw: &str) -> Result<String, IdentifierError> {
-    let u = raw.trim();
+    let u = raw;
     let n = u.chars().count();
     if n == 0
         || n > MAX_USERNAME_LEN
@@ -56,11 +57,12 @@ pub fn normalize_username(raw: &str) -> Result<String, IdentifierError> {
     Ok(u.to_lowercase())
 }
 
-/// The stored form of an email address: trimmed, lower-cased, `local@domain` with both parts
-/// non-empty, no whitespace, at most 320 bytes. (Deliberately loose: no delivery is attempted.)
+/// The stored form of an email address: lower-cased, `local@domain` with both parts non-empty, no
+/// whitespace (the caller trims what a person typed), control or bidirectional characters, at most
+/// 320 characters. (Deliberately loose: no delivery is attempted.)
 pub fn normalize_email(raw: &str) -> Result<String, IdentifierError> {
-    let e = raw.trim();
-    let ok = e.len() <= MAX_EMAIL_LEN
+    let e = raw;
+    let ok = e.chars().count() <= MAX_EMAIL_LEN
         && !e.chars().any(|c| c.is_whitespace() || c.is_control())
         && forbidden_char(e).is_none()
         && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'));
@@ -170,11 +172,13 @@ mod tests {
 
     #[test]
     fn identifiers_are_normalised_or_refused() {
-        assert_eq!(normalize_username(" Alice ").unwrap(), "alice");
+        assert_eq!(normalize_username("Alice").unwrap(), "alice");
+        assert_eq!(normalize_username(" alice"), Err(IdentifierError::Username), "no surrounding whitespace");
         assert_eq!(normalize_username("a b"), Err(IdentifierError::Username));
         assert_eq!(normalize_username(""), Err(IdentifierError::Username));
         assert!(normalize_username(&"x".repeat(101)).is_err());
-        assert_eq!(normalize_email(" Alice@Example.COM ").unwrap(), "alice@example.com");
+        assert_eq!(normalize_email("Alice@Example.COM").unwrap(), "alice@example.com");
+        assert!(normalize_email(" alice@example.com").is_err(), "no surrounding whitespace");
         for bad in ["alice", "@example.com", "alice@", "a b@example.com", "a@b@c"] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }

@@ -24,6 +24,9 @@ pub struct Passwords {
     checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Longest password accepted when setting one, in characters (hashing cost is bounded).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
 /// Shortest password accepted when setting one.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
@@ -160,7 +163,7 @@ impl Passwords {
     /// PHC string (an account without a password) it spends the same time on a dummy hash and
     /// answers false, so timing does not tell which accounts exist or have a password.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> bool {
-        if password.len() > 1024 {
+        if password.len() > 4 * MAX_PASSWORD_LEN {
             return false;
         }
         self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -188,7 +191,7 @@ pub fn check_policy(password: &str) -> Result<(), PasswordError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(PasswordError::TooShort);
     }
-    if password.len() > 1024 {
+    if password.chars().count() > MAX_PASSWORD_LEN {
         return Err(PasswordError::TooLong);
     }
     Ok(())

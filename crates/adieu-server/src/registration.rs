@@ -76,14 +76,16 @@ pub struct RegistrationError {
     pub code: ErrorCode,
     /// What is wrong.
     pub description: String,
+    /// The metadata is well formed but conflicts with the client as it is (409 in the API).
+    pub conflict: bool,
 }
 
 fn bad_meta(d: impl Into<String>) -> RegistrationError {
-    RegistrationError { code: ErrorCode::InvalidClientMetadata, description: d.into() }
+    RegistrationError { code: ErrorCode::InvalidClientMetadata, description: d.into(), conflict: false }
 }
 
 fn bad_redirect(d: impl Into<String>) -> RegistrationError {
-    RegistrationError { code: ErrorCode::InvalidRedirectUri, description: d.into() }
+    RegistrationError { code: ErrorCode::InvalidRedirectUri, description: d.into(), conflict: false }
 }
 
 fn is_loopback_host(u: &Url) -> bool {
@@ -185,7 +187,7 @@ pub fn validate(reg: &ClientRegistration, policy: &UriPolicy) -> Result<(), Regi
             return Err(bad_meta("client_id must be 1..128 visible ASCII characters"));
         }
     }
-    if reg.name.trim().is_empty() || reg.name.len() > 200 {
+    if reg.name.trim().is_empty() || reg.name.chars().count() > 200 {
         return Err(bad_meta("client_name must be 1..200 characters"));
     }
     adieu_core::text::check("client_name", &reg.name).map_err(bad_meta)?;
@@ -202,10 +204,11 @@ pub fn validate(reg: &ClientRegistration, policy: &UriPolicy) -> Result<(), Regi
         check_post_logout_redirect_uri(r, policy)?;
     }
     let confidential = reg.token_endpoint_auth_method != TokenEndpointAuthMethod::None;
+    // `backchannel_logout_session_required` without a URI is kept: it takes effect once a URI is
+    // set (a PATCH may set one later, or have removed it), and whether it is valid must not depend
+    // on what is stored.
     if let Some(b) = &reg.backchannel_logout_uri {
         check_backchannel_logout_uri(b, confidential, policy)?;
-    } else if reg.backchannel_logout_session_required {
-        return Err(bad_meta("backchannel_logout_session_required needs a backchannel_logout_uri"));
     }
     Ok(())
 }
@@ -328,7 +331,10 @@ pub fn apply_update(
 ) -> Result<Client, RegistrationError> {
     check_grant_and_response_types(&req)?;
     if req.token_endpoint_auth_method.as_deref().is_some_and(|m| m != client.token_endpoint_auth_method.as_str()) {
-        return Err(bad_meta("token_endpoint_auth_method cannot be changed; register a new client"));
+        return Err(RegistrationError {
+            conflict: true,
+            ..bad_meta("token_endpoint_auth_method cannot be changed; register a new client")
+        });
     }
     let mut c = client.clone();
     if let Some(n) = req.client_name {
@@ -550,13 +556,13 @@ mod tests {
     }
 
     #[test]
-    fn session_required_without_a_logout_uri_is_refused() {
+    fn session_required_without_a_logout_uri_is_kept_for_when_one_is_set() {
         let reg = ClientRegistration {
             name: "A".into(),
             redirect_uris: vec!["https://a.example.com/cb".into()],
             backchannel_logout_session_required: true,
             ..Default::default()
         };
-        assert!(validate(&reg, &prod()).is_err());
+        assert!(validate(&reg, &prod()).is_ok());
     }
 }

@@ -32,10 +32,16 @@ pub fn uri_policy(state: &AppState) -> UriPolicy {
 /// Maps a registration failure to its protocol error.
 pub fn register_error(e: RegisterError) -> OAuthError {
     match e {
-        RegisterError::Invalid(RegistrationError { code, description }) => OAuthError::bad(code, description),
-        RegisterError::Store(adieu_core::StoreError::Conflict(_)) => {
-            OAuthError::bad(ErrorCode::InvalidClientMetadata, "that client_id is already registered")
+        RegisterError::Invalid(RegistrationError { code, description, conflict: true }) => {
+            OAuthError { status: axum::http::StatusCode::CONFLICT, ..OAuthError::bad(code, description) }
         }
+        RegisterError::Invalid(RegistrationError { code, description, conflict: false }) => {
+            OAuthError::bad(code, description)
+        }
+        RegisterError::Store(adieu_core::StoreError::Conflict(_)) => OAuthError {
+            status: axum::http::StatusCode::CONFLICT,
+            ..OAuthError::bad(ErrorCode::InvalidClientMetadata, "that client_id is already registered")
+        },
         RegisterError::Store(e) => OAuthError::from(e),
     }
 }

@@ -48,7 +48,7 @@ async fn list(_: Admin, State(state): State<AppState>, RawQuery(q): RawQuery) ->
         status,
         client_id: q.client_id.map(ClientId::new),
         session_id: q.session_id.map(SessionId::new),
-        limit: q.limit,
+        limit: super::page_limit(q.limit)?,
     };
     let mut out = Vec::new();
     for d in state.store.deliveries(&filter).await? {

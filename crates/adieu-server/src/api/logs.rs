@@ -34,7 +34,7 @@ async fn list(_: Admin, State(state): State<AppState>, RawQuery(q): RawQuery) ->
         client_id: q.client_id,
         since: q.since.map(UnixMillis),
         until: q.until.map(UnixMillis),
-        limit: q.limit,
+        limit: super::page_limit(q.limit)?,
     };
     Ok(Json(state.store.audit_events(&filter).await?).into_response())
 }

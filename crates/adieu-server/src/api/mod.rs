@@ -45,6 +45,15 @@ pub fn routes() -> Router<AppState> {
         ))
 }
 
+/// A page size as the lists take it: absent (the default, 100) or 1 to 1000; anything else is
+/// refused, as the OpenAPI document says.
+pub fn page_limit(limit: Option<u32>) -> Result<Option<u32>, OAuthError> {
+    match limit {
+        Some(l) if !(1..=1000).contains(&l) => Err(OAuthError::invalid_request("limit must be 1 to 1000")),
+        l => Ok(l),
+    }
+}
+
 /// The bearer token of a request, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;

@@ -81,11 +81,20 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
+/// base64url without padding, as the cursors are written; any well-formed base64url is read (the
+/// unused bits of the last character are not checked), as the OpenAPI document's pattern says.
+const CURSOR: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+);
+
 fn decode_cursor(c: &str) -> Result<String, OAuthError> {
-    URL_SAFE_NO_PAD
+    CURSOR
         .decode(c)
         .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .ok_or_else(|| OAuthError::invalid_request("invalid cursor"))
 }
 
@@ -94,7 +103,7 @@ async fn list(_: Admin, State(state): State<AppState>, RawQuery(q): RawQuery) ->
     let query = UserQuery {
         contains: q.q.filter(|s| !s.trim().is_empty()),
         after: q.cursor.as_deref().map(decode_cursor).transpose()?,
-        limit: q.limit,
+        limit: super::page_limit(q.limit)?,
     };
     let (page, next) = users::list(state.store.as_ref(), &query).await.map_err(user_error)?;
     let views: Vec<UserView> = page.iter().map(UserView::from).collect();
