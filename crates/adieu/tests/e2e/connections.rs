@@ -104,3 +104,33 @@ async fn slowloris_connections_are_closed_by_the_header_timeout() {
     assert_eq!(field("opened="), field("closed_by_server="), "every slow connection is closed: {line}");
     op.works("after 2,000 slowloris connections").await;
 }
+
+/// Proves: SIGTERM ends the process within the grace period plus the lease release, whatever the
+/// clients do: 200 connections hold request bodies half sent, and 200 more idle connections stay
+/// open, while the provider stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_within_the_grace_period_with_clients_holding_requests_open() {
+    use tokio::io::AsyncWriteExt;
+    let mut op = Op::start(None, &[("ADIEU_DELIVERY__SHUTDOWN_GRACE_SECS", "2")]).await;
+    let mut held = Vec::new();
+    for i in 0..400 {
+        let mut s = tokio::net::TcpStream::connect(op.addr).await.unwrap();
+        if i % 2 == 0 {
+            // A request whose body never finishes.
+            let head = "POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=";
+            s.write_all(head.as_bytes()).await.unwrap();
+        }
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = op.child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopping = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(15), op.child.wait()).await;
+    let took = stopping.elapsed();
+    println!("SIGTERM with 400 connections held open: stopped in {took:?}");
+    let status = status.expect("the provider did not stop within 15 s").unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(2 + 5), "stopped after {took:?}: beyond the grace period and lease release");
+    drop(held);
+}
