@@ -26,6 +26,8 @@
 //!   replicas on one PostgreSQL database, requests spread over both (with the default sign-out wait
 //!   and without it), then against one replica on SQLite: throughput, p50/p99 per endpoint, the
 //!   delivery lag, and who used the CPU.
+//! - **g** Isolation ([`scenario_g`], `--scenario g`, not part of `all`): 50 applications on one
+//!   host name, 5 of them never answer; 30 logouts back to back, time to the last healthy token.
 //!
 //! Everything (server, receivers, browsers) shares the machine's cores; see docs/benchmarks.md.
 //! Run: `cargo build --release -p adieu -p adieu-bench && target/release/adieu-bench --scenario all`.
@@ -34,6 +36,7 @@ mod cpu;
 mod harness;
 mod scenario_e;
 mod scenario_f;
+mod scenario_g;
 
 use cpu::{clock_ticks, cpu_secs, machine_busy_secs};
 
@@ -61,7 +64,9 @@ enum Scenario {
     /// Load: sign-in + sign-out cycles on two PostgreSQL replicas and one SQLite replica (needs
     /// PostgreSQL: ADIEU_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
     F,
-    /// a, b, c (with d) and e (not f, which needs PostgreSQL).
+    /// Isolation: 50 applications on one host, 5 never answer; 30 logouts back to back.
+    G,
+    /// a, b, c (with d) and e (not f, which needs PostgreSQL, nor g).
     All,
 }
 
@@ -141,6 +146,8 @@ async fn run(args: Args) -> Result<()> {
         println!("**--quick: a smoke run with few rounds; these numbers are not measurements.**\n");
     }
     match opts.hosts {
+        // g puts its receivers on 127.0.0.1 whatever --shared-host says.
+        _ if args.scenario == Scenario::G => {}
         Hosts::Distinct => println!("Receivers: each on its own loopback address (one host each).\n"),
         Hosts::Shared => {
             println!("Receivers: **all on 127.0.0.1** (--shared-host): one host for adieu's per-host limit.\n")
@@ -160,6 +167,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if matches!(args.scenario, Scenario::F) {
         verdicts.extend(scenario_f::run(&opts).await.context("scenario f")?);
+    }
+    if matches!(args.scenario, Scenario::G) {
+        verdicts.extend(scenario_g::run(&opts).await.context("scenario g")?);
     }
     println!("## Summary\n");
     println!("| Target | Goal | Measured | Result |");
