@@ -56,30 +56,36 @@ pub async fn prune_once(state: &AppState) -> StoreResult<Pruned> {
     let r = &state.settings.retention;
     let now = state.clock.now();
     let batch = r.batch_size.max(1);
+    let cutoff = |days: u32| UnixMillis(now.0 - i64::from(days) * DAY_MS);
+    let store = &state.store;
     let mut pruned = Pruned::default();
     if r.deliveries_days > 0 {
-        let before = UnixMillis(now.0 - i64::from(r.deliveries_days) * DAY_MS);
-        loop {
-            let n = state.store.prune_deliveries(before, batch).await?;
-            pruned.deliveries += n;
-            if n < u64::from(batch) {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
+        let before = cutoff(r.deliveries_days);
+        pruned.deliveries = drain(batch, || store.prune_deliveries(before, batch)).await?;
     }
     if r.audit_days > 0 {
-        let before = UnixMillis(now.0 - i64::from(r.audit_days) * DAY_MS);
-        loop {
-            let n = state.store.prune_audit(before, batch).await?;
-            pruned.audit_events += n;
-            if n < u64::from(batch) {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
+        let before = cutoff(r.audit_days);
+        pruned.audit_events = drain(batch, || store.prune_audit(before, batch)).await?;
     }
     Ok(pruned)
+}
+
+/// Runs one batch after another, pausing between them, until a batch comes back short; returns
+/// how many rows went in all.
+async fn drain<F, Fut>(batch: u32, mut one: F) -> StoreResult<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let n = one().await?;
+        total += n;
+        if n < u64::from(batch) {
+            return Ok(total);
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
 }
 
 /// Prunes at start, then every `retention.interval_secs`.

@@ -4,7 +4,7 @@
 //! back by remounting the tmpfs larger, and within 5 s, without a restart, sign-in, logout and
 //! delivery work again and every logout committed before the fault is delivered (N in, N out).
 
-use crate::hostile::{Op, PASSWORD, REDIRECT};
+use crate::hostile::{Op, REDIRECT};
 use crate::support::peek_claims;
 use adieu_testkit::receiver::Behavior;
 use serde_json::json;
@@ -58,11 +58,9 @@ impl Drop for Tmpfs {
 
 /// One committed logout of a fresh session of alice with `conf`: its `sid`.
 async fn committed_logout(op: &Op) -> String {
-    let cookie = op.sign_in("alice", PASSWORD).await.unwrap();
-    let (status, tokens) = op.exchange(&op.code(&cookie, "conf").await).await;
-    assert_eq!(status, 200, "{tokens}");
+    let (cookie, sid) = op.sign_in_to_conf("a logout before the fault").await;
     assert_eq!(op.log_out(&cookie).await, 200);
-    peek_claims(tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned()
+    sid
 }
 
 /// A client registration of about 40 KB (20 long redirect URIs).

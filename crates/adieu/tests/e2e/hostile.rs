@@ -166,6 +166,17 @@ impl Op {
         (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Signs alice in, in a new session, to `conf` (code and tokens): the session cookie and the
+    /// `sid` of `conf` in it. `what` names the step in a failure.
+    pub(crate) async fn sign_in_to_conf(&self, what: &str) -> (String, String) {
+        let cookie = self.sign_in("alice", PASSWORD).await.unwrap_or_else(|s| panic!("{what}: sign-in answered {s}"));
+        let code = self.code(&cookie, "conf").await;
+        let (status, tokens) = self.exchange(&code).await;
+        assert_eq!(status, 200, "{what}: token endpoint: {tokens}");
+        let sid = peek_claims(tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
+        (cookie, sid)
+    }
+
     /// Confirms the logout of the session of `cookie`.
     pub(crate) async fn log_out(&self, cookie: &str) -> u16 {
         self.http
@@ -193,11 +204,7 @@ impl Op {
     pub(crate) async fn works(&self, what: &str) -> Duration {
         let start = Instant::now();
         assert_eq!(self.readyz().await, 200, "{what}: /readyz");
-        let cookie = self.sign_in("alice", PASSWORD).await.unwrap_or_else(|s| panic!("{what}: sign-in answered {s}"));
-        let code = self.code(&cookie, "conf").await;
-        let (status, tokens) = self.exchange(&code).await;
-        assert_eq!(status, 200, "{what}: token endpoint: {tokens}");
-        let sid = peek_claims(tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
+        let (cookie, sid) = self.sign_in_to_conf(what).await;
         assert_eq!(self.log_out(&cookie).await, 200, "{what}: logout");
         let deadline = start + Duration::from_secs(10);
         loop {

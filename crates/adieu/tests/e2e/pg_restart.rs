@@ -6,7 +6,7 @@
 //! arrives.
 
 use crate::binary::{free_port, serve_with};
-use crate::hostile::{Op, PASSWORD};
+use crate::hostile::Op;
 use crate::support::peek_claims;
 use adieu_testkit::receiver::Behavior;
 use std::collections::HashSet;
@@ -121,10 +121,8 @@ async fn a_postgres_server_restart_mid_fan_out_loses_no_delivery() {
     let mut sids = HashSet::new();
     let mut last = String::new();
     for _ in 0..N {
-        let cookie = op.sign_in("alice", PASSWORD).await.unwrap();
-        let (status, tokens) = op.exchange(&op.code(&cookie, "conf").await).await;
-        assert_eq!(status, 200, "{tokens}");
-        sids.insert(peek_claims(tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned());
+        let (cookie, sid) = op.sign_in_to_conf("a session before the restart").await;
+        sids.insert(sid);
         last = cookie;
     }
     let res = op
