@@ -5,7 +5,8 @@
 //!
 //! - [`discovery`]: `/.well-known/openid-configuration` and the JWKS.
 //! - [`authorize`]: the authorization endpoint, a pipeline of named checks.
-//! - [`login`]: the sign-in page and form.
+//! - [`login`]: the sign-in page and form; [`sign_in`]: starting an OP session in a browser,
+//!   shared by the form and by upstream sign-ins.
 //! - [`token`]: the token endpoint (`authorization_code`, `refresh_token`) and client authentication.
 //! - [`userinfo`]: claims for a bearer access token.
 //! - [`end_session`]: RP-Initiated Logout 1.0 (RPI-01..10).
@@ -56,6 +57,7 @@ pub mod register;
 pub mod registration;
 pub mod retention;
 pub mod settings;
+pub mod sign_in;
 pub mod sweeper;
 pub mod token;
 pub mod upstream;

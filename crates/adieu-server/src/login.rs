@@ -8,17 +8,13 @@
 
 use crate::AppState;
 use crate::authorize::issue_code;
-use crate::browser::{ClientAddr, check_csrf, csrf_token, current_session, new_cookie_value};
+use crate::browser::{ClientAddr, check_csrf, csrf_token};
 use crate::error::PageError;
 use crate::pages::render;
 use crate::ratelimit::Account;
+use crate::sign_in::sign_in;
 use adieu_core::client::Client;
 use adieu_core::grant::PendingAuthorization;
-use adieu_core::id::SessionId;
-use adieu_core::initiator::Initiator;
-use adieu_core::session::Session;
-use adieu_core::upstream::UpstreamSignIn;
-use adieu_core::user::User;
 use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -181,53 +177,4 @@ async fn submit(
         }
         None => Ok((jar, Redirect::to(&state.path("/"))).into_response()),
     }
-}
-
-/// Signs `user` in on this browser: re-authenticates the current session if it is the same user's,
-/// otherwise ends the other user's session (`session-revoked`) and starts a new one. The cookie value
-/// is always new.
-pub async fn sign_in(state: &AppState, jar: CookieJar, user: &User) -> Result<(CookieJar, Session), PageError> {
-    sign_in_with(state, jar, user, None).await
-}
-
-/// [`sign_in`], by a password (`upstream` = `None`) or through an upstream provider, whose
-/// `iss`/`sub`/`sid` the session then remembers so that the upstream's logout finds it.
-pub async fn sign_in_with(
-    state: &AppState,
-    jar: CookieJar,
-    user: &User,
-    upstream: Option<&UpstreamSignIn>,
-) -> Result<(CookieJar, Session), PageError> {
-    let now = state.clock.now();
-    let (cookie, cookie_hash) = new_cookie_value();
-    let current = current_session(state, &jar).await?;
-    let session = match current {
-        Some(s) if s.user_id == user.id => {
-            match upstream {
-                Some(up) => state.store.reauthenticate_upstream_session(&s.id, &cookie_hash, up).await?,
-                None => state.store.reauthenticate_session(&s.id, &cookie_hash, now).await?,
-            }
-            Session { auth_time: now, last_seen_at: now, ..s }
-        }
-        other => {
-            if let Some(old) = other {
-                crate::logout::end_session(state, &old.id, Initiator::SessionRevoked).await?;
-            }
-            let s = Session {
-                id: SessionId::new(crate::crypto::random_id()),
-                user_id: user.id.clone(),
-                auth_time: now,
-                created_at: now,
-                last_seen_at: now,
-                ended_at: None,
-                end_reason: None,
-            };
-            match upstream {
-                Some(up) => state.store.create_upstream_session(&s, &cookie_hash, up).await?,
-                None => state.store.create_session(&s, &cookie_hash).await?,
-            }
-            s
-        }
-    };
-    Ok((jar.add(state.cookies.session_cookie(cookie)), session))
 }

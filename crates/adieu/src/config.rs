@@ -25,7 +25,7 @@ pub struct Config {
     /// Database URL (default `sqlite://./adieu-data/adieu.db`; `postgres://…` for PostgreSQL).
     pub database_url: String,
     /// PostgreSQL pool size and replica name (`[database]`).
-    pub database: crate::store::DatabaseSettings,
+    pub database: DatabaseSettings,
     /// OP session lifetimes.
     pub session: SessionSettings,
     /// Token lifetimes.
@@ -57,7 +57,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             issuer: None,
             database_url: "sqlite://./adieu-data/adieu.db".into(),
-            database: crate::store::DatabaseSettings::default(),
+            database: DatabaseSettings::default(),
             session: SessionSettings::default(),
             tokens: TokenSettings::default(),
             login: LoginSettings::default(),
@@ -156,4 +156,22 @@ fn resolve_upstream_secret(u: &UpstreamSettings) -> anyhow::Result<UpstreamSetti
         u.client_secret = Some(Secret(v));
     }
     Ok(u)
+}
+
+/// `[database]`: the PostgreSQL connection pool and this replica's name. SQLite ignores both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connections in this process's pool (default 10, at least 1).
+    pub max_connections: u32,
+    /// This replica's name as the owner of delivery leases. A stable name, unique per replica,
+    /// lets a restarted replica resume its in-flight deliveries at once; by default a random name
+    /// is drawn at every start, and those deliveries wait for their leases to expire.
+    pub replica_id: Option<String>,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings { max_connections: 10, replica_id: None }
+    }
 }

@@ -11,6 +11,7 @@
 
 mod admin;
 mod config;
+#[cfg(feature = "demo")]
 mod demo;
 mod keys;
 mod ops;
@@ -39,6 +40,7 @@ enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Run a provider with a demo user and two demo applications (temporary database).
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Manage users and their sessions.
     #[command(subcommand)]
@@ -106,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = config::Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve::run(config).await,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args).await,
         Command::Migrate => {
             let _ = store::open(&config).await?;

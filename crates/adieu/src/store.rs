@@ -2,29 +2,10 @@
 //! database; `postgres:`/`postgresql:` URLs open PostgreSQL (cargo feature `postgres`, on by
 //! default), where several replicas share one database.
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseSettings};
 use adieu_core::Store;
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// `[database]`: the PostgreSQL connection pool and this replica's name. SQLite ignores both.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// Connections in this process's pool (default 10, at least 1).
-    pub max_connections: u32,
-    /// This replica's name as the owner of delivery leases. A stable name, unique per replica,
-    /// lets a restarted replica resume its in-flight deliveries at once; by default a random name
-    /// is drawn at every start, and those deliveries wait for their leases to expire.
-    pub replica_id: Option<String>,
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        DatabaseSettings { max_connections: 10, replica_id: None }
-    }
-}
 
 /// Opens the configured database and applies migrations.
 pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

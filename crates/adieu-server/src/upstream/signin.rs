@@ -12,7 +12,7 @@
 //! 5. the ID token ([`adieu_rp::id_token`]): signature with the upstream's keys, `alg` allow-list,
 //!    `iss`, `aud`, `azp`, `exp`, `iat`, and the `nonce` of this sign-in;
 //! 6. [`super::account::link_or_create`]: the local user linked to the upstream account;
-//! 7. the session, exactly as a password sign-in makes it ([`crate::login::sign_in_with`]),
+//! 7. the session, exactly as a password sign-in makes it ([`crate::sign_in::sign_in_with`]),
 //!    remembering the upstream `iss`/`sub`/`sid` (BC-SID-04);
 //! 8. the authorization request the sign-in started from, if any, resumes.
 
@@ -231,7 +231,7 @@ async fn finish(
         sid: id_token.sid().map(str::to_owned),
         at: now,
     };
-    let (jar, session) = crate::login::sign_in_with(state, jar.clone(), &user, Some(&signed_in)).await?;
+    let (jar, session) = crate::sign_in::sign_in_with(state, jar.clone(), &user, Some(&signed_in)).await?;
     tracing::info!(
         upstream = %upstream.settings.id,
         sub = %user.id,
