@@ -59,6 +59,22 @@ impl DeliveryStatus {
     pub fn is_final(self) -> bool {
         !matches!(self, DeliveryStatus::Pending | DeliveryStatus::Leased)
     }
+
+    /// Every status.
+    pub const ALL: [DeliveryStatus; 6] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Leased,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Rejected,
+        DeliveryStatus::Dead,
+        DeliveryStatus::Discarded,
+    ];
+
+    /// The storage names of the final statuses ([`DeliveryStatus::is_final`]): what retention may
+    /// prune.
+    pub fn final_names() -> Vec<&'static str> {
+        Self::ALL.into_iter().filter(|s| s.is_final()).map(DeliveryStatus::as_str).collect()
+    }
 }
 
 impl fmt::Display for DeliveryStatus {

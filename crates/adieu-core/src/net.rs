@@ -7,6 +7,21 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// The address a client is counted by in per-address limits: an IPv4 address (also one mapped into
+/// IPv6) on its own, an IPv6 address by its /64, which one subscriber usually holds whole.
+pub fn client_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// The special-purpose range `ip` belongs to, or `None` if it is a public unicast address.
 pub fn forbidden_range(ip: IpAddr) -> Option<&'static str> {
     match ip {

@@ -20,7 +20,6 @@ use adieu_proto::ErrorCode;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::CookieJar;
@@ -131,13 +130,7 @@ async fn run(state: &AppState, addr: IpAddr, jar: &CookieJar, raw: &[u8]) -> Res
             let max = state.settings.login.max_pending_per_address;
             if !state.limiter.pending_request(addr, max, ttl, now).await? {
                 tracing::warn!(%addr, "too many pending sign-in requests from this address");
-                return Err(PageError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    title: "Too many sign-in attempts".into(),
-                    message: "Too many sign-ins were started from your network. Please wait a few minutes and \
-                              try again."
-                        .into(),
-                });
+                return Err(PageError::too_many_pending_sign_ins());
             }
             state.store.put_pending_authorization(&id, &request, now.plus(ttl)).await?;
             Ok(Redirect::to(&state.path(&format!("/login?request={id}"))).into_response())

@@ -106,6 +106,16 @@ impl PageError {
         PageError { status: StatusCode::BAD_REQUEST, title: title.into(), message: message.into() }
     }
 
+    /// 429: an address started more sign-ins than `login.max_pending_per_address` allows.
+    pub fn too_many_pending_sign_ins() -> Self {
+        PageError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            title: "Too many sign-in attempts".into(),
+            message: "Too many sign-ins were started from your network. Please wait a few minutes and try again."
+                .into(),
+        }
+    }
+
     /// An internal failure: logged here, shown generically.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");

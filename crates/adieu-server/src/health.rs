@@ -19,7 +19,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            // A write fault is logged once by the store when it begins; probes do not repeat it.
+            match e {
+                adieu_core::StoreError::Unavailable(_) => tracing::debug!(error = %e, "not ready"),
+                _ => tracing::warn!(error = %e, "readiness check failed"),
+            }
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }
     }

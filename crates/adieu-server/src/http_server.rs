@@ -8,6 +8,7 @@
 //! left, so a stop always ends.
 
 use crate::settings::SettingsError;
+use adieu_core::net::client_bucket;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,7 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -81,20 +82,6 @@ impl HttpSettings {
     }
 }
 
-/// The budget key of a client address: IPv4 (and IPv4-mapped IPv6) alone, IPv6 by its /64.
-pub fn address_bucket(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
 /// Open connections per client address.
 #[derive(Debug, Default)]
 struct PerAddress {
@@ -109,7 +96,7 @@ struct AddressSlot {
 
 impl PerAddress {
     fn take(self: &Arc<Self>, addr: IpAddr, max: usize) -> Option<AddressSlot> {
-        let key = address_bucket(addr);
+        let key = client_bucket(addr);
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = open.entry(key).or_insert(0);
         if *n >= max {
@@ -237,9 +224,9 @@ mod tests {
     fn ipv6_clients_are_counted_by_their_64() {
         let a: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        assert_eq!(address_bucket(a), address_bucket(b));
-        assert_ne!(address_bucket(a), address_bucket("2001:db8:1:3::1".parse().unwrap()));
-        assert_eq!(address_bucket("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_bucket(a), client_bucket(b));
+        assert_ne!(client_bucket(a), client_bucket("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(client_bucket("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::crypto::hash_secret;
 use adieu_core::id::UserId;
 use adieu_core::store::{RateLimitStore, StoreResult};
 use adieu_core::time::UnixMillis;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,16 +69,9 @@ impl Account<'_> {
 /// The budget an address spends: an IPv4 address on its own; IPv6 by its /64, which one
 /// subscriber usually holds whole (an IPv4-mapped IPv6 address counts as the IPv4 address).
 fn address_key(addr: IpAddr) -> String {
-    match addr {
+    match adieu_core::net::client_bucket(addr) {
         IpAddr::V4(v4) => format!("login-address:{v4}"),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("login-address:{v4}"),
-            None => {
-                let s = v6.segments();
-                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("login-address:{net}/64")
-            }
-        },
+        IpAddr::V6(net) => format!("login-address:{net}/64"),
     }
 }
 

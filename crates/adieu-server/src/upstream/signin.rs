@@ -126,12 +126,7 @@ pub(super) async fn start(
     let ttl = Duration::from_secs(state.settings.tokens.login_request_ttl_secs);
     if !state.limiter.pending_request(addr, state.settings.login.max_pending_per_address, ttl, now).await? {
         tracing::warn!(%addr, "too many pending upstream sign-ins from this address");
-        return Err(PageError {
-            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
-            title: "Too many sign-in attempts".into(),
-            message: "Too many sign-ins were started from your network. Please wait a few minutes and try again."
-                .into(),
-        });
+        return Err(PageError::too_many_pending_sign_ins());
     }
     state
         .store

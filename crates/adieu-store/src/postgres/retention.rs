@@ -3,6 +3,7 @@
 //! pruners on every replica share the work.
 
 use super::{PostgresStore, backend};
+use adieu_core::delivery::DeliveryStatus;
 use adieu_core::store::{RetentionStore, StoreResult};
 use adieu_core::time::UnixMillis;
 use async_trait::async_trait;
@@ -14,11 +15,13 @@ impl RetentionStore for PostgresStore {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM deliveries
              WHERE finished_at IS NOT NULL AND finished_at < $1
-               AND status IN ('delivered', 'rejected', 'dead', 'discarded')
+               AND status = ANY($3)
              ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(before.0)
         .bind(i64::from(limit))
+        // Which statuses are finished is decided in adieu-core.
+        .bind(DeliveryStatus::final_names())
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
