@@ -17,7 +17,7 @@
 //! committed logout is delivered even if the process dies right after the commit.
 
 use crate::id::{ClientId, SessionId, Sid, UserId};
-use crate::initiator::Initiator;
+use crate::initiator::{Initiator, InitiatorSubscription};
 use crate::time::UnixMillis;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -168,9 +168,11 @@ pub enum Response {
     },
 }
 
-/// The next state after an attempt.
+/// What one attempt's result means: the one verdict type the worker decides, the store
+/// records, metrics count (by [`Verdict::label`]), and the API, the command line and the sign-out
+/// page show.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
+pub enum Verdict {
     /// 200 or 204.
     Delivered,
     /// 400 (BC-RESP-02, BC-SEND-06).
@@ -187,6 +189,124 @@ pub enum Next {
         /// Why.
         reason: String,
     },
+}
+
+impl Verdict {
+    /// The metric label and the name operators see: `delivered`, `rejected`, `retry` or `dead`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Delivered => "delivered",
+            Verdict::Rejected => "rejected",
+            Verdict::Retry { .. } => "retry",
+            Verdict::Dead { .. } => "dead",
+        }
+    }
+
+    /// Why the attempt failed (none when delivered; "HTTP 400" when rejected).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Delivered => None,
+            Verdict::Rejected => Some("HTTP 400"),
+            Verdict::Retry { reason, .. } | Verdict::Dead { reason } => Some(reason),
+        }
+    }
+}
+
+/// A delivery's state with what each state carries (the diagram at the top of this module).
+/// The store persists it as `status`, `next_attempt_at`, `lease_until`, `finished_at` and
+/// `last_error`; it decides nothing itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending {
+        /// When it is due.
+        next_attempt_at: UnixMillis,
+    },
+    /// A worker holds it.
+    Leased {
+        /// When the lease ends.
+        until: UnixMillis,
+    },
+    /// The application answered 200 or 204.
+    Delivered {
+        /// When the answer came.
+        at: UnixMillis,
+    },
+    /// The application answered 400.
+    Rejected {
+        /// When.
+        at: UnixMillis,
+    },
+    /// Given up.
+    Dead {
+        /// When.
+        at: UnixMillis,
+        /// Why.
+        reason: String,
+    },
+    /// The client unsubscribed first.
+    Discarded {
+        /// When.
+        at: UnixMillis,
+    },
+}
+
+impl DeliveryState {
+    /// The state a leased delivery goes to when an attempt that ended at `ended_at` got `verdict`.
+    pub fn after(verdict: &Verdict, ended_at: UnixMillis) -> DeliveryState {
+        match verdict {
+            Verdict::Delivered => DeliveryState::Delivered { at: ended_at },
+            Verdict::Rejected => DeliveryState::Rejected { at: ended_at },
+            Verdict::Retry { at, .. } => DeliveryState::Pending { next_attempt_at: *at },
+            Verdict::Dead { reason } => DeliveryState::Dead { at: ended_at, reason: reason.clone() },
+        }
+    }
+
+    /// The status it is stored and shown under.
+    pub fn status(&self) -> DeliveryStatus {
+        match self {
+            DeliveryState::Pending { .. } => DeliveryStatus::Pending,
+            DeliveryState::Leased { .. } => DeliveryStatus::Leased,
+            DeliveryState::Delivered { .. } => DeliveryStatus::Delivered,
+            DeliveryState::Rejected { .. } => DeliveryStatus::Rejected,
+            DeliveryState::Dead { .. } => DeliveryStatus::Dead,
+            DeliveryState::Discarded { .. } => DeliveryStatus::Discarded,
+        }
+    }
+
+    /// When it reached a final state (none while pending or leased).
+    pub fn finished_at(&self) -> Option<UnixMillis> {
+        match self {
+            DeliveryState::Pending { .. } | DeliveryState::Leased { .. } => None,
+            DeliveryState::Delivered { at }
+            | DeliveryState::Rejected { at }
+            | DeliveryState::Dead { at, .. }
+            | DeliveryState::Discarded { at } => Some(*at),
+        }
+    }
+}
+
+impl Delivery {
+    /// Its state, from the stored columns.
+    pub fn state(&self) -> DeliveryState {
+        let at = self.finished_at.unwrap_or(self.next_attempt_at);
+        match self.status {
+            DeliveryStatus::Pending => DeliveryState::Pending { next_attempt_at: self.next_attempt_at },
+            DeliveryStatus::Leased => DeliveryState::Leased { until: self.lease_until.unwrap_or(self.next_attempt_at) },
+            DeliveryStatus::Delivered => DeliveryState::Delivered { at },
+            DeliveryStatus::Rejected => DeliveryState::Rejected { at },
+            DeliveryStatus::Dead => DeliveryState::Dead { at, reason: self.last_error.clone().unwrap_or_default() },
+            DeliveryStatus::Discarded => DeliveryState::Discarded { at },
+        }
+    }
+}
+
+/// The notify rule: whether ending a session with `initiator` writes a delivery to a participant
+/// whose client has `logout_uri` (its `backchannel_logout_uri`) and `subscription`. Only clients
+/// with a logout URI are told (BC-REG-01), and only of the initiators they subscribe to
+/// (`rp-logout` and `idp-logout` always).
+pub fn notified(initiator: Initiator, logout_uri: Option<&str>, subscription: &InitiatorSubscription) -> bool {
+    logout_uri.is_some() && subscription.subscribes(initiator)
 }
 
 /// Retries with exponential backoff and jitter, a cap, an attempt limit and a deadline.
@@ -229,10 +349,10 @@ impl RetryPolicy {
         round_started_at: UnixMillis,
         now: UnixMillis,
         jitter: f64,
-    ) -> Next {
+    ) -> Verdict {
         let reason = match response {
-            Response::Status { code: 200 | 204, .. } => return Next::Delivered,
-            Response::Status { code: 400, .. } => return Next::Rejected,
+            Response::Status { code: 200 | 204, .. } => return Verdict::Delivered,
+            Response::Status { code: 400, .. } => return Verdict::Rejected,
             Response::Status { code, retry_after } if *code == 429 || (500..600).contains(code) => {
                 let reason = format!("HTTP {code}");
                 return self.retry_or_die(reason, attempt, round_started_at, now, jitter, *retry_after);
@@ -246,7 +366,7 @@ impl RetryPolicy {
             }
             Response::Failed { recoverable: false, reason } => reason.clone(),
         };
-        Next::Dead { reason }
+        Verdict::Dead { reason }
     }
 
     fn retry_or_die(
@@ -257,9 +377,9 @@ impl RetryPolicy {
         now: UnixMillis,
         jitter: f64,
         retry_after: Option<Duration>,
-    ) -> Next {
+    ) -> Verdict {
         if attempt >= self.max_attempts {
-            return Next::Dead { reason: format!("{reason}; gave up after {attempt} attempt(s)") };
+            return Verdict::Dead { reason: format!("{reason}; gave up after {attempt} attempt(s)") };
         }
         let base = self.backoff(attempt);
         let jitter = jitter.clamp(0.0, 1.0);
@@ -269,9 +389,9 @@ impl RetryPolicy {
         }
         let at = now.plus(delay);
         if at > round_started_at.plus(self.deadline) {
-            return Next::Dead { reason: format!("{reason}; retry deadline passed") };
+            return Verdict::Dead { reason: format!("{reason}; retry deadline passed") };
         }
-        Next::Retry { at, reason }
+        Verdict::Retry { at, reason }
     }
 }
 
@@ -288,13 +408,13 @@ mod tests {
     #[test]
     fn bc_send_07_200_and_204_are_delivered() {
         let p = RetryPolicy::default();
-        assert_eq!(p.next(&status(200), 1, T0, T0, 0.5), Next::Delivered);
-        assert_eq!(p.next(&status(204), 1, T0, T0, 0.5), Next::Delivered);
+        assert_eq!(p.next(&status(200), 1, T0, T0, 0.5), Verdict::Delivered);
+        assert_eq!(p.next(&status(204), 1, T0, T0, 0.5), Verdict::Delivered);
     }
 
     #[test]
     fn bc_send_06_400_is_final_and_never_retried() {
-        assert_eq!(RetryPolicy::default().next(&status(400), 1, T0, T0, 0.5), Next::Rejected);
+        assert_eq!(RetryPolicy::default().next(&status(400), 1, T0, T0, 0.5), Verdict::Rejected);
     }
 
     #[test]
@@ -303,7 +423,7 @@ mod tests {
         for r in
             [status(500), status(503), status(429), Response::Failed { recoverable: true, reason: "refused".into() }]
         {
-            assert!(matches!(p.next(&r, 1, T0, T0, 0.5), Next::Retry { .. }), "{r:?}");
+            assert!(matches!(p.next(&r, 1, T0, T0, 0.5), Verdict::Retry { .. }), "{r:?}");
         }
     }
 
@@ -311,12 +431,12 @@ mod tests {
     fn redirects_and_other_4xx_are_dead_at_once() {
         let p = RetryPolicy::default();
         match p.next(&status(302), 1, T0, T0, 0.5) {
-            Next::Dead { reason } => assert!(reason.contains("redirects are not followed")),
+            Verdict::Dead { reason } => assert!(reason.contains("redirects are not followed")),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(p.next(&status(404), 1, T0, T0, 0.5), Next::Dead { .. }));
+        assert!(matches!(p.next(&status(404), 1, T0, T0, 0.5), Verdict::Dead { .. }));
         let forbidden = Response::Failed { recoverable: false, reason: "address refused".into() };
-        assert!(matches!(p.next(&forbidden, 1, T0, T0, 0.5), Next::Dead { .. }));
+        assert!(matches!(p.next(&forbidden, 1, T0, T0, 0.5), Verdict::Dead { .. }));
     }
 
     #[test]
@@ -326,7 +446,7 @@ mod tests {
         assert_eq!(p.backoff(4), Duration::from_secs(8));
         assert_eq!(p.backoff(40), Duration::from_secs(600));
         let at = |attempt, j| match p.next(&status(500), attempt, T0, T0, j) {
-            Next::Retry { at, .. } => at.0 - T0.0,
+            Verdict::Retry { at, .. } => at.0 - T0.0,
             other => panic!("{other:?}"),
         };
         assert_eq!(at(3, 0.0), 2_000);
@@ -340,19 +460,19 @@ mod tests {
         let r = Response::Status { code: 429, retry_after: Some(Duration::from_secs(30)) };
         assert_eq!(
             p.next(&r, 1, T0, T0, 0.0),
-            Next::Retry { at: T0.plus(Duration::from_secs(30)), reason: "HTTP 429".into() }
+            Verdict::Retry { at: T0.plus(Duration::from_secs(30)), reason: "HTTP 429".into() }
         );
         let huge = Response::Status { code: 429, retry_after: Some(Duration::from_secs(99_999)) };
-        assert!(matches!(p.next(&huge, 1, T0, T0, 0.0), Next::Retry { at, .. } if at == T0.plus(p.max_backoff)));
+        assert!(matches!(p.next(&huge, 1, T0, T0, 0.0), Verdict::Retry { at, .. } if at == T0.plus(p.max_backoff)));
     }
 
     #[test]
     fn attempts_are_limited_and_one_attempt_means_no_retry() {
         let once = RetryPolicy { max_attempts: 1, ..RetryPolicy::default() };
-        assert!(matches!(once.next(&status(500), 1, T0, T0, 0.5), Next::Dead { .. }));
+        assert!(matches!(once.next(&status(500), 1, T0, T0, 0.5), Verdict::Dead { .. }));
         let p = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
-        assert!(matches!(p.next(&status(500), 2, T0, T0, 0.5), Next::Retry { .. }));
-        assert!(matches!(p.next(&status(500), 3, T0, T0, 0.5), Next::Dead { .. }));
+        assert!(matches!(p.next(&status(500), 2, T0, T0, 0.5), Verdict::Retry { .. }));
+        assert!(matches!(p.next(&status(500), 3, T0, T0, 0.5), Verdict::Dead { .. }));
     }
 
     #[test]
@@ -360,8 +480,29 @@ mod tests {
         let p = RetryPolicy { deadline: Duration::from_secs(10), ..RetryPolicy::default() };
         let late = T0.plus(Duration::from_secs(9));
         match p.next(&status(500), 2, T0, late, 0.5) {
-            Next::Dead { reason } => assert!(reason.contains("deadline")),
+            Verdict::Dead { reason } => assert!(reason.contains("deadline")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn notify_rule_needs_a_logout_uri_and_a_subscribed_initiator() {
+        let default = InitiatorSubscription::default();
+        assert!(notified(Initiator::RpLogout, Some("https://app.example/bc"), &default));
+        assert!(!notified(Initiator::RpLogout, None, &default));
+        assert!(!notified(Initiator::SessionExpired, Some("https://app.example/bc"), &default));
+    }
+
+    #[test]
+    fn delivery_state_after_each_verdict() {
+        let end = UnixMillis(5_000);
+        assert_eq!(DeliveryState::after(&Verdict::Delivered, end), DeliveryState::Delivered { at: end });
+        assert_eq!(DeliveryState::after(&Verdict::Rejected, end).status(), DeliveryStatus::Rejected);
+        let retry = Verdict::Retry { at: UnixMillis(9_000), reason: "HTTP 503".into() };
+        assert_eq!(DeliveryState::after(&retry, end), DeliveryState::Pending { next_attempt_at: UnixMillis(9_000) });
+        assert_eq!(DeliveryState::after(&retry, end).finished_at(), None);
+        let dead = DeliveryState::after(&Verdict::Dead { reason: "HTTP 404".into() }, end);
+        assert_eq!(dead.finished_at(), Some(end));
+        assert!(dead.status().is_final());
     }
 }

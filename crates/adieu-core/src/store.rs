@@ -7,7 +7,7 @@
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::client::Client;
-use crate::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::delivery::{Attempt, Delivery, DeliveryStatus, Verdict};
 use crate::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use crate::id::{ClientId, SessionId, Sid, UserId};
 use crate::initiator::Initiator;
@@ -267,31 +267,13 @@ pub struct Claim<'a> {
     pub exclude_clients: &'a [ClientId],
 }
 
-/// What an attempt led to, as the store records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptResult {
-    /// Delivered (200/204).
-    Delivered,
-    /// Rejected by the application (400).
-    Rejected,
-    /// To be retried at `at`.
-    Retry {
-        /// When.
-        at: UnixMillis,
-    },
-    /// Given up.
-    Dead,
-}
-
 /// An attempt with its result, to be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     /// The attempt.
     pub attempt: Attempt,
-    /// What it led to.
-    pub result: AttemptResult,
-    /// Why it failed, if it did.
-    pub reason: Option<String>,
+    /// What it means (the store writes [`DeliveryState::after`](crate::delivery::DeliveryState::after)).
+    pub verdict: Verdict,
 }
 
 /// Queue figures for metrics.
@@ -317,13 +299,8 @@ pub trait DeliveryStore: Send + Sync {
     async fn record_attempts(&self, batch: &[Recorded]) -> StoreResult<Vec<bool>>;
 
     /// [`DeliveryStore::record_attempts`] for one attempt.
-    async fn record_attempt(
-        &self,
-        attempt: &Attempt,
-        result: AttemptResult,
-        reason: Option<&str>,
-    ) -> StoreResult<bool> {
-        let r = Recorded { attempt: attempt.clone(), result, reason: reason.map(str::to_owned) };
+    async fn record_attempt(&self, attempt: &Attempt, verdict: Verdict) -> StoreResult<bool> {
+        let r = Recorded { attempt: attempt.clone(), verdict };
         Ok(self.record_attempts(std::slice::from_ref(&r)).await?.first().copied().unwrap_or(false))
     }
     /// Deliveries matching `filter`, newest first.

@@ -6,6 +6,10 @@
 //! versions and names; on PostgreSQL the runner holds an advisory lock, so replicas that start
 //! together apply each migration once.
 
+use crate::sql::{Dialect, Sql};
+use adieu_core::store::StoreResult;
+use sqlx::Connection;
+
 /// One migration: a version number and its SQL.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -43,69 +47,41 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 7, name: "reliability", sql: include_str!("../migrations/postgres/0007_reliability.sql") },
 ];
 
-#[cfg(feature = "postgres")]
-pub(crate) mod postgres {
-    //! The PostgreSQL runner.
-
-    use super::{Migration, POSTGRES};
-    use sqlx::{Connection, PgConnection};
-
-    /// Applies every migration of [`POSTGRES`] not yet applied, on `conn` (a connection of its
-    /// own, closed by the caller: closing it also releases the lock if anything fails).
-    ///
-    /// A session-level advisory lock, keyed by the schema the migrations go to, serialises
-    /// runners: a second replica waits, then finds everything applied.
-    pub(crate) async fn run(conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
-        sqlx::query("SELECT pg_advisory_lock(hashtext('adieu.migrate.' || coalesce(current_schema(), '')))")
-            .execute(&mut *conn)
-            .await?;
-        let result = apply_all(conn).await;
-        let unlocked =
-            sqlx::query("SELECT pg_advisory_unlock(hashtext('adieu.migrate.' || coalesce(current_schema(), '')))")
-                .execute(&mut *conn)
-                .await;
-        let ran = result?;
-        unlocked?;
-        Ok(ran)
+/// Applies every migration of `list` not yet applied, on `conn`, each in its own transaction
+/// with the row that records it; returns how many ran.
+pub(crate) async fn run<D: Dialect>(conn: &mut D::Connection, list: &[Migration]) -> StoreResult<usize> {
+    Sql::new(
+        "CREATE TABLE IF NOT EXISTS adieu_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute::<D>(conn)
+    .await?;
+    let mut ran = 0;
+    for m in list {
+        if apply::<D>(conn, m).await? {
+            ran += 1;
+        }
     }
+    Ok(ran)
+}
 
-    async fn apply_all(conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS adieu_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *conn)
+async fn apply<D: Dialect>(conn: &mut D::Connection, m: &Migration) -> StoreResult<bool> {
+    let mut tx = conn.begin_with(D::BEGIN_WRITE).await.map_err(D::error)?;
+    let done = Sql::new("SELECT version FROM adieu_migrations WHERE version = $1")
+        .bind(m.version)
+        .fetch_optional::<D>(&mut tx)
         .await?;
-        let mut ran = 0;
-        for m in POSTGRES {
-            if apply(conn, m).await? {
-                ran += 1;
-            }
-        }
-        Ok(ran)
+    if done.is_some() {
+        return Ok(false);
     }
-
-    async fn apply(conn: &mut PgConnection, m: &Migration) -> Result<bool, sqlx::Error> {
-        let mut tx = conn.begin().await?;
-        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM adieu_migrations WHERE version = $1")
-            .bind(m.version)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if done.is_some() {
-            return Ok(false);
-        }
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-        sqlx::query(
-            "INSERT INTO adieu_migrations (version, name, applied_at)
-             VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
-        )
+    D::execute_script(&mut tx, m.sql).await.map_err(D::error)?;
+    Sql::new(format!("INSERT INTO adieu_migrations (version, name, applied_at) VALUES ($1, $2, {})", D::NOW_MS))
         .bind(m.version)
         .bind(m.name)
-        .execute(&mut *tx)
+        .execute::<D>(&mut tx)
         .await?;
-        tx.commit().await?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
-        Ok(true)
-    }
+    tx.commit().await.map_err(D::error)?;
+    tracing::info!(version = m.version, name = m.name, "applied migration");
+    Ok(true)
 }
 
 #[cfg(test)]

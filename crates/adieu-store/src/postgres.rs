@@ -1,16 +1,11 @@
 //! The PostgreSQL backend: several `adieu serve` replicas on one database (DESIGN.md §3).
 //!
-//! - this file: [`PostgresStore`], opening (pool, migrations, replica id), errors, and the small
-//!   stores (API tokens, audit log, health);
-//! - `keys`: signing keys (generations, retirement);
-//! - `rows`: row → domain type mapping;
-//! - `users`, `clients`, `sessions`, `grants`, `deliveries`, `upstream`, `ratelimit`: one store
-//!   trait each;
-//! - `notify`: `LISTEN/NOTIFY`, which wakes the other replicas' workers when deliveries become
-//!   claimable.
+//! The statements are those of [`crate::sql`], shared with SQLite; this file opens the pool
+//! (migrations, replica id) and says what differs ([`Dialect`] for [`Postgres`]); `notify` holds
+//! `LISTEN/NOTIFY`, which wakes the other replicas' workers when deliveries become claimable.
 //!
-//! Semantics are those of the SQLite backend (the conformance suite runs both); what differs is how
-//! concurrent writers are kept apart. SQLite has one writer; here transactions run side by side at
+//! The conformance suite runs both backends; what differs is how concurrent writers are kept
+//! apart. SQLite has one writer; here transactions run side by side at
 //! READ COMMITTED and rely on row locks:
 //! - delivery claims take due rows with `FOR UPDATE SKIP LOCKED` and lease them to this replica
 //!   (`lease_owner`), so two replicas never claim the same row while its lease is valid, and a
@@ -25,25 +20,16 @@
 //! - rows are always locked in one order (tokens: refresh before access; deliveries: by id) so
 //!   that transactions wait for each other instead of deadlocking.
 
-mod clients;
-mod deliveries;
-mod grants;
-mod keys;
 mod notify;
-mod ratelimit;
-mod retention;
-mod rows;
-mod sessions;
-mod upstream;
-mod users;
 
-use crate::migrate;
-use adieu_core::audit::{AuditEvent, AuditFilter};
-use adieu_core::store::{ApiTokenKind, ApiTokenStore, AuditStore, Health, StoreError, StoreResult};
-use adieu_core::time::UnixMillis;
-use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+pub use notify::CHANNEL;
+
+use crate::migrate::{self, POSTGRES};
+use crate::sql::stmt::backend_impls;
+use crate::sql::{Dialect, Sql, SqlStore};
+use adieu_core::store::{StoreError, StoreResult};
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,14 +55,64 @@ impl Default for PostgresOptions {
 }
 
 /// The PostgreSQL store. Clones share the pool and the replica id.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-    replica: Arc<str>,
+pub type PostgresStore = SqlStore<Postgres>;
+
+backend_impls!(Postgres, PgRow);
+
+impl Dialect for Postgres {
+    const NOW_MS: &'static str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+    const NEW_ID: &'static str = "replace(gen_random_uuid()::text, '-', '')";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const FOR_KEY_SHARE: &'static str = " FOR KEY SHARE";
+    const ILIKE: &'static str = "ILIKE";
+    const RELEASES_EVERY_LEASE: bool = false;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+
+    fn error(e: sqlx::Error) -> StoreError {
+        classify(e)
+    }
+
+    fn heartbeat(replica: &str) -> Sql {
+        // One row per replica.
+        Sql::new(
+            "INSERT INTO heartbeat (id, at) VALUES ($1, (extract(epoch from now()) * 1000)::bigint)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(replica)
+    }
+
+    fn json_list(param: &str) -> String {
+        format!("(SELECT jsonb_array_elements_text(CAST({param} AS jsonb)))")
+    }
+
+    fn json_rows(param: &str, alias: &str, cols: &[(&str, &str)]) -> String {
+        let cols: Vec<String> = cols.iter().map(|(name, ty)| format!("{name} {ty}")).collect();
+        format!("jsonb_to_recordset(CAST({param} AS jsonb)) AS {alias}({})", cols.join(", "))
+    }
+
+    async fn wake_at_commit(conn: &mut PgConnection) -> StoreResult<()> {
+        notify::notify_in(conn).await
+    }
+
+    async fn lock_grant(conn: &mut PgConnection, grant_id: &str) -> StoreResult<()> {
+        // Token issue and revocation of one grant are ordered (both take this lock).
+        Sql::new("SELECT pg_advisory_xact_lock(hashtextextended('adieu.grant.' || $1, 0))")
+            .bind(grant_id)
+            .execute::<Postgres>(conn)
+            .await
+            .map(|_| ())
+    }
+
+    async fn listen(store: &SqlStore<Self>, wake: &(dyn Fn() + Send + Sync)) -> StoreResult<()> {
+        notify::listen(store, wake).await
+    }
+
+    runners!();
 }
 
 /// Maps a database error; unique violations become [`StoreError::Conflict`] naming the column.
-fn backend(e: sqlx::Error) -> StoreError {
+fn classify(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
     {
@@ -116,25 +152,21 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("stored JSON is invalid: {e}"))
-}
-
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://user@host/db`, libpq-style parameters such as `sslmode`
     /// and `options=-c search_path=…` accepted) and applies the embedded migrations. The
     /// connections' `application_name` is `adieu <replica id>` unless the URL sets one.
     pub async fn open(url: &str, options: &PostgresOptions) -> StoreResult<Self> {
-        let mut connect = PgConnectOptions::from_str(url).map_err(backend)?;
+        let mut connect = PgConnectOptions::from_str(url).map_err(Postgres::error)?;
         let replica: Arc<str> = match &options.replica_id {
             Some(id) if !id.trim().is_empty() => id.trim().into(),
             Some(_) => return Err(StoreError::Backend("the replica id must not be empty".into())),
             None => {
-                let mut conn = PgConnection::connect_with(&connect).await.map_err(backend)?;
+                let mut conn = PgConnection::connect_with(&connect).await.map_err(Postgres::error)?;
                 let id: String = sqlx::query_scalar("SELECT 'replica-' || replace(gen_random_uuid()::text, '-', '')")
                     .fetch_one(&mut conn)
                     .await
-                    .map_err(backend)?;
+                    .map_err(Postgres::error)?;
                 let _ = conn.close().await;
                 id.into()
             }
@@ -148,127 +180,33 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
-            .map_err(backend)?;
-        let store = PostgresStore { pool, replica };
+            .map_err(Postgres::error)?;
+        let store = SqlStore { writer: pool.clone(), reader: pool, replica };
         store.migrate().await?;
         Ok(store)
     }
 
     /// Applies every migration not yet applied; returns how many ran. Safe to run from several
-    /// replicas at once (an advisory lock serialises them).
+    /// replicas at once: a session-level advisory lock, keyed by the schema the migrations go to,
+    /// serialises runners (a second replica waits, then finds everything applied).
     pub async fn migrate(&self) -> StoreResult<usize> {
         // A connection of its own, closed afterwards: if anything fails, closing it releases the
         // advisory lock, which a pooled connection would keep.
-        let mut conn = self.pool.acquire().await.map_err(backend)?.detach();
-        let ran = migrate::postgres::run(&mut conn).await.map_err(backend);
+        let mut conn = self.writer.acquire().await.map_err(Postgres::error)?.detach();
+        let lock = "hashtext('adieu.migrate.' || coalesce(current_schema(), ''))";
+        let ran = async {
+            Sql::new(format!("SELECT pg_advisory_lock({lock})")).execute::<Postgres>(&mut conn).await?;
+            let ran = migrate::run::<Postgres>(&mut conn, POSTGRES).await;
+            Sql::new(format!("SELECT pg_advisory_unlock({lock})")).execute::<Postgres>(&mut conn).await?;
+            ran
+        }
+        .await;
         let _ = conn.close().await;
         ran
     }
 
-    /// The name this store's delivery leases are held under.
-    pub fn replica_id(&self) -> &str {
-        &self.replica
-    }
-
     /// The connection pool (for tests and tools that inspect the database).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
-
-/// Appends an audit event inside the caller's transaction.
-async fn append_audit_in(conn: &mut PgConnection, e: &AuditEvent) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, kind, actor, client_id, user_id, session_id, delivery_id, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(e.at.0)
-    .bind(&e.kind)
-    .bind(&e.actor)
-    .bind(&e.client_id)
-    .bind(&e.user_id)
-    .bind(&e.session_id)
-    .bind(&e.delivery_id)
-    .bind(e.detail.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-#[async_trait]
-impl AuditStore for PostgresStore {
-    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
-        append_audit_in(&mut conn, event).await
-    }
-
-    async fn audit_events(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
-        let (exact, prefix) = match &f.kind {
-            Some(k) if k.ends_with('.') => (None, Some(format!("{k}%"))),
-            Some(k) => (Some(k.clone()), None),
-            None => (None, None),
-        };
-        // ILIKE: SQLite's LIKE ignores ASCII case, and the prefix filter must match the same events.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            rows::audit_cols!(),
-            " FROM audit_log
-             WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR kind ILIKE $2)
-               AND ($3::text IS NULL OR client_id = $3)
-               AND ($4::bigint IS NULL OR at >= $4) AND ($5::bigint IS NULL OR at < $5)
-             ORDER BY id DESC LIMIT $6"
-        ))
-        .bind(exact)
-        .bind(prefix)
-        .bind(&f.client_id)
-        .bind(f.since.map(|t| t.0))
-        .bind(f.until.map(|t| t.0))
-        .bind(i64::from(f.limit.unwrap_or(100).clamp(1, 1000)))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::audit).collect()
-    }
-}
-
-#[async_trait]
-impl Health for PostgresStore {
-    async fn ping(&self) -> StoreResult<()> {
-        // A write, so that readiness fails when the database answers but cannot write.
-        sqlx::query(
-            "INSERT INTO heartbeat (id, at) VALUES ($1, (extract(epoch from now()) * 1000)::bigint)
-             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-        )
-        .bind(&*self.replica)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ApiTokenStore for PostgresStore {
-    async fn insert_api_token(&self, hash: &str, kind: ApiTokenKind, label: &str, at: UnixMillis) -> StoreResult<()> {
-        sqlx::query("INSERT INTO api_tokens (hash, kind, label, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(hash)
-            .bind(kind.as_str())
-            .bind(label)
-            .bind(at.0)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn api_token_exists(&self, hash: &str, kind: ApiTokenKind) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE hash = $1 AND kind = $2")
-            .bind(hash)
-            .bind(kind.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(n > 0)
+        &self.writer
     }
 }
