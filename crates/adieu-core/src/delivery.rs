@@ -202,11 +202,11 @@ impl Verdict {
         }
     }
 
-    /// Why the attempt failed (none when delivered; "HTTP 400" when rejected).
+    /// Why the attempt failed, as stored in `last_error` (none when delivered).
     pub fn reason(&self) -> Option<&str> {
         match self {
             Verdict::Delivered => None,
-            Verdict::Rejected => Some("HTTP 400"),
+            Verdict::Rejected => Some("HTTP 400: the application rejected the logout token"),
             Verdict::Retry { reason, .. } | Verdict::Dead { reason } => Some(reason),
         }
     }

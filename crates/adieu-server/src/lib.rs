@@ -32,15 +32,15 @@
 //! key-encryption key), [`id_token`], [`crypto`], [`password`], [`browser`] (cookies, CSRF),
 //! [`ratelimit`], [`pages`] (templates), [`error`], [`registration`] (validation of client metadata).
 
-pub mod account;
+pub mod account_page;
 pub mod api;
 pub mod authorize;
 pub mod browser;
+pub mod client_metadata;
 pub mod crypto;
 pub mod delivery;
 pub mod detached;
 pub mod discovery;
-pub mod end_session;
 pub mod error;
 pub mod health;
 pub mod home;
@@ -48,21 +48,22 @@ pub mod http_server;
 pub mod id_token;
 pub mod keys;
 pub mod login;
-pub mod logout;
 pub mod metrics;
 pub mod pages;
 pub mod password;
+pub mod provider;
 pub mod ratelimit;
-pub mod register;
-pub mod registration;
+pub mod registration_endpoint;
 pub mod retention;
+pub mod rp_logout;
+pub mod session_end;
 pub mod settings;
 pub mod sign_in;
 pub mod sweeper;
 pub mod token;
 pub mod upstream;
+pub mod user_admin;
 pub mod userinfo;
-pub mod users;
 
 use adieu_core::{Clock, SessionLifetime, Store};
 use axum::Router;
@@ -192,12 +193,12 @@ pub fn router(state: AppState) -> Router {
         .merge(login::routes())
         .merge(token::routes())
         .merge(userinfo::routes())
-        .merge(end_session::routes())
+        .merge(rp_logout::routes())
         .merge(home::routes())
-        .merge(account::routes())
+        .merge(account_page::routes())
         .merge(health::routes())
         .merge(metrics::routes())
-        .merge(register::routes())
+        .merge(registration_endpoint::routes())
         .merge(api::routes())
         .merge(upstream::routes());
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();

@@ -40,7 +40,7 @@ pub async fn sign_in_with(
         }
         other => {
             if let Some(old) = other {
-                crate::logout::end_session(state, &old.id, Initiator::SessionRevoked).await?;
+                crate::session_end::end_session(state, &old.id, Initiator::SessionRevoked).await?;
             }
             let s = Session {
                 id: SessionId::new(crate::crypto::random_id()),

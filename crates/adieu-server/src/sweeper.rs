@@ -21,7 +21,7 @@ pub async fn sweep_once(state: &AppState) -> StoreResult<usize> {
     loop {
         let now = state.clock.now();
         let ended = state.store.end_expired_sessions(state.lifetime, now, BATCH).await?;
-        crate::logout::announce(Some(&state.delivery), &ended);
+        crate::session_end::announce(Some(&state.delivery), &ended);
         total += ended.len();
         if ended.len() < BATCH as usize {
             break;

@@ -442,8 +442,8 @@ async fn claimed_deliveries_are_leased_and_expired_leases_are_claimable_again(s:
 }
 
 async fn attempts_are_recorded_and_failures_audited(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::delivery::Verdict;
     use adieu_core::delivery::{Attempt, DeliveryStatus};
-    use adieu_core::store::AttemptResult;
     three_participants(&s).await?;
     s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?;
     let batch = s.claim_due(&claim(T0)).await?;
@@ -456,9 +456,11 @@ async fn attempts_are_recorded_and_failures_audited(s: Arc<dyn Store>) -> StoreR
         http_status: status,
         error: None,
     };
-    assert!(s.record_attempt(&attempt(a, Some(200)), AttemptResult::Delivered, None).await?);
+    assert!(s.record_attempt(&attempt(a, Some(200)), Verdict::Delivered).await?);
     let retry_at = UnixMillis(T0.0 + 1000);
-    assert!(s.record_attempt(&attempt(c, Some(503)), AttemptResult::Retry { at: retry_at }, Some("HTTP 503")).await?);
+    assert!(
+        s.record_attempt(&attempt(c, Some(503)), Verdict::Retry { at: retry_at, reason: "HTTP 503".into() }).await?
+    );
     let (da, attempts) = s.delivery(&a.id).await?.unwrap();
     assert_eq!(da.status, DeliveryStatus::Delivered);
     assert_eq!(attempts.len(), 1);
@@ -472,7 +474,7 @@ async fn attempts_are_recorded_and_failures_audited(s: Arc<dyn Store>) -> StoreR
     assert!(s.claim_due(&claim(T0)).await?.is_empty(), "not due before its time");
     let second = s.claim_due(&claim(retry_at)).await?;
     assert_eq!(second.len(), 1);
-    assert!(s.record_attempt(&attempt(&second[0], None), AttemptResult::Dead, Some("timed out")).await?);
+    assert!(s.record_attempt(&attempt(&second[0], None), Verdict::Dead { reason: "timed out".into() }).await?);
     let (dc, attempts) = s.delivery(&c.id).await?.unwrap();
     assert_eq!(dc.status, DeliveryStatus::Dead);
     assert_eq!(attempts.iter().map(|a| a.number).collect::<Vec<_>>(), vec![1, 2]);
@@ -480,7 +482,7 @@ async fn attempts_are_recorded_and_failures_audited(s: Arc<dyn Store>) -> StoreR
     let kinds: Vec<&str> = failures.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, vec!["delivery.dead", "delivery.attempt_failed"]);
     // A record for a delivery that is no longer leased changes nothing.
-    assert!(!s.record_attempt(&attempt(a, Some(200)), AttemptResult::Delivered, None).await?);
+    assert!(!s.record_attempt(&attempt(a, Some(200)), Verdict::Delivered).await?);
     Ok(())
 }
 
@@ -522,15 +524,15 @@ async fn removing_the_logout_uri_discards_pending_deliveries_and_is_audited(s: A
 }
 
 async fn dead_deliveries_can_be_retried(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::delivery::Verdict;
     use adieu_core::delivery::{Attempt, DeliveryStatus};
-    use adieu_core::store::AttemptResult;
     three_participants(&s).await?;
     s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?;
     let d = s.claim_due(&claim(T0)).await?.remove(0);
     assert!(!s.retry_dead(&d.id, "admin-api", T0).await?, "only dead deliveries can be retried");
     let a =
         Attempt { delivery_id: d.id.clone(), number: 0, at: T0, latency_ms: 1, http_status: Some(404), error: None };
-    s.record_attempt(&a, AttemptResult::Dead, Some("HTTP 404")).await?;
+    s.record_attempt(&a, Verdict::Dead { reason: "HTTP 404".into() }).await?;
     let later = UnixMillis(T0.0 + 5000);
     assert!(s.retry_dead(&d.id, "admin-api", later).await?);
     let (d2, _) = s.delivery(&d.id).await?.unwrap();

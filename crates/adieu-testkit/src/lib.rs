@@ -16,15 +16,12 @@ use adieu_core::client::{Client, TokenEndpointAuthMethod};
 use adieu_core::id::UserId;
 use adieu_core::user::User;
 use adieu_core::{Clock, ManualClock, Store};
-use adieu_server::registration::{ClientRegistration, UriPolicy, register};
+use adieu_server::client_metadata::{ClientRegistration, UriPolicy, register};
 use adieu_server::{AppState, Settings};
 use adieu_store::SqliteStore;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use url::Url;
 
 /// A provider running in this process on an ephemeral loopback port.
@@ -38,8 +35,7 @@ pub struct TestOp {
     pub clock: ManualClock,
     /// The SQLite file lives here.
     pub dir: tempfile::TempDir,
-    shutdown: Option<oneshot::Sender<()>>,
-    tasks: Vec<JoinHandle<()>>,
+    provider: Option<adieu_server::provider::Provider>,
 }
 
 /// What is left of a stopped [`TestOp`]: its database directory and its clock.
@@ -87,23 +83,11 @@ impl TestOp {
         let addr = listener.local_addr()?;
         let mut settings = Settings { issuer: Url::parse(&format!("http://{addr}"))?, ..Settings::default() };
         tweak(&mut settings);
-        let state = AppState::new(store, settings, Arc::new(clock.clone())).await?;
+        // The production assembly, on a manual clock.
+        let provider = adieu_server::provider::start(store, settings, Arc::new(clock.clone()), listener).await?;
+        let state = provider.state.clone();
         let issuer = state.issuer.to_string();
-        state.store.release_leases().await?;
-        let mut tasks = vec![adieu_server::delivery::worker::spawn(state.clone(), state.outbound()?)];
-        tasks.push(adieu_server::sweeper::spawn(state.clone()));
-        tasks.push(adieu_server::keys::spawn_reloader(state.clone()));
-        tasks.push(adieu_server::retention::spawn(state.clone()));
-        let app = adieu_server::router(state.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        let limits = state.settings.http.clone();
-        tokio::spawn(async move {
-            let stopped = async {
-                let _ = rx.await;
-            };
-            let _ = adieu_server::http_server::serve(listener, app, &limits, stopped, Duration::from_secs(5)).await;
-        });
-        Ok(TestOp { issuer, state, clock, dir, shutdown: Some(tx), tasks })
+        Ok(TestOp { issuer, state, clock, dir, provider: Some(provider) })
     }
 
     /// Stops the provider (server, worker, sweeper) and keeps its database and clock.
@@ -116,12 +100,7 @@ impl TestOp {
     }
 
     fn halt(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
+        self.provider = None;
     }
 
     /// Runs one sweep of expired sessions now, at the clock's time (the same function the sweeper

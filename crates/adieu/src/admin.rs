@@ -1,5 +1,5 @@
 //! Admin commands that work on the same database as a running server: users, their sessions, and
-//! clients. User and session commands go through `adieu_server::users`, the functions behind the
+//! clients. User and session commands go through `adieu_server::user_admin`, the functions behind the
 //! management API, with the audit actor `cli`.
 
 use crate::config::Config;
@@ -9,9 +9,9 @@ use adieu_core::initiator::InitiatorSubscription;
 use adieu_core::user::{User, UserQuery};
 use adieu_core::{Clock, SystemClock};
 use adieu_proto::SigningAlg;
+use adieu_server::client_metadata::{ClientRegistration, RegisterError, UriPolicy, register};
 use adieu_server::password::Passwords;
-use adieu_server::registration::{ClientRegistration, RegisterError, UriPolicy, register};
-use adieu_server::users::{self, Ctx, NewUser, UserError, UserPatch};
+use adieu_server::user_admin::{self, Ctx, NewUser, UserError, UserPatch};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use std::io::BufRead;
@@ -222,7 +222,7 @@ fn print_client(c: &Client) {
     println!("backchannel_logout_uri: {}", c.backchannel_logout_uri.as_deref().unwrap_or("-"));
     println!("backchannel_logout_session_required: {}", c.backchannel_logout_session_required);
     // The same rendering as the API's: `custom` lists the always-included initiators too.
-    let initiators = adieu_server::registration::metadata_response(c, None).backchannel_logout_initiators;
+    let initiators = adieu_server::client_metadata::metadata_response(c, None).backchannel_logout_initiators;
     match initiators.mode.as_str() {
         "all" => println!("backchannel_logout_initiators: all"),
         _ => println!("backchannel_logout_initiators: custom ({})", initiators.selected_initiators.join(", ")),
@@ -249,7 +249,7 @@ fn print_user(u: &User) {
     println!("updated_at: {}", ts(u.updated_at));
 }
 
-/// Runs a user command, through the same functions as the management API (`adieu_server::users`).
+/// Runs a user command, through the same functions as the management API (`adieu_server::user_admin`).
 pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
     let store = crate::store::open(config).await?;
     let settings = config.settings()?;
@@ -258,18 +258,18 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
     let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: ACTOR, now: SystemClock.now() };
     let find = |login: String| {
         let store = store.clone();
-        async move { users::find(store.as_ref(), &login).await.map_err(|e| anyhow::anyhow!("{e} {login:?}")) }
+        async move { user_admin::find(store.as_ref(), &login).await.map_err(|e| anyhow::anyhow!("{e} {login:?}")) }
     };
     match cmd {
         UserCmd::Add { username, email, password } => {
             let new = NewUser { username, email, password: password.read()? };
-            let user = users::create(&ctx, new).await.map_err(user_error)?;
+            let user = user_admin::create(&ctx, new).await.map_err(user_error)?;
             println!("created user {} (sub {})", user.username, user.id);
         }
         UserCmd::List { filter } => {
             let mut query = UserQuery { contains: filter, after: None, limit: Some(1000) };
             loop {
-                let (page, next) = users::list(store.as_ref(), &query).await.map_err(user_error)?;
+                let (page, next) = user_admin::list(store.as_ref(), &query).await.map_err(user_error)?;
                 for u in &page {
                     println!("{}\t{}\t{}", u.username, u.email.as_deref().unwrap_or("-"), u.id);
                 }
@@ -284,7 +284,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
             let user = find(user).await?;
             let patch =
                 UserPatch { username, email: if no_email { Some(None) } else { email.map(Some) }, password: None };
-            let up = users::update(&ctx, &user.id, patch).await.map_err(user_error)?;
+            let up = user_admin::update(&ctx, &user.id, patch).await.map_err(user_error)?;
             print_user(&up.user);
             if let Some(i) = up.initiator {
                 println!("{} session(s) ended ({i})", up.ended.len());
@@ -293,7 +293,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         UserCmd::Passwd { user, password } => {
             let user = find(user).await?;
             let patch = UserPatch { password: Some(password.read()?), ..UserPatch::default() };
-            let up = users::update(&ctx, &user.id, patch).await.map_err(user_error)?;
+            let up = user_admin::update(&ctx, &user.id, patch).await.map_err(user_error)?;
             let revoked = up.revoked_tokens + up.ended.iter().map(|e| e.revoked_tokens).sum::<u64>();
             println!(
                 "password changed for {}; {} session(s) ended, {revoked} token(s) revoked",
@@ -303,12 +303,12 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::Delete { user } => {
             let user = find(user).await?;
-            let ended = users::delete(&ctx, &user.id).await.map_err(user_error)?;
+            let ended = user_admin::delete(&ctx, &user.id).await.map_err(user_error)?;
             println!("deleted user {} (sub {}); {} session(s) ended", user.username, user.id, ended.len());
         }
         UserCmd::Sessions { user } => {
             let user = find(user).await?;
-            let list = users::sessions(store.as_ref(), &user.id, ctx.now, settings.session_lifetime())
+            let list = user_admin::sessions(store.as_ref(), &user.id, ctx.now, settings.session_lifetime())
                 .await
                 .map_err(user_error)?;
             println!("session\tcreated\tlast_seen\texpires\tapplications (client_id=sid)");
@@ -326,7 +326,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::RevokeSessions { user } => {
             let user = find(user).await?;
-            let ended = users::revoke_all_sessions(&ctx, &user.id).await.map_err(user_error)?;
+            let ended = user_admin::revoke_all_sessions(&ctx, &user.id).await.map_err(user_error)?;
             println!("{} session(s) of {} ended (session-revoked)", ended.len(), user.username);
         }
     }
@@ -341,7 +341,7 @@ pub async fn session(config: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
     let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: ACTOR, now: SystemClock.now() };
     match cmd {
         SessionCmd::Revoke { id } => {
-            let e = users::revoke_session(&ctx, &SessionId::new(id.clone())).await.map_err(user_error)?;
+            let e = user_admin::revoke_session(&ctx, &SessionId::new(id.clone())).await.map_err(user_error)?;
             println!("session {id} ended (session-revoked); {} application(s) to notify", e.deliveries.len());
         }
     }
@@ -369,7 +369,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 backchannel_logout_session_required: a.backchannel_logout_session_required,
                 backchannel_logout_initiators: match a.backchannel_logout_initiators.as_deref().map(str::trim) {
                     None | Some("") => InitiatorSubscription::default(),
-                    Some(list) => adieu_server::registration::parse_initiators(&initiators_metadata(list))
+                    Some(list) => adieu_server::client_metadata::parse_initiators(&initiators_metadata(list))
                         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.description))?,
                 },
                 token_endpoint_auth_method: method,
@@ -413,7 +413,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
             };
             let policy = UriPolicy::for_settings(&settings);
             let id = ClientId::new(u.client_id.clone());
-            let c = adieu_server::registration::update(store.as_ref(), &id, req, &policy, SystemClock.now(), "cli")
+            let c = adieu_server::client_metadata::update(store.as_ref(), &id, req, &policy, SystemClock.now(), "cli")
                 .await
                 .map_err(|e| match e {
                     RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),

@@ -3,10 +3,10 @@
 
 use super::{Admin, not_found};
 use crate::AppState;
-use crate::error::OAuthError;
-use crate::registration::{
+use crate::client_metadata::{
     RegisterError, RegistrationError, UriPolicy, metadata_response, register, registration_from_metadata, update,
 };
+use crate::error::OAuthError;
 use adieu_core::id::ClientId;
 use adieu_proto::ErrorCode;
 use adieu_proto::client::parse_metadata;

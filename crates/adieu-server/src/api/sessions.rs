@@ -1,11 +1,11 @@
 //! `/api/v1/sessions/{id}`: revoke one OP session (`session-revoked`), through
-//! [`crate::users::revoke_session`], audited with the actor `admin-api`.
+//! [`crate::user_admin::revoke_session`], audited with the actor `admin-api`.
 
 use super::Admin;
 use super::users::{ACTOR, user_error};
 use crate::AppState;
 use crate::error::OAuthError;
-use crate::users::{self, Ctx};
+use crate::user_admin::{self, Ctx};
 use adieu_core::id::SessionId;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -19,6 +19,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn revoke(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    users::revoke_session(&Ctx::server(&state, ACTOR), &SessionId::new(id)).await.map_err(user_error)?;
+    user_admin::revoke_session(&Ctx::server(&state, ACTOR), &SessionId::new(id)).await.map_err(user_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

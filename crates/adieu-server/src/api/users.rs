@@ -1,11 +1,11 @@
 //! `/api/v1/users`: create, list (paged, `q` filter), read, update (PATCH), delete; a user's
-//! sessions: list, and revoke them all. Every change goes through [`crate::users`] and is
+//! sessions: list, and revoke them all. Every change goes through [`crate::user_admin`] and is
 //! audited with the actor `admin-api`.
 
 use super::{Admin, not_found, parse_query};
 use crate::AppState;
 use crate::error::OAuthError;
-use crate::users::{self, Ctx, NewUser, UserError, UserPatch, UserView};
+use crate::user_admin::{self, Ctx, NewUser, UserError, UserPatch, UserView};
 use adieu_core::id::UserId;
 use adieu_core::user::UserQuery;
 use adieu_proto::ErrorCode;
@@ -105,7 +105,7 @@ async fn list(_: Admin, State(state): State<AppState>, RawQuery(q): RawQuery) ->
         after: q.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: super::page_limit(q.limit)?,
     };
-    let (page, next) = users::list(state.store.as_ref(), &query).await.map_err(user_error)?;
+    let (page, next) = user_admin::list(state.store.as_ref(), &query).await.map_err(user_error)?;
     let views: Vec<UserView> = page.iter().map(UserView::from).collect();
     Ok(Json(json!({ "users": views, "next_cursor": next.map(|n| URL_SAFE_NO_PAD.encode(n)) })).into_response())
 }
@@ -118,8 +118,9 @@ async fn create(_: Admin, State(state): State<AppState>, body: Bytes) -> Result<
         return Err(OAuthError::invalid_request("username and password are required"));
     };
     let email = string_member(&map, "email", true)?.flatten();
-    let user =
-        users::create(&Ctx::server(&state, ACTOR), NewUser { username, email, password }).await.map_err(user_error)?;
+    let user = user_admin::create(&Ctx::server(&state, ACTOR), NewUser { username, email, password })
+        .await
+        .map_err(user_error)?;
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
 }
 
@@ -140,24 +141,25 @@ async fn update(
         email: string_member(&map, "email", true)?,
         password: string_member(&map, "password", false)?.flatten(),
     };
-    let updated = users::update(&Ctx::server(&state, ACTOR), &UserId::new(id), patch).await.map_err(user_error)?;
+    let updated = user_admin::update(&Ctx::server(&state, ACTOR), &UserId::new(id), patch).await.map_err(user_error)?;
     Ok(Json(UserView::from(&updated.user)).into_response())
 }
 
 async fn remove(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    users::delete(&Ctx::server(&state, ACTOR), &UserId::new(id)).await.map_err(user_error)?;
+    user_admin::delete(&Ctx::server(&state, ACTOR), &UserId::new(id)).await.map_err(user_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn sessions(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    let list = users::sessions(state.store.as_ref(), &UserId::new(id), state.clock.now(), state.lifetime)
+    let list = user_admin::sessions(state.store.as_ref(), &UserId::new(id), state.clock.now(), state.lifetime)
         .await
         .map_err(user_error)?;
     Ok(Json(list).into_response())
 }
 
 async fn revoke_all(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    let ended = users::revoke_all_sessions(&Ctx::server(&state, ACTOR), &UserId::new(id)).await.map_err(user_error)?;
+    let ended =
+        user_admin::revoke_all_sessions(&Ctx::server(&state, ACTOR), &UserId::new(id)).await.map_err(user_error)?;
     let ids: Vec<&str> = ended.iter().map(|e| e.session.id.as_str()).collect();
     Ok(Json(json!({ "sessions_ended": ids.len(), "session_ids": ids })).into_response())
 }

@@ -16,21 +16,9 @@ pub mod token;
 pub mod window;
 pub mod worker;
 
+use adieu_core::delivery::Verdict;
 use adieu_core::id::{ClientId, SessionId};
 use tokio::sync::{Notify, broadcast};
-
-/// How an attempt ended, as the logout page shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The application confirmed (200/204).
-    Delivered,
-    /// The application refused the token (400).
-    Rejected,
-    /// It failed and will be retried in the background.
-    Retrying,
-    /// It failed for good.
-    Dead,
-}
 
 /// One finished attempt.
 #[derive(Debug, Clone)]
@@ -41,8 +29,8 @@ pub struct AttemptEvent {
     pub session_id: SessionId,
     /// Its client.
     pub client_id: ClientId,
-    /// What happened.
-    pub outcome: Outcome,
+    /// What it means.
+    pub verdict: Verdict,
 }
 
 /// Shared between the request handlers and the workers.

@@ -24,13 +24,13 @@
 //!
 //! [`DeliveryStore::listen_for_deliveries`]: adieu_core::store::DeliveryStore::listen_for_deliveries
 
+use super::AttemptEvent;
 use super::outbound::Outbound;
-use super::{AttemptEvent, Outcome};
 use crate::AppState;
 use adieu_core::client::Client;
-use adieu_core::delivery::{Attempt, Delivery, Next, Response, RetryPolicy};
+use adieu_core::delivery::{Attempt, Delivery, Response, RetryPolicy, Verdict};
 use adieu_core::id::ClientId;
-use adieu_core::store::{AttemptResult, Claim, Recorded};
+use adieu_core::store::{Claim, Recorded};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,8 +74,6 @@ enum Phase {
 struct Finished {
     delivery: Delivery,
     recorded: Recorded,
-    label: &'static str,
-    outcome: Outcome,
     latency: Duration,
     _slot: OwnedSemaphorePermit,
 }
@@ -403,21 +401,10 @@ impl Worker {
         response: Response,
         slot: OwnedSemaphorePermit,
     ) {
-        let next = self.policy.next(&response, d.attempts, d.round_started_at, self.state.clock.now(), jitter());
+        let verdict = self.policy.next(&response, d.attempts, d.round_started_at, self.state.clock.now(), jitter());
         let (http_status, error) = match &response {
             Response::Status { code, .. } => (Some(*code), None),
             Response::Failed { reason, .. } => (None, Some(reason.clone())),
-        };
-        let (result, reason, label, outcome) = match next {
-            Next::Delivered => (AttemptResult::Delivered, None, "delivered", Outcome::Delivered),
-            Next::Rejected => (
-                AttemptResult::Rejected,
-                Some("HTTP 400: the application rejected the logout token".to_owned()),
-                "rejected",
-                Outcome::Rejected,
-            ),
-            Next::Retry { at, reason } => (AttemptResult::Retry { at }, Some(reason), "retry", Outcome::Retrying),
-            Next::Dead { reason } => (AttemptResult::Dead, Some(reason), "dead", Outcome::Dead),
         };
         let attempt = Attempt {
             delivery_id: d.id.clone(),
@@ -427,9 +414,9 @@ impl Worker {
             http_status,
             error,
         };
-        let recorded = Recorded { attempt, result, reason };
+        let recorded = Recorded { attempt, verdict };
         // If the recorder is gone the runtime is shutting down; the lease will expire.
-        let _ = self.results.send(Finished { delivery: d, recorded, label, outcome, latency, _slot: slot });
+        let _ = self.results.send(Finished { delivery: d, recorded, latency, _slot: slot });
     }
 }
 
@@ -475,23 +462,24 @@ async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
             if !ok {
                 tracing::info!(delivery = %d.id, "delivery was discarded or finished elsewhere meanwhile");
             }
-            state.delivery.metrics.attempt(f.label, d.client_id.as_str(), f.latency);
-            match &f.outcome {
-                Outcome::Delivered => tracing::debug!(delivery = %d.id, client = %d.client_id, "logout delivered"),
+            let verdict = &f.recorded.verdict;
+            state.delivery.metrics.attempt(verdict.label(), d.client_id.as_str(), f.latency);
+            match verdict {
+                Verdict::Delivered => tracing::debug!(delivery = %d.id, client = %d.client_id, "logout delivered"),
                 _ => tracing::warn!(
                     delivery = %d.id,
                     client = %d.client_id,
                     attempt = d.attempts,
-                    reason = f.recorded.reason.as_deref().unwrap_or(""),
+                    reason = verdict.reason().unwrap_or(""),
                     "logout delivery {}",
-                    f.label
+                    verdict.label()
                 ),
             }
             let _ = state.delivery.events.send(AttemptEvent {
                 delivery_id: d.id.clone(),
                 session_id: d.session_id.clone(),
                 client_id: d.client_id.clone(),
-                outcome: f.outcome,
+                verdict: f.recorded.verdict,
             });
         }
         // Slots were freed: let the claiming loop look again (saturated hosts may have room now).

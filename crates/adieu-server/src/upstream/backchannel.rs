@@ -2,7 +2,7 @@
 //! there (Back-Channel Logout 1.0, adieu as the RP). adieu verifies the logout token with
 //! `adieu-rp` (BC-RP-01..08: the upstream's keys and algorithms, `iss` = the upstream's issuer,
 //! `aud` = adieu's client id there, `jti` replay cache), ends the local sessions it names through
-//! [`crate::logout::end_session`] with initiator `idp-logout`, and so passes the logout on to
+//! [`crate::session_end::end_session`] with initiator `idp-logout`, and so passes the logout on to
 //! adieu's own applications (BC-SEND-09).
 //!
 //! Which sessions (BC-RP-14): those signed in with the token's upstream `sid` (and its `sub`, when
@@ -67,7 +67,7 @@ pub(super) async fn logout(State(state): State<AppState>, Path(id): Path<String>
     };
     let mut ended = 0u64;
     for session in &sessions {
-        match crate::logout::end_session(&state, session, Initiator::IdpLogout).await {
+        match crate::session_end::end_session(&state, session, Initiator::IdpLogout).await {
             Ok(Some(_)) => ended += 1,
             Ok(None) => {}
             Err(e) => {

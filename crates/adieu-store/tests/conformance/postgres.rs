@@ -271,7 +271,8 @@ async fn sweepers_on_two_replicas_end_each_session_once() {
 /// Most store operations, on names made unique by `n`.
 async fn workload(s: &Arc<dyn Store>, n: &str) {
     use adieu_core::delivery::Attempt;
-    use adieu_core::store::{AttemptResult, DeliveryFilter, StoredSigningKey};
+    use adieu_core::delivery::Verdict;
+    use adieu_core::store::{DeliveryFilter, StoredSigningKey};
     use adieu_core::upstream::{PendingUpstreamLogin, UpstreamIdentity, UpstreamSessionQuery, UpstreamSignIn};
     use adieu_core::user::{UserChanges, UserQuery};
     let user = |name: &str| adieu_core::user::User {
@@ -332,10 +333,10 @@ async fn workload(s: &Arc<dyn Store>, n: &str) {
         http_status: Some(404),
         error: None,
     };
-    assert!(s.record_attempt(&attempt(&batch[0]), AttemptResult::Dead, Some("HTTP 404")).await.unwrap());
+    assert!(s.record_attempt(&attempt(&batch[0]), Verdict::Dead { reason: "HTTP 404".into() }).await.unwrap());
     assert!(s.retry_dead(&batch[0].id, "test", T0).await.unwrap());
     let again = s.claim_due(&claim(UnixMillis(T0.0 + 2))).await.unwrap();
-    assert!(s.record_attempt(&attempt(&again[0]), AttemptResult::Delivered, None).await.unwrap());
+    assert!(s.record_attempt(&attempt(&again[0]), Verdict::Delivered).await.unwrap());
     assert_eq!(s.delivery(&again[0].id).await.unwrap().unwrap().1.len(), 2);
     assert!(!s.deliveries(&DeliveryFilter::default()).await.unwrap().is_empty());
     s.release_leases().await.unwrap();

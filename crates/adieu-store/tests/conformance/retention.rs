@@ -7,11 +7,11 @@ use super::postgres;
 use super::sqlite;
 use super::{T0, claim, refresh, three_participants};
 use adieu_core::audit::AuditFilter;
+use adieu_core::delivery::Verdict;
 use adieu_core::delivery::{Attempt, DeliveryStatus};
 use adieu_core::grant::AccessToken;
 use adieu_core::id::{ClientId, SessionId, UserId};
 use adieu_core::initiator::Initiator;
-use adieu_core::store::AttemptResult;
 use adieu_core::time::UnixMillis;
 use adieu_core::{Store, StoreResult};
 use serde_json::json;
@@ -39,9 +39,9 @@ async fn pruning_takes_finished_deliveries_past_the_cutoff_with_their_attempts_a
         error: None,
     };
     // One delivered, one still being retried.
-    s.record_attempt(&attempt(&batch[0].id), AttemptResult::Delivered, None).await?;
+    s.record_attempt(&attempt(&batch[0].id), Verdict::Delivered).await?;
     let later = UnixMillis(T0.0 + 10_000);
-    s.record_attempt(&attempt(&batch[1].id), AttemptResult::Retry { at: later }, Some("HTTP 503")).await?;
+    s.record_attempt(&attempt(&batch[1].id), Verdict::Retry { at: later, reason: "HTTP 503".into() }).await?;
     assert_eq!(s.prune_deliveries(T0, 100).await?, 0, "finished at the cutoff is kept");
     let cutoff = UnixMillis(T0.0 + 1000);
     assert_eq!(s.prune_deliveries(cutoff, 100).await?, 1);

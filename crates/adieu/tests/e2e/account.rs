@@ -11,7 +11,7 @@ use crate::support::*;
 use adieu_core::id::UserId;
 use adieu_core::initiator::{Initiator, InitiatorMode, InitiatorSubscription};
 use adieu_core::store::DeliveryFilter;
-use adieu_server::registration::ClientRegistration;
+use adieu_server::client_metadata::ClientRegistration;
 use adieu_server::settings::Secret;
 use adieu_testkit::receiver::{Behavior, Receiver};
 use adieu_testkit::{Browser, TestClient, TestOp, hidden_field, location};

@@ -71,7 +71,7 @@ async fn repeated_parameter_is_invalid_request() {
 #[tokio::test]
 async fn pkce_is_required_for_public_clients() {
     use adieu_core::client::TokenEndpointAuthMethod;
-    use adieu_server::registration::ClientRegistration;
+    use adieu_server::client_metadata::ClientRegistration;
     let w = world().await;
     w.op.add_client(ClientRegistration {
         client_id: Some("spa".into()),

@@ -293,7 +293,7 @@ async fn initiator_subscriptions_custom_versus_all() {
     sign_in_both(&bc).await;
     let user = bc.op.state.store.user_by_login("alice").await.unwrap().unwrap();
     let session = bc.op.state.store.open_sessions_of_user(&user.id).await.unwrap().remove(0);
-    adieu_server::logout::end_session(&bc.op.state, &session.id, Initiator::SessionRevoked).await.unwrap();
+    adieu_server::session_end::end_session(&bc.op.state, &session.id, Initiator::SessionRevoked).await.unwrap();
     assert_eq!(rb.wait_for(1, WAIT).await.len(), 1, "`all` receives session-revoked");
     wait_until("b delivered", || async { status_of(&bc.op, "app-b").await == [DeliveryStatus::Delivered] }).await;
     assert!(ra.received().is_empty(), "default `custom` does not receive session-revoked");

@@ -100,7 +100,7 @@ async fn exchange_refresh(w: &World, refresh_token: &str) -> serde_json::Value {
 #[tokio::test]
 async fn id_tokens_are_signed_with_the_clients_registered_algorithm() {
     use adieu_proto::SigningAlg;
-    use adieu_server::registration::ClientRegistration;
+    use adieu_server::client_metadata::ClientRegistration;
     let w = world().await;
     for alg in SigningAlg::ALL {
         let id = format!("app-{alg}");

@@ -55,7 +55,7 @@ async fn hanging_applications_do_not_hold_back_healthy_ones_on_the_same_host() {
     }
     let start = Instant::now();
     for id in &sessions {
-        adieu_server::logout::end_session(&op.state, id, Initiator::SessionRevoked).await.unwrap();
+        adieu_server::session_end::end_session(&op.state, id, Initiator::SessionRevoked).await.unwrap();
     }
     let healthy = &receivers[HANGING..];
     let deadline = start + Duration::from_secs(9);

@@ -18,8 +18,8 @@ use adieu_rp::index::{LoginRecord, LogoutMarkers, MemorySessionIndex, SessionInd
 use adieu_rp::keys::{JwksSource, KeyCache, KeyFetchError};
 use adieu_rp::verifier::LogoutVerifier;
 use adieu_rp::verify::VerificationPolicy;
+use adieu_server::client_metadata::ClientRegistration;
 use adieu_server::keys::rotation;
-use adieu_server::registration::ClientRegistration;
 use adieu_testkit::{Browser, TestClient, TestOp};
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;

@@ -98,7 +98,8 @@ async fn a_million_deliveries_over_simulated_weeks_stay_bounded() {
         };
         op.state.store.create_session(&session, &format!("cookie-{week}")).await.unwrap();
         let logout_began = Instant::now();
-        let ended = adieu_server::logout::end_session(&op.state, &session.id, Initiator::SessionRevoked).await.unwrap();
+        let ended =
+            adieu_server::session_end::end_session(&op.state, &session.id, Initiator::SessionRevoked).await.unwrap();
         let logout = logout_began.elapsed();
         assert!(ended.is_some());
         let run_was_busy = !run.is_finished();

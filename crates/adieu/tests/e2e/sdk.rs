@@ -50,7 +50,7 @@ async fn rp_app(issuer: &str, client_id: &str, alg: jsonwebtoken::Algorithm) -> 
 #[tokio::test]
 async fn sdk_ends_the_application_session_when_the_provider_session_ends() {
     use adieu_proto::SigningAlg;
-    use adieu_server::registration::ClientRegistration;
+    use adieu_server::client_metadata::ClientRegistration;
     let op = TestOp::start().await.unwrap();
     op.add_user("alice", None, PASSWORD).await.unwrap();
     for (alg, jalg) in [

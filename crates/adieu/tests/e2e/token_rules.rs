@@ -129,7 +129,7 @@ async fn client_must_use_its_registered_auth_method() {
 #[tokio::test]
 async fn client_secret_post_works_when_registered() {
     use adieu_core::client::TokenEndpointAuthMethod;
-    use adieu_server::registration::ClientRegistration;
+    use adieu_server::client_metadata::ClientRegistration;
     let w = world().await;
     let (_, secret) =
         w.op.add_client(ClientRegistration {
@@ -209,7 +209,7 @@ async fn bc_rt_01_02_logout_revokes_session_bound_refresh_tokens_but_not_offline
     assert!(offline["scope"].as_str().unwrap().contains("offline_access"));
     let user = w.op.state.store.user_by_login("alice").await.unwrap().unwrap();
     let session = w.op.state.store.open_sessions_of_user(&user.id).await.unwrap().remove(0);
-    adieu_server::logout::end_session(&w.op.state, &session.id, adieu_core::Initiator::RpLogout)
+    adieu_server::session_end::end_session(&w.op.state, &session.id, adieu_core::Initiator::RpLogout)
         .await
         .unwrap()
         .unwrap();
@@ -231,7 +231,9 @@ async fn code_of_an_ended_session_is_invalid_grant() {
     let code = code_for(&w, &w.a, &[]).await;
     let user = w.op.state.store.user_by_login("alice").await.unwrap().unwrap();
     let session = w.op.state.store.open_sessions_of_user(&user.id).await.unwrap().remove(0);
-    adieu_server::logout::end_session(&w.op.state, &session.id, adieu_core::Initiator::SessionRevoked).await.unwrap();
+    adieu_server::session_end::end_session(&w.op.state, &session.id, adieu_core::Initiator::SessionRevoked)
+        .await
+        .unwrap();
     assert_eq!(token_error(&w.op, &w.a, &code_form(&code, &w.a)).await.1, "invalid_grant");
 }
 

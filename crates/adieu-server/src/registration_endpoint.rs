@@ -6,8 +6,8 @@
 use crate::AppState;
 use crate::api::clients::{metadata_body, register_error, uri_policy};
 use crate::api::{bearer, token_valid, unauthorized};
+use crate::client_metadata::{metadata_response, register, registration_from_metadata};
 use crate::error::OAuthError;
-use crate::registration::{metadata_response, register, registration_from_metadata};
 use adieu_core::store::ApiTokenKind;
 use axum::body::Bytes;
 use axum::extract::{Request, State};

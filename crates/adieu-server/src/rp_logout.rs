@@ -6,16 +6,16 @@
 //! session and user) or ask the user first (RPI-05: no hint, or a hint for another session). The
 //! confirmation form posts to `/logout/confirm`, which validates everything again.
 //!
-//! Ending goes through [`crate::logout::end_session`] with initiator `rp-logout`.
+//! Ending goes through [`crate::session_end::end_session`] with initiator `rp-logout`.
 
 use crate::AppState;
 use crate::authorize::{parse_params, with_params};
 use crate::browser::{check_csrf, csrf_token, current_session};
-use crate::delivery::Outcome;
 use crate::error::PageError;
 use crate::id_token::{HintClaims, verify_hint};
 use crate::pages::render;
 use adieu_core::client::Client;
+use adieu_core::delivery::Verdict;
 use adieu_core::id::{ClientId, Sid};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::{EndedSession, Session};
@@ -184,7 +184,7 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
     Ok(finish(&state, jar, &req, ended).await)
 }
 
-type Ended = Option<(EndedSession, HashMap<ClientId, Outcome>)>;
+type Ended = Option<(EndedSession, HashMap<ClientId, Verdict>)>;
 
 /// The moment the logout page stops waiting: the configured budget from when the request arrived.
 fn wait_deadline(state: &AppState) -> tokio::time::Instant {
@@ -198,7 +198,8 @@ async fn end_and_wait(
     session: &adieu_core::SessionId,
     deadline: tokio::time::Instant,
 ) -> Result<Ended, PageError> {
-    let (ended, outcomes) = crate::logout::end_session_and_wait(state, session, Initiator::RpLogout, deadline).await?;
+    let (ended, outcomes) =
+        crate::session_end::end_session_and_wait(state, session, Initiator::RpLogout, deadline).await?;
     Ok(ended.map(|e| (e, outcomes)))
 }
 
@@ -222,9 +223,9 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: En
         for p in &e.participations {
             if let Some(name) = names.get(&p.client_id) {
                 let status = match outcomes.get(&p.client_id) {
-                    Some(Outcome::Delivered) => "signed out",
-                    Some(Outcome::Rejected | Outcome::Dead) => "could not be notified",
-                    Some(Outcome::Retrying) | None if notified.contains(&&p.client_id) => "being notified",
+                    Some(Verdict::Delivered) => "signed out",
+                    Some(Verdict::Rejected | Verdict::Dead { .. }) => "could not be notified",
+                    Some(Verdict::Retry { .. }) | None if notified.contains(&&p.client_id) => "being notified",
                     _ => "not notified (no back-channel logout)",
                 };
                 apps.push(minijinja::context! { name => name, status => status });

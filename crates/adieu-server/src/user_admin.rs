@@ -12,8 +12,8 @@
 //! | [`revoke_session`], [`revoke_all_sessions`] | `session-revoked` |
 //!
 //! The caller says who acts ([`Ctx::actor`]: `admin-api`, `cli`, or `account:<user id>` on the
-//! account page, [`crate::account`]) and, in the server, passes the delivery hub so the workers are
-//! woken at once ([`crate::logout::announce`]).
+//! account page, [`crate::account_page`]) and, in the server, passes the delivery hub so the workers are
+//! woken at once ([`crate::session_end::announce`]).
 
 use crate::AppState;
 use crate::delivery::DeliveryHub;
@@ -230,14 +230,14 @@ pub async fn update(ctx: &Ctx<'_>, id: &UserId, patch: UserPatch) -> Result<User
         None => changes,
     };
     let updated = ctx.store.update_user(id, &changes, ctx.actor, ctx.now).await?.ok_or(UserError::NoSuchUser)?;
-    crate::logout::announce(ctx.hub, &updated.ended);
+    crate::session_end::announce(ctx.hub, &updated.ended);
     Ok(updated)
 }
 
 /// Deletes an account: its sessions end (`account-deleted`), its tokens and codes go, the row goes.
 pub async fn delete(ctx: &Ctx<'_>, id: &UserId) -> Result<Vec<EndedSession>, UserError> {
     let ended = ctx.store.delete_user(id, ctx.actor, ctx.now).await?.ok_or(UserError::NoSuchUser)?;
-    crate::logout::announce(ctx.hub, &ended);
+    crate::session_end::announce(ctx.hub, &ended);
     Ok(ended)
 }
 
@@ -245,7 +245,7 @@ pub async fn delete(ctx: &Ctx<'_>, id: &UserId) -> Result<Vec<EndedSession>, Use
 pub async fn revoke_session(ctx: &Ctx<'_>, id: &SessionId) -> Result<EndedSession, UserError> {
     match ctx.store.end_session_as(id, Initiator::SessionRevoked, ctx.actor, ctx.now).await? {
         Some(e) => {
-            crate::logout::announce(ctx.hub, std::slice::from_ref(&e));
+            crate::session_end::announce(ctx.hub, std::slice::from_ref(&e));
             Ok(e)
         }
         None => match ctx.store.session_by_id(id).await? {
@@ -261,7 +261,7 @@ pub async fn revoke_all_sessions(ctx: &Ctx<'_>, user: &UserId) -> Result<Vec<End
         return Err(UserError::NoSuchUser);
     }
     let ended = ctx.store.end_user_sessions(user, Initiator::SessionRevoked, ctx.actor, ctx.now).await?;
-    crate::logout::announce(ctx.hub, &ended);
+    crate::session_end::announce(ctx.hub, &ended);
     Ok(ended)
 }
 

@@ -15,7 +15,7 @@
 //! ([`crate::browser::check_csrf`] with the hidden `csrf` field), an active session of an existing
 //! user, and where a password is checked, the attempt limits ([`crate::ratelimit`], shared with the
 //! sign-in form and keyed by the username) before argon2 verification on the hashing pool. The
-//! change then goes through [`crate::users`], the same functions as the management API and the CLI,
+//! change then goes through [`crate::user_admin`], the same functions as the management API and the CLI,
 //! audited with the actor `account:<user id>` ([`actor`]).
 //!
 //! A change that ends this browser's session too answers with a page that says so, with a link to
@@ -29,7 +29,7 @@ use crate::error::PageError;
 use crate::pages::render;
 use crate::password::check_policy;
 use crate::ratelimit::Account;
-use crate::users::{self, Ctx, UserError, UserPatch};
+use crate::user_admin::{self, Ctx, UserError, UserPatch};
 use adieu_core::id::SessionId;
 use adieu_core::session::Session;
 use adieu_core::user::{User, normalize_email};
@@ -202,7 +202,7 @@ async fn page(
     error: Option<&str>,
 ) -> Result<Response, Refusal> {
     let now = state.clock.now();
-    let mut views = users::sessions(state.store.as_ref(), &who.user.id, now, state.lifetime).await?;
+    let mut views = user_admin::sessions(state.store.as_ref(), &who.user.id, now, state.lifetime).await?;
     // This browser first, then the others newest first (a stable sort keeps their order).
     views.sort_by_key(|v| v.id != who.session.id.as_str());
     let sessions: Vec<minijinja::Value> = views
@@ -267,7 +267,7 @@ async fn sign_out_everywhere(
 ) -> Result<Response, Refusal> {
     let who = check_form(&state, &jar, &headers, &form.csrf).await?;
     let actor = actor(&who.user);
-    let ended = users::revoke_all_sessions(&Ctx::server(&state, &actor), &who.user.id).await?;
+    let ended = user_admin::revoke_all_sessions(&Ctx::server(&state, &actor), &who.user.id).await?;
     tracing::info!(sub = %who.user.id, sessions = ended.len(), "account page: signed out everywhere");
     let message = match ended.len() {
         0 | 1 => "Your session in this browser has ended. The applications you had signed in to through it are \
@@ -304,7 +304,7 @@ async fn revoke_session(
     };
     let Some(target) = found.filter(|s| s.user_id == who.user.id) else { return Err(not_found().into()) };
     let actor = actor(&who.user);
-    match users::revoke_session(&Ctx::server(&state, &actor), &target.id).await {
+    match user_admin::revoke_session(&Ctx::server(&state, &actor), &target.id).await {
         Ok(_) if target.id == who.session.id => {
             Ok(signed_out(&state, jar, "You are signed out", "The session in this browser has ended."))
         }
@@ -357,7 +357,7 @@ async fn change_password(
     }
     let actor = actor(&who.user);
     let patch = UserPatch { password: Some(form.new_password.clone()), ..UserPatch::default() };
-    match users::update(&Ctx::server(&state, &actor), &who.user.id, patch).await {
+    match user_admin::update(&Ctx::server(&state, &actor), &who.user.id, patch).await {
         Ok(up) => {
             tracing::info!(sub = %who.user.id, sessions = up.ended.len(), "account page: password changed");
             let message = "You were signed out everywhere, in this browser too, and the applications are being \
@@ -410,7 +410,7 @@ async fn change_email(
     }
     let actor = actor(&who.user);
     let patch = UserPatch { email: Some(email), ..UserPatch::default() };
-    match users::update(&Ctx::server(&state, &actor), &who.user.id, patch).await {
+    match user_admin::update(&Ctx::server(&state, &actor), &who.user.id, patch).await {
         Ok(up) if up.initiator.is_some() => {
             tracing::info!(sub = %who.user.id, sessions = up.ended.len(), "account page: email changed");
             let message = "You were signed out everywhere, in this browser too, and the applications are being \

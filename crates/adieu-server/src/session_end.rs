@@ -2,7 +2,7 @@
 //!
 //! Every initiator in the server calls [`end_session`] (or [`end_session_as`]) with its
 //! [`Initiator`]. Changes that end several sessions in the same transaction as another change (a new
-//! password, a deleted account, the sweeper's batches; see [`crate::users`] and [`crate::sweeper`])
+//! password, a deleted account, the sweeper's batches; see [`crate::user_admin`] and [`crate::sweeper`])
 //! call the store's batch operations, which run the same per-session step inside it, then
 //! [`announce`]. The admin CLI, a separate process, calls the same functions without a hub; the
 //! server's worker finds those deliveries on its next poll. The store ends the session, revokes its
@@ -11,8 +11,8 @@
 //! [`end_session_and_wait`] also waits, within a budget, for the first attempts (the logout page).
 
 use crate::AppState;
-use crate::delivery::{DeliveryHub, Outcome};
-use adieu_core::delivery::{Delivery, DeliveryStatus};
+use crate::delivery::DeliveryHub;
+use adieu_core::delivery::{Delivery, DeliveryState, Verdict};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::EndedSession;
@@ -73,7 +73,7 @@ pub async fn end_session_and_wait(
     session: &SessionId,
     initiator: Initiator,
     deadline: tokio::time::Instant,
-) -> StoreResult<(Option<EndedSession>, HashMap<ClientId, Outcome>)> {
+) -> StoreResult<(Option<EndedSession>, HashMap<ClientId, Verdict>)> {
     // Subscribe before the commit so no result can slip past.
     let mut rx = state.delivery.events.subscribe();
     let ended = end_session(state, session, initiator).await?;
@@ -94,7 +94,7 @@ pub async fn end_session_and_wait(
             ev = tokio::time::timeout_at(deadline, rx.recv()) => match ev {
                 Ok(Ok(ev)) => {
                     if let Some(client) = waiting.remove(ev.delivery_id.as_str()) {
-                        outcomes.insert(client.clone(), ev.outcome);
+                        outcomes.insert(client.clone(), ev.verdict);
                     }
                 }
                 // Missed events are caught up by the store check.
@@ -109,7 +109,7 @@ pub async fn end_session_and_wait(
                     ..Default::default()
                 };
                 for d in state.store.deliveries(&filter).await? {
-                    if let Some(outcome) = first_attempt_outcome(&d)
+                    if let Some(outcome) = first_attempt_verdict(&d)
                         && let Some(client) = waiting.remove(d.id.as_str())
                     {
                         outcomes.insert(client.clone(), outcome);
@@ -124,13 +124,16 @@ pub async fn end_session_and_wait(
 /// How often the sign-out page reads back deliveries another replica may have attempted.
 const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The outcome of a delivery's first attempt as recorded in the store, if it was made.
-fn first_attempt_outcome(d: &Delivery) -> Option<Outcome> {
-    match d.status {
-        DeliveryStatus::Delivered => Some(Outcome::Delivered),
-        DeliveryStatus::Rejected => Some(Outcome::Rejected),
-        DeliveryStatus::Dead => Some(Outcome::Dead),
-        DeliveryStatus::Pending if d.attempts > 0 => Some(Outcome::Retrying),
-        DeliveryStatus::Pending | DeliveryStatus::Leased | DeliveryStatus::Discarded => None,
+/// The verdict on a delivery's first attempt as recorded in the store, if it was made.
+fn first_attempt_verdict(d: &Delivery) -> Option<Verdict> {
+    let reason = || d.last_error.clone().unwrap_or_default();
+    match d.state() {
+        DeliveryState::Delivered { .. } => Some(Verdict::Delivered),
+        DeliveryState::Rejected { .. } => Some(Verdict::Rejected),
+        DeliveryState::Dead { reason, .. } => Some(Verdict::Dead { reason }),
+        DeliveryState::Pending { next_attempt_at } if d.attempts > 0 => {
+            Some(Verdict::Retry { at: next_attempt_at, reason: reason() })
+        }
+        DeliveryState::Pending { .. } | DeliveryState::Leased { .. } | DeliveryState::Discarded { .. } => None,
     }
 }
