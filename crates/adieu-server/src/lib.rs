@@ -9,18 +9,18 @@
 //!   shared by the form and by upstream sign-ins.
 //! - [`token`]: the token endpoint (`authorization_code`, `refresh_token`) and client authentication.
 //! - [`userinfo`]: claims for a bearer access token.
-//! - [`end_session`]: RP-Initiated Logout 1.0 (RPI-01..10).
-//! - [`logout`]: the one function that ends a session, whatever the initiator.
-//! - [`users`]: users and their sessions (API and CLI): password and email changes, deletion and
+//! - [`rp_logout`]: RP-Initiated Logout 1.0 (RPI-01..10).
+//! - [`session_end`]: the one function that ends a session, whatever the initiator.
+//! - [`user_admin`]: users and their sessions (API and CLI): password and email changes, deletion and
 //!   revocation end sessions with their initiators.
 //! - [`retention`]: prunes finished deliveries and old audit events.
 //! - [`sweeper`]: ends expired sessions (`session-expired`), at start and periodically.
-//! - [`register`]: dynamic client registration (RFC 7591) with an initial access token.
+//! - [`registration_endpoint`]: dynamic client registration (RFC 7591) with an initial access token.
 //! - [`api`]: the management API (`/api/v1`: clients, users, sessions, deliveries, audit log, and
 //!   its OpenAPI document).
 //! - [`home`]: the provider's own start page.
-//! - [`account`]: the signed-in user's account page (sessions, sign out everywhere, password, email),
-//!   through the same [`users`] functions as the API.
+//! - [`account_page`]: the signed-in user's account page (sessions, sign out everywhere, password, email),
+//!   through the same [`user_admin`] functions as the API.
 //! - [`health`]: `/healthz` and `/readyz`; [`metrics`]: `/metrics`.
 //! - [`detached`]: the store wrapper that runs every operation to completion on its own task
 //!   (cancel safety) and tracks whether the database can write (readiness).
@@ -30,7 +30,7 @@
 //!
 //! Support: [`settings`], [`keys`] (signing, JWKS, rotation shared through the database, the
 //! key-encryption key), [`id_token`], [`crypto`], [`password`], [`browser`] (cookies, CSRF),
-//! [`ratelimit`], [`pages`] (templates), [`error`], [`registration`] (validation of client metadata).
+//! [`ratelimit`], [`pages`] (templates), [`error`], [`client_metadata`] (validation and registration of client metadata), [`provider`] (the one assembly of the running provider).
 
 pub mod account_page;
 pub mod api;
