@@ -32,38 +32,38 @@
 //! key-encryption key), [`id_token`], [`crypto`], [`password`], [`browser`] (cookies, CSRF),
 //! [`ratelimit`], [`pages`] (templates), [`error`], [`client_metadata`] (validation and registration of client metadata), [`provider`] (the one assembly of the running provider).
 
-pub mod account_page;
-pub mod api;
-pub mod authorize;
-pub mod browser;
+pub(crate) mod account_page;
+pub(crate) mod api;
+pub(crate) mod authorize;
+pub(crate) mod browser;
 pub mod client_metadata;
 pub mod crypto;
 pub mod delivery;
-pub mod detached;
-pub mod discovery;
-pub mod error;
-pub mod health;
-pub mod home;
+pub(crate) mod detached;
+pub(crate) mod discovery;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod home;
 pub mod http_server;
-pub mod id_token;
+pub(crate) mod id_token;
 pub mod keys;
-pub mod login;
-pub mod metrics;
-pub mod pages;
+pub(crate) mod login;
+pub(crate) mod metrics;
+pub(crate) mod pages;
 pub mod password;
 pub mod provider;
-pub mod ratelimit;
-pub mod registration_endpoint;
+pub(crate) mod ratelimit;
+pub(crate) mod registration_endpoint;
 pub mod retention;
-pub mod rp_logout;
+pub(crate) mod rp_logout;
 pub mod session_end;
 pub mod settings;
-pub mod sign_in;
+pub(crate) mod sign_in;
 pub mod sweeper;
-pub mod token;
-pub mod upstream;
+pub(crate) mod token;
+pub(crate) mod upstream;
 pub mod user_admin;
-pub mod userinfo;
+pub(crate) mod userinfo;
 
 use adieu_core::{Clock, SessionLifetime, Store};
 use axum::Router;

@@ -20,7 +20,7 @@ pub mod backchannel;
 pub mod registry;
 pub mod signin;
 
-pub use registry::{Upstream, UpstreamError, Upstreams};
+pub use registry::{Upstream, Upstreams};
 
 use crate::AppState;
 use axum::Router;
