@@ -66,6 +66,7 @@ impl Dialect for Postgres {
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const FOR_KEY_SHARE: &'static str = " FOR KEY SHARE";
     const ILIKE: &'static str = "ILIKE";
+    const DELIVERIES_BY_FINISHED: &'static str = "deliveries";
     const RELEASES_EVERY_LEASE: bool = false;
     const BEGIN_WRITE: &'static str = "BEGIN";
 

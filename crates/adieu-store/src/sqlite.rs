@@ -29,6 +29,7 @@ impl Dialect for Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const FOR_KEY_SHARE: &'static str = "";
     const ILIKE: &'static str = "LIKE";
+    const DELIVERIES_BY_FINISHED: &'static str = "deliveries INDEXED BY deliveries_finished";
     const RELEASES_EVERY_LEASE: bool = true;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
