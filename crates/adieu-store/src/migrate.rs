@@ -30,6 +30,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 5, name: "key_rotation", sql: include_str!("../migrations/sqlite/0005_key_rotation.sql") },
     Migration { version: 6, name: "rate_limits", sql: include_str!("../migrations/sqlite/0006_rate_limits.sql") },
     Migration { version: 7, name: "reliability", sql: include_str!("../migrations/sqlite/0007_reliability.sql") },
+    Migration { version: 8, name: "one_store", sql: include_str!("../migrations/sqlite/0008_one_store.sql") },
 ];
 
 /// The PostgreSQL migrations: the same versions and names as [`SQLITE`].
@@ -45,6 +46,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 5, name: "key_rotation", sql: include_str!("../migrations/postgres/0005_key_rotation.sql") },
     Migration { version: 6, name: "rate_limits", sql: include_str!("../migrations/postgres/0006_rate_limits.sql") },
     Migration { version: 7, name: "reliability", sql: include_str!("../migrations/postgres/0007_reliability.sql") },
+    Migration { version: 8, name: "one_store", sql: include_str!("../migrations/postgres/0008_one_store.sql") },
 ];
 
 /// Applies every migration of `list` not yet applied, on `conn`, each in its own transaction

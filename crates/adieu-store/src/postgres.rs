@@ -66,7 +66,6 @@ impl Dialect for Postgres {
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const FOR_KEY_SHARE: &'static str = " FOR KEY SHARE";
     const ILIKE: &'static str = "ILIKE";
-    const DELIVERIES_BY_FINISHED: &'static str = "deliveries";
     const RELEASES_EVERY_LEASE: bool = false;
     const BEGIN_WRITE: &'static str = "BEGIN";
 
@@ -85,6 +84,10 @@ impl Dialect for Postgres {
 
     fn json_list(param: &str) -> String {
         format!("(SELECT jsonb_array_elements_text(CAST({param} AS jsonb)))")
+    }
+
+    fn indexed(table: &str, _index: &str) -> String {
+        table.to_owned()
     }
 
     fn json_rows(param: &str, alias: &str, cols: &[(&str, &str)]) -> String {

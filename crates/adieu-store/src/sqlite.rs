@@ -29,7 +29,6 @@ impl Dialect for Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const FOR_KEY_SHARE: &'static str = "";
     const ILIKE: &'static str = "LIKE";
-    const DELIVERIES_BY_FINISHED: &'static str = "deliveries INDEXED BY deliveries_finished";
     const RELEASES_EVERY_LEASE: bool = true;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
@@ -58,6 +57,10 @@ impl Dialect for Sqlite {
 
     fn json_list(param: &str) -> String {
         format!("(SELECT value FROM json_each({param}))")
+    }
+
+    fn indexed(table: &str, index: &str) -> String {
+        format!("{table} INDEXED BY {index}")
     }
 
     fn json_rows(param: &str, alias: &str, cols: &[(&str, &str)]) -> String {

@@ -20,7 +20,7 @@ async fn discard_deliveries_in<D: Dialect>(
     at: UnixMillis,
 ) -> StoreResult<u64> {
     let sql = format!(
-        "UPDATE deliveries SET status = 'discarded', finished_at = $1, lease_until = NULL,
+        "UPDATE deliveries SET status = 'discarded', finished_at = $1, lease_until = NULL, lease_owner = NULL,
            last_error = 'the client unsubscribed from back-channel logout'
          WHERE id IN (SELECT id FROM deliveries WHERE client_id = $2 AND status IN ('pending', 'leased')
                       ORDER BY id{})

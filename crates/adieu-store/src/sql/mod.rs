@@ -55,9 +55,6 @@ pub trait Dialect: Database<Row: Read> + Sized {
     const FOR_KEY_SHARE: &'static str;
     /// Case-insensitive `LIKE` (SQLite's `LIKE` ignores ASCII case; PostgreSQL needs `ILIKE`).
     const ILIKE: &'static str;
-    /// The deliveries table read in `finished_at` order (SQLite's planner is told to use the
-    /// `deliveries_finished` index, which it would not pick by itself for retention).
-    const DELIVERIES_BY_FINISHED: &'static str;
     /// Whether releasing leases at start and stop releases every lease (one process per
     /// SQLite file) or only this replica's.
     const RELEASES_EVERY_LEASE: bool;
@@ -69,6 +66,10 @@ pub trait Dialect: Database<Row: Read> + Sized {
     fn heartbeat(replica: &str) -> Sql;
     /// A subquery of the text values of the JSON array bound at `param` (`$3`), for `IN (…)`.
     fn json_list(param: &str) -> String;
+    /// `table` read through `index`. SQLite's planner, without statistics, prefers an equality
+    /// index on `status` and sorts every matching row; it is told (`INDEXED BY`). PostgreSQL
+    /// picks by itself.
+    fn indexed(table: &str, index: &str) -> String;
     /// A FROM item named `alias` with one row per object of the JSON array bound at `param`
     /// and the given `(name, type)` columns (`type` is `text` or `bigint`).
     fn json_rows(param: &str, alias: &str, cols: &[(&str, &str)]) -> String;

@@ -19,7 +19,7 @@ impl<D: Dialect> RetentionStore for SqlStore<D> {
             "SELECT id FROM {}
              WHERE finished_at IS NOT NULL AND finished_at < $1 AND status IN {}
              ORDER BY finished_at LIMIT $2{}",
-            D::DELIVERIES_BY_FINISHED,
+            D::indexed("deliveries", "deliveries_finished"),
             D::json_list("$3"),
             D::SKIP_LOCKED
         );

@@ -85,7 +85,6 @@ use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::{Participation, Session};
 use adieu_core::store::{StoreError, StoreResult};
-use adieu_core::time::UnixMillis;
 use adieu_core::user::User;
 use std::str::FromStr;
 
