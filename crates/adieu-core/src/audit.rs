@@ -3,47 +3,147 @@
 use crate::time::UnixMillis;
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
 
-/// Kinds of audit events, as stored and filtered.
-pub mod kind {
+/// What happened: the kinds of audit events, as stored (`as_str`) and filtered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditKind {
     /// A client got a back-channel logout URI.
-    pub const BACKCHANNEL_SUBSCRIBED: &str = "backchannel.subscribed";
+    BackchannelSubscribed,
     /// A client's back-channel logout URI changed.
-    pub const BACKCHANNEL_CHANGED: &str = "backchannel.changed";
+    BackchannelChanged,
     /// A client's back-channel logout URI was removed (or the client deleted).
-    pub const BACKCHANNEL_UNSUBSCRIBED: &str = "backchannel.unsubscribed";
+    BackchannelUnsubscribed,
     /// Pending deliveries were discarded because the client unsubscribed.
-    pub const DELIVERIES_DISCARDED: &str = "delivery.discarded";
+    DeliveriesDiscarded,
     /// An OP session ended (a logout event), with its initiator.
-    pub const SESSION_ENDED: &str = "session.ended";
+    SessionEnded,
     /// A delivery attempt failed (it will be retried).
-    pub const DELIVERY_ATTEMPT_FAILED: &str = "delivery.attempt_failed";
+    DeliveryAttemptFailed,
     /// A delivery was rejected by the application (HTTP 400).
-    pub const DELIVERY_REJECTED: &str = "delivery.rejected";
+    DeliveryRejected,
     /// A delivery was abandoned.
-    pub const DELIVERY_DEAD: &str = "delivery.dead";
+    DeliveryDead,
     /// An operator asked for a dead delivery to be retried.
-    pub const DELIVERY_RETRIED: &str = "delivery.retried";
+    DeliveryRetried,
     /// A client was registered.
-    pub const CLIENT_CREATED: &str = "client.created";
+    ClientCreated,
     /// A client was changed.
-    pub const CLIENT_UPDATED: &str = "client.updated";
+    ClientUpdated,
     /// A client was deleted.
-    pub const CLIENT_DELETED: &str = "client.deleted";
+    ClientDeleted,
     /// A user account was created.
-    pub const USER_CREATED: &str = "user.created";
+    UserCreated,
     /// A user account's username, email or password changed (the detail says which; never the password).
-    pub const USER_UPDATED: &str = "user.updated";
+    UserUpdated,
     /// A user account was deleted.
-    pub const USER_DELETED: &str = "user.deleted";
+    UserDeleted,
     /// An upstream provider's back-channel logout was received and verified (the sessions it
     /// ended are audited as `session.ended` with `idp-logout`).
-    pub const UPSTREAM_LOGOUT: &str = "upstream.logout";
+    UpstreamLogout,
     /// A signing key was created (first start or rotation); the detail has its kid, algorithm,
     /// generation and when it starts signing.
-    pub const KEY_CREATED: &str = "key.created";
+    KeyCreated,
     /// A signing key was retired: removed from the JWKS, its private key erased.
-    pub const KEY_RETIRED: &str = "key.retired";
+    KeyRetired,
+}
+
+impl AuditKind {
+    /// Every kind.
+    pub const ALL: [AuditKind; 18] = [
+        AuditKind::BackchannelSubscribed,
+        AuditKind::BackchannelChanged,
+        AuditKind::BackchannelUnsubscribed,
+        AuditKind::DeliveriesDiscarded,
+        AuditKind::SessionEnded,
+        AuditKind::DeliveryAttemptFailed,
+        AuditKind::DeliveryRejected,
+        AuditKind::DeliveryDead,
+        AuditKind::DeliveryRetried,
+        AuditKind::ClientCreated,
+        AuditKind::ClientUpdated,
+        AuditKind::ClientDeleted,
+        AuditKind::UserCreated,
+        AuditKind::UserUpdated,
+        AuditKind::UserDeleted,
+        AuditKind::UpstreamLogout,
+        AuditKind::KeyCreated,
+        AuditKind::KeyRetired,
+    ];
+
+    /// The name it is stored and filtered under, e.g. `session.ended`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::BackchannelSubscribed => "backchannel.subscribed",
+            AuditKind::BackchannelChanged => "backchannel.changed",
+            AuditKind::BackchannelUnsubscribed => "backchannel.unsubscribed",
+            AuditKind::DeliveriesDiscarded => "delivery.discarded",
+            AuditKind::SessionEnded => "session.ended",
+            AuditKind::DeliveryAttemptFailed => "delivery.attempt_failed",
+            AuditKind::DeliveryRejected => "delivery.rejected",
+            AuditKind::DeliveryDead => "delivery.dead",
+            AuditKind::DeliveryRetried => "delivery.retried",
+            AuditKind::ClientCreated => "client.created",
+            AuditKind::ClientUpdated => "client.updated",
+            AuditKind::ClientDeleted => "client.deleted",
+            AuditKind::UserCreated => "user.created",
+            AuditKind::UserUpdated => "user.updated",
+            AuditKind::UserDeleted => "user.deleted",
+            AuditKind::UpstreamLogout => "upstream.logout",
+            AuditKind::KeyCreated => "key.created",
+            AuditKind::KeyRetired => "key.retired",
+        }
+    }
+}
+
+impl fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuditKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AuditKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown audit event kind {s:?}"))
+    }
+}
+
+/// Who did it: the interface a change came through, as stored in [`AuditEvent::actor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor<'a> {
+    /// adieu itself: the delivery worker, the expiry sweeper, key rotation, upstream logouts.
+    System,
+    /// The management API (admin bearer token).
+    AdminApi,
+    /// The command line.
+    Cli,
+    /// Dynamic client registration (an initial access token).
+    Registration,
+    /// A person on their account page, by user id.
+    Account(&'a str),
+}
+
+impl Actor<'_> {
+    /// The name stored in the audit log: `system`, `admin-api`, `cli`, `registration` or
+    /// `account:<user id>`.
+    pub fn name(&self) -> Cow<'static, str> {
+        match self {
+            Actor::System => Cow::Borrowed("system"),
+            Actor::AdminApi => Cow::Borrowed("admin-api"),
+            Actor::Cli => Cow::Borrowed("cli"),
+            Actor::Registration => Cow::Borrowed("registration"),
+            Actor::Account(user) => Cow::Owned(format!("account:{user}")),
+        }
+    }
+}
+
+impl fmt::Display for Actor<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
 }
 
 /// One audit event.
@@ -53,9 +153,10 @@ pub struct AuditEvent {
     pub id: i64,
     /// When.
     pub at: UnixMillis,
-    /// What (see [`kind`]).
+    /// What: an [`AuditKind`]'s name (kept as text, so events of kinds a newer version adds
+    /// still read).
     pub kind: String,
-    /// Who: `admin-api`, `cli`, `registration` or `system`.
+    /// Who: an [`Actor`]'s name.
     pub actor: String,
     /// The client concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,11 +176,11 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// A new event (id assigned on insert).
-    pub fn new(kind: &str, actor: &str, at: UnixMillis, detail: Value) -> Self {
+    pub fn new(kind: AuditKind, actor: &str, at: UnixMillis, detail: Value) -> Self {
         AuditEvent {
             id: 0,
             at,
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             actor: actor.to_owned(),
             client_id: None,
             user_id: None,
@@ -123,4 +224,26 @@ pub struct AuditFilter {
     pub until: Option<UnixMillis>,
     /// At most this many, newest first (default 100, at most 1000).
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_its_name() {
+        for k in AuditKind::ALL {
+            assert_eq!(k.as_str().parse::<AuditKind>(), Ok(k));
+        }
+        assert!("session.end".parse::<AuditKind>().is_err());
+    }
+
+    #[test]
+    fn actor_names_are_the_stored_ones() {
+        assert_eq!(Actor::System.name(), "system");
+        assert_eq!(Actor::AdminApi.name(), "admin-api");
+        assert_eq!(Actor::Cli.to_string(), "cli");
+        assert_eq!(Actor::Registration.name(), "registration");
+        assert_eq!(Actor::Account("u1").name(), "account:u1");
+    }
 }

@@ -5,6 +5,7 @@
 //! secrets) arrive already hashed; every method that changes more than one row does so in one
 //! transaction.
 
+use crate::audit::Actor;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::client::Client;
 use crate::delivery::{Attempt, Delivery, DeliveryStatus, Verdict};
@@ -46,7 +47,7 @@ pub trait UserStore: Send + Sync {
     async fn add_user(&self, user: &User, actor: &str) -> StoreResult<()>;
     /// [`UserStore::add_user`] by the `system` actor (seeding, tests).
     async fn create_user(&self, user: &User) -> StoreResult<()> {
-        self.add_user(user, "system").await
+        self.add_user(user, &Actor::System.name()).await
     }
     /// A user by id.
     async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
@@ -134,7 +135,7 @@ pub trait SessionStore: Send + Sync {
         initiator: Initiator,
         at: UnixMillis,
     ) -> StoreResult<Option<EndedSession>> {
-        self.end_session_as(id, initiator, "system", at).await
+        self.end_session_as(id, initiator, &Actor::System.name(), at).await
     }
     /// [`SessionStore::end_session`] with the `session.ended` event audited as `actor`
     /// (`admin-api`, `cli`, `system`…).

@@ -30,6 +30,7 @@ use crate::pages::render;
 use crate::password::check_policy;
 use crate::ratelimit::Account;
 use crate::user_admin::{self, Ctx, UserError, UserPatch};
+use adieu_core::audit::Actor;
 use adieu_core::id::SessionId;
 use adieu_core::session::Session;
 use adieu_core::user::{User, normalize_email};
@@ -57,7 +58,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The audit actor of changes a user makes on this page: `account:<user id>`.
 pub fn actor(user: &User) -> String {
-    format!("account:{}", user.id)
+    Actor::Account(user.id.as_str()).name().into_owned()
 }
 
 const WRONG_PASSWORD: &str = "The current password is incorrect. Nothing was changed.";

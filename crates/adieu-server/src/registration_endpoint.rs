@@ -8,6 +8,7 @@ use crate::api::clients::{metadata_body, register_error, uri_policy};
 use crate::api::{bearer, token_valid, unauthorized};
 use crate::client_metadata::{metadata_response, register, registration_from_metadata};
 use crate::error::OAuthError;
+use adieu_core::audit::Actor;
 use adieu_core::store::ApiTokenKind;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -34,7 +35,7 @@ async fn register_client(State(state): State<AppState>, req: Request) -> Respons
         let meta = metadata_body(&body)?;
         let reg = registration_from_metadata(meta, false).map_err(|e| register_error(e.into()))?;
         let (client, secret) =
-            register(state.store.as_ref(), reg, &uri_policy(&state), state.clock.now(), "registration")
+            register(state.store.as_ref(), reg, &uri_policy(&state), state.clock.now(), &Actor::Registration.name())
                 .await
                 .map_err(register_error)?;
         let mut res = (StatusCode::CREATED, Json(metadata_response(&client, secret))).into_response();

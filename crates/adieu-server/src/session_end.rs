@@ -12,6 +12,7 @@
 
 use crate::AppState;
 use crate::delivery::DeliveryHub;
+use adieu_core::audit::Actor;
 use adieu_core::delivery::{Delivery, DeliveryState, Verdict};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::Initiator;
@@ -27,7 +28,7 @@ pub async fn end_session(
     session: &SessionId,
     initiator: Initiator,
 ) -> StoreResult<Option<EndedSession>> {
-    end_session_as(state, session, initiator, "system").await
+    end_session_as(state, session, initiator, &Actor::System.name()).await
 }
 
 /// [`end_session`] audited as `actor` (`admin-api`, `cli`…).

@@ -4,7 +4,7 @@
 //! end; see `conformance/postgres.rs`, which also holds the tests of several replicas). CI sets
 //! `ADIEU_REQUIRE_POSTGRES=1`, which turns a missing database into a failure instead of a skip.
 
-use adieu_core::audit::{AuditEvent, AuditFilter};
+use adieu_core::audit::{AuditEvent, AuditFilter, AuditKind};
 use adieu_core::client::Client;
 use adieu_core::grant::{AccessToken, AuthCode, RefreshToken};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
@@ -560,19 +560,22 @@ async fn claims_skip_excluded_clients_and_cap_each_clients_share(s: Arc<dyn Stor
 }
 
 async fn audit_log_filters_by_kind_prefix_client_and_time(s: Arc<dyn Store>) -> StoreResult<()> {
-    for (i, k) in ["x.one", "x.two", "y.one"].iter().enumerate() {
+    for (i, k) in [AuditKind::KeyCreated, AuditKind::KeyRetired, AuditKind::UserCreated].into_iter().enumerate() {
         let e = AuditEvent::new(k, "test", UnixMillis(T0.0 + i as i64), serde_json::json!({ "i": i }))
             .client(if i == 2 { "other" } else { "a" });
         s.append_audit(&e).await?;
     }
     let all = s.audit_events(&AuditFilter::default()).await?;
-    assert_eq!(all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), vec!["y.one", "x.two", "x.one"]);
-    assert_eq!(s.audit_events(&AuditFilter { kind: Some("x.".into()), ..Default::default() }).await?.len(), 2);
-    assert_eq!(s.audit_events(&AuditFilter { kind: Some("x.one".into()), ..Default::default() }).await?.len(), 1);
+    assert_eq!(
+        all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        vec!["user.created", "key.retired", "key.created"]
+    );
+    assert_eq!(s.audit_events(&AuditFilter { kind: Some("key.".into()), ..Default::default() }).await?.len(), 2);
+    assert_eq!(s.audit_events(&AuditFilter { kind: Some("key.created".into()), ..Default::default() }).await?.len(), 1);
     assert_eq!(s.audit_events(&AuditFilter { client_id: Some("other".into()), ..Default::default() }).await?.len(), 1);
     let window =
         AuditFilter { since: Some(UnixMillis(T0.0 + 1)), until: Some(UnixMillis(T0.0 + 2)), ..Default::default() };
-    assert_eq!(s.audit_events(&window).await?[0].kind, "x.two");
+    assert_eq!(s.audit_events(&window).await?[0].kind, "key.retired");
     assert_eq!(s.audit_events(&AuditFilter { limit: Some(1), ..Default::default() }).await?.len(), 1);
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! management API, with the audit actor `cli`.
 
 use crate::config::Config;
+use adieu_core::audit::Actor;
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::InitiatorSubscription;
@@ -231,7 +232,7 @@ fn print_client(c: &Client) {
 }
 
 /// The audit actor of the command line.
-const ACTOR: &str = "cli";
+const ACTOR: Actor<'static> = Actor::Cli;
 
 fn user_error(e: UserError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
@@ -255,7 +256,8 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
     let settings = config.settings()?;
     let passwords = Passwords::new(settings.login.hash_concurrency);
     // No delivery hub here: the running server's worker picks the deliveries up on its next poll.
-    let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: ACTOR, now: SystemClock.now() };
+    let actor = ACTOR.name();
+    let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: &actor, now: SystemClock.now() };
     let find = |login: String| {
         let store = store.clone();
         async move { user_admin::find(store.as_ref(), &login).await.map_err(|e| anyhow::anyhow!("{e} {login:?}")) }
@@ -338,7 +340,8 @@ pub async fn session(config: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
     let store = crate::store::open(config).await?;
     let settings = config.settings()?;
     let passwords = Passwords::new(settings.login.hash_concurrency);
-    let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: ACTOR, now: SystemClock.now() };
+    let actor = ACTOR.name();
+    let ctx = Ctx { store: store.as_ref(), passwords: &passwords, hub: None, actor: &actor, now: SystemClock.now() };
     match cmd {
         SessionCmd::Revoke { id } => {
             let e = user_admin::revoke_session(&ctx, &SessionId::new(id.clone())).await.map_err(user_error)?;
@@ -376,8 +379,9 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 id_token_signed_response_alg: alg,
             };
             let policy = UriPolicy::for_settings(&settings);
-            let (client, secret) =
-                register(store.as_ref(), reg, &policy, SystemClock.now(), "cli").await.map_err(|e| match e {
+            let (client, secret) = register(store.as_ref(), reg, &policy, SystemClock.now(), &Actor::Cli.name())
+                .await
+                .map_err(|e| match e {
                     RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),
                     RegisterError::Store(adieu_core::StoreError::Conflict(_)) => {
                         anyhow::anyhow!("that client_id is taken")
@@ -413,13 +417,20 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
             };
             let policy = UriPolicy::for_settings(&settings);
             let id = ClientId::new(u.client_id.clone());
-            let c = adieu_server::client_metadata::update(store.as_ref(), &id, req, &policy, SystemClock.now(), "cli")
-                .await
-                .map_err(|e| match e {
-                    RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),
-                    RegisterError::Store(e) => e.into(),
-                })?
-                .with_context(|| format!("no client {:?}", u.client_id))?;
+            let c = adieu_server::client_metadata::update(
+                store.as_ref(),
+                &id,
+                req,
+                &policy,
+                SystemClock.now(),
+                &Actor::Cli.name(),
+            )
+            .await
+            .map_err(|e| match e {
+                RegisterError::Invalid(e) => anyhow::anyhow!("{}: {}", e.code, e.description),
+                RegisterError::Store(e) => e.into(),
+            })?
+            .with_context(|| format!("no client {:?}", u.client_id))?;
             print_client(&c);
         }
         ClientCmd::Show { client_id } => {
@@ -430,7 +441,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
             print_client(&c);
         }
         ClientCmd::Delete { client_id } => {
-            if !store.delete_client(&ClientId::new(client_id.clone()), "cli", SystemClock.now()).await? {
+            if !store.delete_client(&ClientId::new(client_id.clone()), &Actor::Cli.name(), SystemClock.now()).await? {
                 bail!("no client {client_id:?}");
             }
             println!("deleted client {client_id}");

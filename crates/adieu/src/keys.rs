@@ -4,6 +4,7 @@
 //! (`keys.reload_interval_secs`).
 
 use crate::config::Config;
+use adieu_core::audit::Actor;
 use adieu_core::keys::{KeyState, state_of};
 use adieu_core::{Clock, SystemClock, UnixMillis};
 use adieu_proto::SigningAlg;
@@ -85,10 +86,16 @@ pub async fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 None => SigningAlg::ALL.to_vec(),
             };
             for alg in algs {
-                let key =
-                    rotation::rotate(store.as_ref(), alg, kek.as_ref(), settings.keys.publish_ahead(), now, "cli")
-                        .await
-                        .with_context(|| format!("rotating {alg}"))?;
+                let key = rotation::rotate(
+                    store.as_ref(),
+                    alg,
+                    kek.as_ref(),
+                    settings.keys.publish_ahead(),
+                    now,
+                    &Actor::Cli.name(),
+                )
+                .await
+                .with_context(|| format!("rotating {alg}"))?;
                 let wait = (key.signs_from.0 - now.0).div_euclid(1000);
                 let when = if wait > 0 {
                     format!("signs from {} (in {wait} s)", ts(key.signs_from))
@@ -112,7 +119,7 @@ pub async fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
         KeysCmd::Retire { kid } => {
             let store = crate::store::open(config).await?;
             let keys = store.signing_keys().await?;
-            let retired = rotation::retire(store.as_ref(), &kid, now, "cli").await?;
+            let retired = rotation::retire(store.as_ref(), &kid, now, &Actor::Cli.name()).await?;
             // When it stopped signing: the next generation of its algorithm started.
             let stopped = keys
                 .iter()

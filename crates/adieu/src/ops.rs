@@ -1,6 +1,7 @@
 //! Operating commands: deliveries, the audit log, API tokens.
 
 use crate::config::Config;
+use adieu_core::audit::Actor;
 use adieu_core::audit::AuditFilter;
 use adieu_core::delivery::DeliveryStatus;
 use adieu_core::id::{ClientId, SessionId};
@@ -97,7 +98,7 @@ pub async fn deliveries(config: &Config, cmd: DeliveriesCmd) -> anyhow::Result<(
             }
         }
         DeliveriesCmd::Retry { id } => {
-            if !store.retry_dead(&id, "cli", SystemClock.now()).await? {
+            if !store.retry_dead(&id, &Actor::Cli.name(), SystemClock.now()).await? {
                 bail!("delivery {id:?} does not exist or is not dead");
             }
             println!("delivery {id} is queued again");

@@ -7,6 +7,7 @@ use crate::client_metadata::{
     RegisterError, RegistrationError, UriPolicy, metadata_response, register, registration_from_metadata, update,
 };
 use crate::error::OAuthError;
+use adieu_core::audit::Actor;
 use adieu_core::id::ClientId;
 use adieu_proto::ErrorCode;
 use adieu_proto::client::parse_metadata;
@@ -61,9 +62,10 @@ async fn list(_: Admin, State(state): State<AppState>) -> Result<Response, OAuth
 async fn create(_: Admin, State(state): State<AppState>, body: Bytes) -> Result<Response, OAuthError> {
     let req = metadata_body(&body)?;
     let reg = registration_from_metadata(req, true).map_err(|e| register_error(e.into()))?;
-    let (client, secret) = register(state.store.as_ref(), reg, &uri_policy(&state), state.clock.now(), "admin-api")
-        .await
-        .map_err(register_error)?;
+    let (client, secret) =
+        register(state.store.as_ref(), reg, &uri_policy(&state), state.clock.now(), &Actor::AdminApi.name())
+            .await
+            .map_err(register_error)?;
     let mut res = (StatusCode::CREATED, Json(metadata_response(&client, secret))).into_response();
     // The answer carries the client secret.
     res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
@@ -82,16 +84,22 @@ async fn replace(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let req = metadata_body(&body)?;
-    let updated =
-        update(state.store.as_ref(), &ClientId::new(id), req, &uri_policy(&state), state.clock.now(), "admin-api")
-            .await
-            .map_err(register_error)?
-            .ok_or_else(|| not_found("client"))?;
+    let updated = update(
+        state.store.as_ref(),
+        &ClientId::new(id),
+        req,
+        &uri_policy(&state),
+        state.clock.now(),
+        &Actor::AdminApi.name(),
+    )
+    .await
+    .map_err(register_error)?
+    .ok_or_else(|| not_found("client"))?;
     Ok(Json(metadata_response(&updated, None)).into_response())
 }
 
 async fn remove(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    if state.store.delete_client(&ClientId::new(id), "admin-api", state.clock.now()).await? {
+    if state.store.delete_client(&ClientId::new(id), &Actor::AdminApi.name(), state.clock.now()).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(not_found("client"))

@@ -4,6 +4,7 @@
 use super::{Admin, not_found, parse_query};
 use crate::AppState;
 use crate::error::OAuthError;
+use adieu_core::audit::Actor;
 use adieu_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::store::DeliveryFilter;
@@ -64,7 +65,7 @@ async fn read(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -
 }
 
 async fn retry(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    if state.store.retry_dead(&id, "admin-api", state.clock.now()).await? {
+    if state.store.retry_dead(&id, &Actor::AdminApi.name(), state.clock.now()).await? {
         state.delivery.wake();
         let (delivery, attempts) = state.store.delivery(&id).await?.ok_or_else(|| not_found("delivery"))?;
         return Ok(Json(DeliveryView { delivery, attempts }).into_response());

@@ -19,6 +19,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn revoke(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    user_admin::revoke_session(&Ctx::server(&state, ACTOR), &SessionId::new(id)).await.map_err(user_error)?;
+    user_admin::revoke_session(&Ctx::server(&state, &ACTOR.name()), &SessionId::new(id)).await.map_err(user_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

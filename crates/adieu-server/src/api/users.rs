@@ -6,6 +6,7 @@ use super::{Admin, not_found, parse_query};
 use crate::AppState;
 use crate::error::OAuthError;
 use crate::user_admin::{self, Ctx, NewUser, UserError, UserPatch, UserView};
+use adieu_core::audit::Actor;
 use adieu_core::id::UserId;
 use adieu_core::user::UserQuery;
 use adieu_proto::ErrorCode;
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// The audit actor of the management API.
-pub const ACTOR: &str = "admin-api";
+pub const ACTOR: Actor<'static> = Actor::AdminApi;
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -118,7 +119,7 @@ async fn create(_: Admin, State(state): State<AppState>, body: Bytes) -> Result<
         return Err(OAuthError::invalid_request("username and password are required"));
     };
     let email = string_member(&map, "email", true)?.flatten();
-    let user = user_admin::create(&Ctx::server(&state, ACTOR), NewUser { username, email, password })
+    let user = user_admin::create(&Ctx::server(&state, &ACTOR.name()), NewUser { username, email, password })
         .await
         .map_err(user_error)?;
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
@@ -141,12 +142,13 @@ async fn update(
         email: string_member(&map, "email", true)?,
         password: string_member(&map, "password", false)?.flatten(),
     };
-    let updated = user_admin::update(&Ctx::server(&state, ACTOR), &UserId::new(id), patch).await.map_err(user_error)?;
+    let updated =
+        user_admin::update(&Ctx::server(&state, &ACTOR.name()), &UserId::new(id), patch).await.map_err(user_error)?;
     Ok(Json(UserView::from(&updated.user)).into_response())
 }
 
 async fn remove(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    user_admin::delete(&Ctx::server(&state, ACTOR), &UserId::new(id)).await.map_err(user_error)?;
+    user_admin::delete(&Ctx::server(&state, &ACTOR.name()), &UserId::new(id)).await.map_err(user_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -158,8 +160,9 @@ async fn sessions(_: Admin, State(state): State<AppState>, Path(id): Path<String
 }
 
 async fn revoke_all(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    let ended =
-        user_admin::revoke_all_sessions(&Ctx::server(&state, ACTOR), &UserId::new(id)).await.map_err(user_error)?;
+    let ended = user_admin::revoke_all_sessions(&Ctx::server(&state, &ACTOR.name()), &UserId::new(id))
+        .await
+        .map_err(user_error)?;
     let ids: Vec<&str> = ended.iter().map(|e| e.session.id.as_str()).collect();
     Ok(Json(json!({ "sessions_ended": ids.len(), "session_ids": ids })).into_response())
 }

@@ -13,6 +13,7 @@
 use super::{Kek, KeyError, generate, kek};
 use crate::AppState;
 use crate::crypto::random_b64;
+use adieu_core::audit::Actor;
 use adieu_core::keys::{RetireRefusal, StoredSigningKey, next_key};
 use adieu_core::store::{KeyStore, StoreError};
 use adieu_core::time::UnixMillis;
@@ -104,7 +105,7 @@ pub async fn ensure_keys(
         if keys.iter().any(|k| k.alg == alg && k.retired_at.is_none()) {
             continue;
         }
-        if let Some(k) = insert_new(store, alg, kek, Duration::ZERO, now, "system", true).await? {
+        if let Some(k) = insert_new(store, alg, kek, Duration::ZERO, now, &Actor::System.name(), true).await? {
             made.push(k);
         }
     }
@@ -249,7 +250,7 @@ mod tests {
         let (keys, report) = Keys::load_or_generate(&s, T0, Some(k)).await.unwrap();
         assert_eq!(report.plain_despite_kek, plain, "each plain key is reported (and logged)");
         // Rotating then stores the new keys encrypted, as the warning advises.
-        let new = rotate(&s, SigningAlg::ES256, keys.kek(), AHEAD, T0, "cli").await.unwrap();
+        let new = rotate(&s, SigningAlg::ES256, keys.kek(), AHEAD, T0, &Actor::Cli.name()).await.unwrap();
         assert_eq!(kek::at_rest(&new.private_key), kek::AtRest::Sealed);
     }
 
@@ -258,9 +259,9 @@ mod tests {
         let (s, _dir) = store().await;
         let ((_, right), (_, other)) = (new_kek(), new_kek());
         Keys::load_or_generate(&s, T0, Some(right)).await.unwrap();
-        let err = rotate(&s, SigningAlg::RS256, None, AHEAD, T0, "cli").await.unwrap_err();
+        let err = rotate(&s, SigningAlg::RS256, None, AHEAD, T0, &Actor::Cli.name()).await.unwrap_err();
         assert!(matches!(err, KeyError::KekMissing { .. }), "the new key would be stored unencrypted: {err:?}");
-        let err = rotate(&s, SigningAlg::RS256, Some(&other), AHEAD, T0, "cli").await.unwrap_err();
+        let err = rotate(&s, SigningAlg::RS256, Some(&other), AHEAD, T0, &Actor::Cli.name()).await.unwrap_err();
         assert!(matches!(err, KeyError::WrongKek { .. }), "the server could not open the new key: {err:?}");
         assert_eq!(s.signing_keys().await.unwrap().len(), 3, "nothing was added");
     }
@@ -288,7 +289,7 @@ mod tests {
         let (s, _dir) = store().await;
         let (keys, _) = Keys::load_or_generate(&s, T0, None).await.unwrap();
         let old = keys.signer_kid(SigningAlg::ES256, T0).unwrap();
-        let new = rotate(&s, SigningAlg::ES256, None, AHEAD, T0, "cli").await.unwrap();
+        let new = rotate(&s, SigningAlg::ES256, None, AHEAD, T0, &Actor::Cli.name()).await.unwrap();
         assert_eq!((new.generation, new.signs_from), (2, T0.plus(AHEAD)));
         let report = keys.reload(&s).await.unwrap();
         assert_eq!(report.added, vec![new.kid.clone()]);
@@ -299,8 +300,8 @@ mod tests {
         let i = stored.iter().position(|k| k.kid == new.kid).unwrap();
         assert_eq!(adieu_core::keys::state_of(&stored, i, T0), KeyState::Pending { signs_from: T0.plus(AHEAD) });
         // Retiring: refused while the old key signs, allowed once the new one does.
-        assert!(matches!(retire(&s, &old, T0, "cli").await, Err(KeyError::Refused(_))));
-        retire(&s, &old, T0.plus(AHEAD), "cli").await.unwrap();
+        assert!(matches!(retire(&s, &old, T0, &Actor::Cli.name()).await, Err(KeyError::Refused(_))));
+        retire(&s, &old, T0.plus(AHEAD), &Actor::Cli.name()).await.unwrap();
         assert_eq!(keys.reload(&s).await.unwrap().removed, vec![old.clone()]);
         assert!(!keys.published_kids().contains(&old));
     }
@@ -312,7 +313,7 @@ mod tests {
         // A command line with a KEK the server does not have (the existing keys are plain, so the
         // command cannot tell).
         let (_, stray) = new_kek();
-        let new = rotate(&s, SigningAlg::RS256, Some(&stray), AHEAD, T0, "cli").await.unwrap();
+        let new = rotate(&s, SigningAlg::RS256, Some(&stray), AHEAD, T0, &Actor::Cli.name()).await.unwrap();
         let report = keys.reload(&s).await.unwrap();
         assert!(report.added.is_empty());
         assert!(!keys.published_kids().contains(&new.kid), "never published, so never signs");

@@ -17,6 +17,7 @@ use crate::AppState;
 use crate::crypto::random_id;
 use crate::error::PageError;
 use adieu_core::StoreError;
+use adieu_core::audit::Actor;
 use adieu_core::id::UserId;
 use adieu_core::upstream::{NO_PASSWORD, UpstreamIdentity, upstream_username};
 use adieu_core::user::{User, normalize_email};
@@ -67,7 +68,7 @@ pub async fn link_or_create(
             created_at: now,
             updated_at: now,
         };
-        match state.store.create_upstream_user(&user, &identity, "system").await {
+        match state.store.create_upstream_user(&user, &identity, &Actor::System.name()).await {
             Ok(()) => {
                 tracing::info!(upstream = %upstream.settings.id, sub = %user.id, username = %user.username, "created a user for an upstream account");
                 return Ok(user);

@@ -15,7 +15,8 @@
 //! that retries tries again; `404` for an upstream id that is not configured.
 
 use crate::AppState;
-use adieu_core::audit::{AuditEvent, kind};
+use adieu_core::audit::Actor;
+use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::initiator::Initiator;
 use adieu_core::upstream::UpstreamSessionQuery;
 use adieu_rp::axum::{DEFAULT_BODY_LIMIT, LogoutRejection, read_logout_token};
@@ -78,8 +79,8 @@ pub(super) async fn logout(State(state): State<AppState>, Path(id): Path<String>
         }
     }
     let event = AuditEvent::new(
-        kind::UPSTREAM_LOGOUT,
-        "system",
+        AuditKind::UpstreamLogout,
+        &Actor::System.name(),
         now,
         json!({ "upstream": upstream.settings.id, "sub": sub, "sid": sid, "sessions_ended": ended }),
     );

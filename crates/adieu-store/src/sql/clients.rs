@@ -5,7 +5,7 @@ use super::audit::append_audit_in;
 use super::rows::{self, client_cols};
 use super::stmt::to_json;
 use super::{Dialect, Read, Sql, SqlStore, commit};
-use adieu_core::audit::{AuditEvent, kind};
+use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::client::Client;
 use adieu_core::id::ClientId;
 use adieu_core::store::{ClientStore, StoreResult};
@@ -41,9 +41,9 @@ async fn audit_uri_change<D: Dialect>(
     at: UnixMillis,
 ) -> StoreResult<()> {
     let k = match (old, new) {
-        (None, Some(_)) => kind::BACKCHANNEL_SUBSCRIBED,
-        (Some(_), None) => kind::BACKCHANNEL_UNSUBSCRIBED,
-        (Some(a), Some(b)) if a != b => kind::BACKCHANNEL_CHANGED,
+        (None, Some(_)) => AuditKind::BackchannelSubscribed,
+        (Some(_), None) => AuditKind::BackchannelUnsubscribed,
+        (Some(a), Some(b)) if a != b => AuditKind::BackchannelChanged,
         _ => return Ok(()),
     };
     let e = AuditEvent::new(k, actor, at, json!({ "old": old, "new": new })).client(client.as_str());
@@ -51,8 +51,8 @@ async fn audit_uri_change<D: Dialect>(
     if new.is_none() {
         let n = discard_deliveries_in::<D>(conn, client, at).await?;
         if n > 0 {
-            let e =
-                AuditEvent::new(kind::DELIVERIES_DISCARDED, actor, at, json!({ "count": n })).client(client.as_str());
+            let e = AuditEvent::new(AuditKind::DeliveriesDiscarded, actor, at, json!({ "count": n }))
+                .client(client.as_str());
             append_audit_in::<D>(conn, &e).await?;
         }
     }
@@ -85,8 +85,8 @@ impl<D: Dialect> ClientStore for SqlStore<D> {
         )
         .bind(c.id.as_str());
         bind_metadata(q, c)?.bind(c.created_at).bind(c.updated_at).execute::<D>(&mut *tx).await?;
-        let e =
-            AuditEvent::new(kind::CLIENT_CREATED, actor, c.created_at, json!({ "name": c.name })).client(c.id.as_str());
+        let e = AuditEvent::new(AuditKind::ClientCreated, actor, c.created_at, json!({ "name": c.name }))
+            .client(c.id.as_str());
         append_audit_in::<D>(&mut *tx, &e).await?;
         let uri = c.backchannel_logout_uri.as_deref();
         audit_uri_change::<D>(&mut *tx, &c.id, None, uri, actor, c.created_at).await?;
@@ -109,7 +109,7 @@ impl<D: Dialect> ClientStore for SqlStore<D> {
              WHERE id = $11",
         );
         bind_metadata(q, c)?.bind(at).bind(c.id.as_str()).execute::<D>(&mut *tx).await?;
-        let e = AuditEvent::new(kind::CLIENT_UPDATED, actor, at, json!({})).client(c.id.as_str());
+        let e = AuditEvent::new(AuditKind::ClientUpdated, actor, at, json!({})).client(c.id.as_str());
         append_audit_in::<D>(&mut *tx, &e).await?;
         let (old_uri, new_uri) = (old.backchannel_logout_uri.as_deref(), c.backchannel_logout_uri.as_deref());
         audit_uri_change::<D>(&mut *tx, &c.id, old_uri, new_uri, actor, at).await?;
@@ -153,7 +153,7 @@ impl<D: Dialect> ClientStore for SqlStore<D> {
         let Some(uri) = row.map(|r| r.opt_text("backchannel_logout_uri")).transpose()? else { return Ok(false) };
         audit_uri_change::<D>(&mut *tx, id, uri.as_deref(), None, actor, at).await?;
         discard_deliveries_in::<D>(&mut *tx, id, at).await?;
-        let e = AuditEvent::new(kind::CLIENT_DELETED, actor, at, json!({})).client(id.as_str());
+        let e = AuditEvent::new(AuditKind::ClientDeleted, actor, at, json!({})).client(id.as_str());
         append_audit_in::<D>(&mut *tx, &e).await?;
         // Tokens: refresh before access, the order every transaction uses.
         for stmt in [

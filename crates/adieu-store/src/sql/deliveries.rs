@@ -9,7 +9,8 @@ use super::audit::append_audit_in;
 use super::rows::{self, attempt_cols, delivery_cols};
 use super::stmt::to_json;
 use super::{Dialect, Read, Sql, SqlStore, commit};
-use adieu_core::audit::{AuditEvent, kind};
+use adieu_core::audit::Actor;
+use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::delivery::{Attempt, Delivery, DeliveryState, DeliveryStatus, Verdict};
 use adieu_core::store::{Claim, DeliveryFilter, DeliveryStore, QueueStats, Recorded, StoreResult};
 use adieu_core::time::UnixMillis;
@@ -106,9 +107,9 @@ async fn write_batch<D: Dialect>(conn: &mut D::Connection, batch: &[(usize, Row<
 async fn audit_failure<D: Dialect>(conn: &mut D::Connection, d: &Delivery, r: &Row<'_>) -> StoreResult<()> {
     let (k, next) = match r.verdict {
         Verdict::Delivered => return Ok(()),
-        Verdict::Rejected => (kind::DELIVERY_REJECTED, None),
-        Verdict::Retry { at, .. } => (kind::DELIVERY_ATTEMPT_FAILED, Some(at.0)),
-        Verdict::Dead { .. } => (kind::DELIVERY_DEAD, None),
+        Verdict::Rejected => (AuditKind::DeliveryRejected, None),
+        Verdict::Retry { at, .. } => (AuditKind::DeliveryAttemptFailed, Some(at.0)),
+        Verdict::Dead { .. } => (AuditKind::DeliveryDead, None),
     };
     let detail = json!({
         "attempt": d.attempts,
@@ -117,7 +118,7 @@ async fn audit_failure<D: Dialect>(conn: &mut D::Connection, d: &Delivery, r: &R
         "next_attempt_at": next,
         "initiator": d.initiator.as_str(),
     });
-    let e = AuditEvent::new(k, "system", r.ended_at, detail)
+    let e = AuditEvent::new(k, &Actor::System.name(), r.ended_at, detail)
         .client(d.client_id.as_str())
         .session(d.session_id.as_str())
         .user(d.sub.as_str())
@@ -214,7 +215,7 @@ impl<D: Dialect> DeliveryStore for SqlStore<D> {
         let Some(row) = row else { return Ok(false) };
         let d = rows::delivery(&row)?;
         D::wake_at_commit(&mut *tx).await?;
-        let e = AuditEvent::new(kind::DELIVERY_RETRIED, actor, at, json!({}))
+        let e = AuditEvent::new(AuditKind::DeliveryRetried, actor, at, json!({}))
             .client(d.client_id.as_str())
             .session(d.session_id.as_str())
             .delivery(d.id.as_str());

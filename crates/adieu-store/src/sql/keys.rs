@@ -7,7 +7,7 @@
 
 use super::audit::append_audit_in;
 use super::{Dialect, Read, Sql, SqlStore, commit};
-use adieu_core::audit::{AuditEvent, kind};
+use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::keys::{RetireRefusal, StoredSigningKey, check_retire};
 use adieu_core::store::{KeyStore, StoreError, StoreResult};
 use adieu_core::time::UnixMillis;
@@ -56,7 +56,7 @@ impl<D: Dialect> KeyStore for SqlStore<D> {
             .await?;
         let detail =
             json!({"kid": k.kid, "alg": k.alg.as_str(), "generation": k.generation, "signs_from": k.signs_from});
-        append_audit_in::<D>(&mut *tx, &AuditEvent::new(kind::KEY_CREATED, actor, k.created_at, detail)).await?;
+        append_audit_in::<D>(&mut *tx, &AuditEvent::new(AuditKind::KeyCreated, actor, k.created_at, detail)).await?;
         commit::<D>(tx).await
     }
 
@@ -88,7 +88,7 @@ impl<D: Dialect> KeyStore for SqlStore<D> {
             .await?;
         let k = &keys[i];
         let detail = json!({"kid": k.kid, "alg": k.alg.as_str(), "generation": k.generation});
-        append_audit_in::<D>(&mut *tx, &AuditEvent::new(kind::KEY_RETIRED, actor, at, detail)).await?;
+        append_audit_in::<D>(&mut *tx, &AuditEvent::new(AuditKind::KeyRetired, actor, at, detail)).await?;
         commit::<D>(tx).await?;
         Ok(Ok(StoredSigningKey { private_key: Vec::new(), retired_at: Some(at), ..keys[i].clone() }))
     }

@@ -9,7 +9,8 @@ use super::audit::append_audit_in;
 use super::rows::{self, delivery_cols, participation_cols, session_cols};
 use super::stmt::to_json;
 use super::{Dialect, Read, Sql, SqlStore, commit};
-use adieu_core::audit::{AuditEvent, kind};
+use adieu_core::audit::Actor;
+use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::delivery::{Delivery, notified};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::{Initiator, InitiatorSubscription};
@@ -184,7 +185,7 @@ pub(crate) async fn end_session_in<D: Dialect>(
     let targets = targets_in::<D>(&mut *conn, id, initiator).await?;
     let deliveries = insert_deliveries_in::<D>(&mut *conn, &session, initiator, targets, at).await?;
     let event = AuditEvent::new(
-        kind::SESSION_ENDED,
+        AuditKind::SessionEnded,
         actor,
         at,
         json!({
@@ -413,7 +414,7 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
             .bind(i64::from(limit))
             .fetch_texts::<D>(&mut *tx, "id")
             .await?;
-        let ended = end_sessions_in::<D>(&mut *tx, ids, Initiator::SessionExpired, "system", now).await?;
+        let ended = end_sessions_in::<D>(&mut *tx, ids, Initiator::SessionExpired, &Actor::System.name(), now).await?;
         commit::<D>(tx).await?;
         Ok(ended)
     }

@@ -6,7 +6,7 @@ use super::rows::{self, user_cols};
 use super::sessions::insert_session_in;
 use super::users::insert_user_in;
 use super::{Dialect, Read, Sql, SqlStore, commit};
-use adieu_core::audit::{AuditEvent, kind};
+use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::id::SessionId;
 use adieu_core::session::Session;
 use adieu_core::store::{StoreError, StoreResult, UpstreamStore};
@@ -121,7 +121,7 @@ impl<D: Dialect> UpstreamStore for SqlStore<D> {
         let (username, email) = insert_user_in::<D>(&mut *tx, u).await?;
         insert_identity_in::<D>(&mut *tx, u, identity).await?;
         let e = AuditEvent::new(
-            kind::USER_CREATED,
+            AuditKind::UserCreated,
             actor,
             u.created_at,
             json!({

@@ -4,7 +4,7 @@ use super::audit::append_audit_in;
 use super::rows::{self, user_cols};
 use super::sessions::{end_user_sessions_in, revoke_user_tokens_in};
 use super::{Dialect, Read, Sql, SqlStore, commit};
-use adieu_core::audit::{AuditEvent, kind};
+use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::id::UserId;
 use adieu_core::initiator::Initiator;
 use adieu_core::session::EndedSession;
@@ -76,9 +76,13 @@ impl<D: Dialect> UserStore for SqlStore<D> {
     async fn add_user(&self, u: &User, actor: &str) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let (username, email) = insert_user_in::<D>(&mut *tx, u).await?;
-        let e =
-            AuditEvent::new(kind::USER_CREATED, actor, u.created_at, json!({ "username": username, "email": email }))
-                .user(u.id.as_str());
+        let e = AuditEvent::new(
+            AuditKind::UserCreated,
+            actor,
+            u.created_at,
+            json!({ "username": username, "email": email }),
+        )
+        .user(u.id.as_str());
         append_audit_in::<D>(&mut *tx, &e).await?;
         commit::<D>(tx).await
     }
@@ -156,7 +160,7 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         let revoked_tokens =
             if changes.password_hash.is_some() { revoke_user_tokens_in::<D>(&mut *tx, id, at).await? } else { 0 };
         let detail = update_detail(&old, &user, changes, initiator, ended.len(), revoked_tokens);
-        let e = AuditEvent::new(kind::USER_UPDATED, actor, at, detail).user(id.as_str());
+        let e = AuditEvent::new(AuditKind::UserUpdated, actor, at, detail).user(id.as_str());
         append_audit_in::<D>(&mut *tx, &e).await?;
         commit::<D>(tx).await?;
         Ok(Some(UserUpdated { user, initiator, ended, revoked_tokens }))
@@ -176,7 +180,7 @@ impl<D: Dialect> UserStore for SqlStore<D> {
             Sql::new(stmt).bind(id.as_str()).execute::<D>(&mut *tx).await?;
         }
         let e = AuditEvent::new(
-            kind::USER_DELETED,
+            AuditKind::UserDeleted,
             actor,
             at,
             json!({ "username": username, "sessions_ended": ended.len(), "revoked_tokens": revoked }),

@@ -54,7 +54,12 @@ async fn pruning_takes_finished_deliveries_past_the_cutoff_with_their_attempts_a
 
 async fn pruning_takes_audit_events_by_age(s: Arc<dyn Store>) -> StoreResult<()> {
     for i in 0..5 {
-        let e = adieu_core::audit::AuditEvent::new("session.ended", "system", UnixMillis(T0.0 + i), json!({}));
+        let e = adieu_core::audit::AuditEvent::new(
+            adieu_core::audit::AuditKind::SessionEnded,
+            "system",
+            UnixMillis(T0.0 + i),
+            json!({}),
+        );
         s.append_audit(&e).await?;
     }
     assert_eq!(s.prune_audit(UnixMillis(T0.0 + 3), 2).await?, 2, "a batch at a time");
