@@ -60,7 +60,7 @@ pub async fn start(
         tracing::info!(released, "resuming deliveries that were in flight when the last run stopped");
     }
     let worker = if state.settings.delivery.worker {
-        Some(worker::start(state.clone(), state.outbound()?))
+        Some(worker::start(worker::Context::of(&state), state.outbound()?))
     } else {
         tracing::info!("delivery.worker = false: this replica sends no back-channel logouts (other replicas do)");
         None

@@ -1,6 +1,6 @@
 //! Minting logout tokens (BC-LT-*): a fresh one per attempt.
 
-use crate::AppState;
+use super::worker::Context;
 use crate::crypto::random_id;
 use crate::keys::KeyError;
 use adieu_core::client::Client;
@@ -12,7 +12,7 @@ pub const LOGOUT_TOKEN_LIFETIME_SECS: i64 = 120;
 
 /// Signs a logout token for `delivery` with the client's algorithm: header `typ: logout+jwt` and
 /// `kid`; claims `iss aud iat exp jti events sub sid`, never `nonce`.
-pub fn mint(state: &AppState, client: &Client, delivery: &Delivery) -> Result<String, KeyError> {
+pub fn mint(state: &Context, client: &Client, delivery: &Delivery) -> Result<String, KeyError> {
     let now = state.clock.now();
     let iat = now.as_secs();
     let claims = LogoutTokenClaims {

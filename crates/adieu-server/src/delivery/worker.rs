@@ -27,10 +27,14 @@
 use super::AttemptEvent;
 use super::outbound::Outbound;
 use crate::AppState;
+use crate::keys::Keys;
+use crate::settings::DeliverySettings;
 use adieu_core::client::Client;
 use adieu_core::delivery::{Attempt, Delivery, Response, RetryPolicy, Verdict};
 use adieu_core::id::ClientId;
+use adieu_core::store::Store;
 use adieu_core::store::{Claim, Recorded};
+use adieu_core::time::Clock;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,10 +42,48 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
+/// What the worker uses of the provider, and nothing more: it never sees sessions, passwords,
+/// cookies or pages.
+#[derive(Clone)]
+pub struct Context {
+    /// The delivery queue (and the clients' metadata).
+    pub store: Arc<dyn Store>,
+    /// Signing keys, for logout tokens.
+    pub keys: Arc<Keys>,
+    /// `iss` of logout tokens.
+    pub issuer: Arc<str>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the worker, counts attempts, tells waiting sign-out pages.
+    pub hub: Arc<super::DeliveryHub>,
+    /// `[delivery]`.
+    pub settings: DeliverySettings,
+}
+
+impl Context {
+    /// The worker's part of the provider's state.
+    pub fn of(state: &AppState) -> Self {
+        Context {
+            store: state.store.clone(),
+            keys: state.keys.clone(),
+            issuer: state.issuer.clone(),
+            clock: state.clock.clone(),
+            hub: state.delivery.clone(),
+            settings: state.settings.delivery.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
 /// The worker's state.
 #[derive(Debug)]
 pub struct Worker {
-    state: AppState,
+    state: Context,
     outbound: Outbound,
     policy: RetryPolicy,
     lease: Duration,
@@ -109,9 +151,9 @@ pub struct StopReport {
     pub released: u64,
 }
 
-/// Starts the worker for `state`, sending through `outbound`.
-pub fn start(state: AppState, outbound: Outbound) -> Running {
-    let d = &state.settings.delivery;
+/// Starts the worker on `state`, sending through `outbound`.
+pub fn start(state: Context, outbound: Outbound) -> Running {
+    let d = &state.settings;
     let (results, rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record(state.clone(), rx));
     let listener = tokio::spawn(listen(state.clone()));
@@ -135,7 +177,7 @@ pub fn start(state: AppState, outbound: Outbound) -> Running {
 }
 
 /// [`start`], as one task: aborting it stops the worker as dropping [`Running`] does.
-pub fn spawn(state: AppState, outbound: Outbound) -> JoinHandle<()> {
+pub fn spawn(state: Context, outbound: Outbound) -> JoinHandle<()> {
     let running = start(state, outbound);
     tokio::spawn(async move {
         let _running = running;
@@ -193,12 +235,12 @@ impl Drop for Running {
 
 /// Wakes the worker whenever the store says deliveries became claimable elsewhere; listens again
 /// after a pause when the connection is lost (the worker polls meanwhile).
-async fn listen(state: AppState) {
+async fn listen(state: Context) {
     const FIRST_PAUSE: Duration = Duration::from_millis(100);
     const LONGEST_PAUSE: Duration = Duration::from_secs(10);
     let mut pause = FIRST_PAUSE;
     loop {
-        let hub = state.delivery.clone();
+        let hub = state.hub.clone();
         let wake = move || hub.wake();
         let started = Instant::now();
         let Err(e) = state.store.listen_for_deliveries(&wake).await else { return };
@@ -329,7 +371,7 @@ impl Worker {
             let wait = if wait.is_zero() { Duration::from_millis(50) } else { wait };
             tokio::select! {
                 () = reached(&mut phase, Phase::Draining) => return,
-                () = self.state.delivery.wake.notified() => {}
+                () = self.state.hub.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -422,7 +464,7 @@ impl Worker {
 
 /// Records a batch, trying again with backoff for up to [`RECORD_PATIENCE`] (recording twice is
 /// harmless: a result for a delivery no longer leased changes nothing). `None` if it never worked.
-async fn record_patiently(state: &AppState, records: &[Recorded]) -> Option<Vec<bool>> {
+async fn record_patiently(state: &Context, records: &[Recorded]) -> Option<Vec<bool>> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
@@ -442,7 +484,7 @@ async fn record_patiently(state: &AppState, records: &[Recorded]) -> Option<Vec<
 }
 
 /// Writes finished attempts in batches, then reports them (metrics, logs, the logout page).
-async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
+async fn record(state: Context, mut rx: mpsc::UnboundedReceiver<Finished>) {
     let mut batch: Vec<Finished> = Vec::with_capacity(RECORD_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -463,7 +505,7 @@ async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
                 tracing::info!(delivery = %d.id, "delivery was discarded or finished elsewhere meanwhile");
             }
             let verdict = &f.recorded.verdict;
-            state.delivery.metrics.attempt(verdict.label(), d.client_id.as_str(), f.latency);
+            state.hub.metrics.attempt(verdict.label(), d.client_id.as_str(), f.latency);
             match verdict {
                 Verdict::Delivered => tracing::debug!(delivery = %d.id, client = %d.client_id, "logout delivered"),
                 _ => tracing::warn!(
@@ -475,7 +517,7 @@ async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
                     verdict.label()
                 ),
             }
-            let _ = state.delivery.events.send(AttemptEvent {
+            let _ = state.hub.events.send(AttemptEvent {
                 delivery_id: d.id.clone(),
                 session_id: d.session_id.clone(),
                 client_id: d.client_id.clone(),
@@ -483,6 +525,6 @@ async fn record(state: AppState, mut rx: mpsc::UnboundedReceiver<Finished>) {
             });
         }
         // Slots were freed: let the claiming loop look again (saturated hosts may have room now).
-        state.delivery.wake();
+        state.hub.wake();
     }
 }
