@@ -1,5 +1,7 @@
 //! Time as a parameter: [`UnixMillis`] and the [`Clock`] trait.
 
+mod rfc3339;
+
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
