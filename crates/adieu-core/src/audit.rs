@@ -48,11 +48,15 @@ pub enum AuditKind {
     KeyCreated,
     /// A signing key was retired: removed from the JWKS, its private key erased.
     KeyRetired,
+    /// An API bearer token was created (the detail has its id, kind and label; never the token).
+    ApiTokenCreated,
+    /// An API bearer token was revoked.
+    ApiTokenRevoked,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 18] = [
+    pub const ALL: [AuditKind; 20] = [
         AuditKind::BackchannelSubscribed,
         AuditKind::BackchannelChanged,
         AuditKind::BackchannelUnsubscribed,
@@ -71,6 +75,8 @@ impl AuditKind {
         AuditKind::UpstreamLogout,
         AuditKind::KeyCreated,
         AuditKind::KeyRetired,
+        AuditKind::ApiTokenCreated,
+        AuditKind::ApiTokenRevoked,
     ];
 
     /// The name it is stored and filtered under, e.g. `session.ended`.
@@ -94,6 +100,8 @@ impl AuditKind {
             AuditKind::UpstreamLogout => "upstream.logout",
             AuditKind::KeyCreated => "key.created",
             AuditKind::KeyRetired => "key.retired",
+            AuditKind::ApiTokenCreated => "api_token.created",
+            AuditKind::ApiTokenRevoked => "api_token.revoked",
         }
     }
 }

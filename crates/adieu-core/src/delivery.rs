@@ -60,6 +60,12 @@ impl DeliveryStatus {
         !matches!(self, DeliveryStatus::Pending | DeliveryStatus::Leased)
     }
 
+    /// Whether an operator may send it again: a pending one now, a dead or rejected one in a new
+    /// round of attempts. A leased one is being sent; delivered and discarded ones are done.
+    pub fn retryable(self) -> bool {
+        matches!(self, DeliveryStatus::Pending | DeliveryStatus::Dead | DeliveryStatus::Rejected)
+    }
+
     /// Every status.
     pub const ALL: [DeliveryStatus; 6] = [
         DeliveryStatus::Pending,

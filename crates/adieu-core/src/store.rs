@@ -308,8 +308,10 @@ pub trait DeliveryStore: Send + Sync {
     async fn deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<Delivery>>;
     /// One delivery with its attempts.
     async fn delivery(&self, id: &str) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
-    /// Puts a dead delivery back in the queue for a new round of attempts (audited). False if it is not dead.
-    async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool>;
+    /// An operator's retry (audited `delivery.retried`): a pending delivery is due at `at`; a dead
+    /// or rejected one starts a new round of attempts at `at`. The status it had, or `None` if it
+    /// does not exist or is not [retryable](crate::delivery::DeliveryStatus::retryable).
+    async fn retry_delivery(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<Option<DeliveryStatus>>;
     /// Makes the deliveries leased by this process's replica claimable again, at start-up and at
     /// the end of a graceful shutdown; returns how many. SQLite has one process per database file,
     /// so every lease is released. PostgreSQL releases only the leases held under this store's
@@ -363,13 +365,60 @@ impl ApiTokenKind {
     }
 }
 
+impl std::str::FromStr for ApiTokenKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "admin" => Ok(ApiTokenKind::Admin),
+            "registration" => Ok(ApiTokenKind::Registration),
+            other => Err(format!("unknown token kind {other:?} (admin or registration)")),
+        }
+    }
+}
+
+/// A stored API token, as listed: never the token, nor its whole hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Its name for listing and revoking: the first [`ApiToken::ID_LEN`] characters of the
+    /// token's hash (72 bits; the token cannot be found from it).
+    pub id: String,
+    /// What it is for.
+    pub kind: ApiTokenKind,
+    /// The label given at creation.
+    pub label: String,
+    /// When it was created.
+    pub created_at: UnixMillis,
+}
+
+impl ApiToken {
+    /// Characters of the hash that name a token.
+    pub const ID_LEN: usize = 12;
+
+    /// The id of the token whose hash is `hash`.
+    pub fn id_of(hash: &str) -> String {
+        hash.chars().take(Self::ID_LEN).collect()
+    }
+}
+
 /// Bearer tokens for the management API and registration, stored as hashes.
 #[async_trait]
 pub trait ApiTokenStore: Send + Sync {
-    /// Stores a token hash.
-    async fn insert_api_token(&self, hash: &str, kind: ApiTokenKind, label: &str, at: UnixMillis) -> StoreResult<()>;
+    /// Stores a token hash (audited `api_token.created`, with its id, kind and label).
+    async fn insert_api_token(
+        &self,
+        hash: &str,
+        kind: ApiTokenKind,
+        label: &str,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<()>;
     /// Whether a token with this hash and kind exists.
     async fn api_token_exists(&self, hash: &str, kind: ApiTokenKind) -> StoreResult<bool>;
+    /// Every token, oldest first.
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+    /// Deletes the token with this [id](ApiToken::id) (audited `api_token.revoked`); false if
+    /// there is none. Requests bearing it are refused from then on.
+    async fn revoke_api_token(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool>;
 }
 
 pub use crate::keys::{RetireRefusal, StoredSigningKey};

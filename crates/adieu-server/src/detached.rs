@@ -16,7 +16,7 @@
 
 use adieu_core::audit::{AuditEvent, AuditFilter};
 use adieu_core::client::Client;
-use adieu_core::delivery::{Attempt, Delivery};
+use adieu_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::Initiator;
@@ -344,9 +344,9 @@ impl DeliveryStore for DetachedStore {
         let id = id.to_owned();
         self.read(move |s| async move { s.delivery(&id).await }).await
     }
-    async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool> {
+    async fn retry_delivery(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<Option<DeliveryStatus>> {
         let (id, actor) = (id.to_owned(), actor.to_owned());
-        self.write(move |s| async move { s.retry_dead(&id, &actor, at).await }).await
+        self.write(move |s| async move { s.retry_delivery(&id, &actor, at).await }).await
     }
     async fn release_leases(&self) -> StoreResult<u64> {
         self.write(move |s| async move { s.release_leases().await }).await
@@ -377,9 +377,23 @@ impl AuditStore for DetachedStore {
 
 #[async_trait]
 impl ApiTokenStore for DetachedStore {
-    async fn insert_api_token(&self, hash: &str, kind: ApiTokenKind, label: &str, at: UnixMillis) -> StoreResult<()> {
-        let (hash, label) = (hash.to_owned(), label.to_owned());
-        self.write(move |s| async move { s.insert_api_token(&hash, kind, &label, at).await }).await
+    async fn insert_api_token(
+        &self,
+        hash: &str,
+        kind: ApiTokenKind,
+        label: &str,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<()> {
+        let (hash, label, actor) = (hash.to_owned(), label.to_owned(), actor.to_owned());
+        self.write(move |s| async move { s.insert_api_token(&hash, kind, &label, &actor, at).await }).await
+    }
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        self.read(move |s| async move { s.api_tokens().await }).await
+    }
+    async fn revoke_api_token(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool> {
+        let (id, actor) = (id.to_owned(), actor.to_owned());
+        self.write(move |s| async move { s.revoke_api_token(&id, &actor, at).await }).await
     }
     async fn api_token_exists(&self, hash: &str, kind: ApiTokenKind) -> StoreResult<bool> {
         let hash = hash.to_owned();

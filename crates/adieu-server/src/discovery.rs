@@ -62,9 +62,13 @@ async fn openid_configuration(State(state): State<AppState>) -> Response {
     res
 }
 
+/// How long relying parties may cache the JWKS (`Cache-Control: max-age`), seconds.
+pub const JWKS_MAX_AGE_SECS: u64 = 300;
+
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut res = Json(state.keys.jwks()).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    let cache = format!("public, max-age={JWKS_MAX_AGE_SECS}");
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_str(&cache).expect("ASCII"));
     res
 }

@@ -59,6 +59,7 @@ pub(crate) mod rp_logout;
 pub mod session_end;
 pub mod settings;
 pub(crate) mod sign_in;
+pub mod startup_hints;
 pub mod sweeper;
 pub(crate) mod token;
 pub(crate) mod upstream;

@@ -77,6 +77,8 @@ conformance!(
     attempts_are_recorded_and_failures_audited,
     removing_the_logout_uri_discards_pending_deliveries_and_is_audited,
     dead_deliveries_can_be_retried,
+    pending_and_rejected_deliveries_can_be_retried,
+    api_tokens_are_listed_and_revoked_by_id,
     claims_skip_excluded_clients_and_cap_each_clients_share,
     one_clients_backlog_never_hides_another_clients_due_deliveries,
     a_second_claim_pass_does_not_count_the_first_passs_choices_again,
@@ -529,14 +531,79 @@ async fn dead_deliveries_can_be_retried(s: Arc<dyn Store>) -> StoreResult<()> {
     three_participants(&s).await?;
     s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?;
     let d = s.claim_due(&claim(T0)).await?.remove(0);
-    assert!(!s.retry_dead(&d.id, "admin-api", T0).await?, "only dead deliveries can be retried");
+    assert_eq!(s.retry_delivery(&d.id, "admin-api", T0).await?, None, "a leased delivery is being sent");
     let a =
         Attempt { delivery_id: d.id.clone(), number: 0, at: T0, latency_ms: 1, http_status: Some(404), error: None };
     s.record_attempt(&a, Verdict::Dead { reason: "HTTP 404".into() }).await?;
     let later = UnixMillis(T0.0 + 5000);
-    assert!(s.retry_dead(&d.id, "admin-api", later).await?);
+    assert_eq!(s.retry_delivery(&d.id, "admin-api", later).await?, Some(DeliveryStatus::Dead));
     let (d2, _) = s.delivery(&d.id).await?.unwrap();
-    assert_eq!((d2.status, d2.attempts, d2.round_started_at), (DeliveryStatus::Pending, 0, later));
+    assert_eq!(
+        (d2.status, d2.attempts, d2.round_started_at, d2.finished_at),
+        (DeliveryStatus::Pending, 0, later, None)
+    );
+    let retried = s.audit_events(&AuditFilter { kind: Some("delivery.retried".into()), ..Default::default() }).await?;
+    assert_eq!((retried[0].detail["from"].as_str(), retried[0].actor.as_str()), (Some("dead"), "admin-api"));
+    assert_eq!(s.retry_delivery("no-such-delivery", "admin-api", later).await?, None);
+    Ok(())
+}
+
+/// A pending delivery waiting for its backoff is brought forward (its round and attempt count
+/// kept); a rejected one starts a new round; a delivered one cannot be retried.
+async fn pending_and_rejected_deliveries_can_be_retried(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::delivery::{Attempt, DeliveryStatus, Verdict};
+    three_participants(&s).await?;
+    s.create_session(&session("s2", "id-alice"), "cookie2").await?;
+    s.ensure_participation(&SessionId::new("s2"), &ClientId::new("a"), &Sid::new("sid2-a"), T0).await?;
+    s.end_session(&SessionId::new("s1"), Initiator::RpLogout, T0).await?;
+    s.end_session(&SessionId::new("s2"), Initiator::RpLogout, T0).await?;
+    let batch = s.claim_due(&claim(T0)).await?;
+    assert_eq!(batch.len(), 3);
+    let attempt = |id: &str| Attempt {
+        delivery_id: id.into(),
+        number: 0,
+        at: T0,
+        latency_ms: 1,
+        http_status: Some(503),
+        error: None,
+    };
+    let far = UnixMillis(T0.0 + 3_600_000);
+    s.record_attempt(&attempt(&batch[0].id), Verdict::Retry { at: far, reason: "HTTP 503".into() }).await?;
+    s.record_attempt(&attempt(&batch[1].id), Verdict::Rejected).await?;
+    s.record_attempt(&attempt(&batch[2].id), Verdict::Delivered).await?;
+    let now = UnixMillis(T0.0 + 10);
+    assert_eq!(s.retry_delivery(&batch[0].id, "cli", now).await?, Some(DeliveryStatus::Pending));
+    let (p, _) = s.delivery(&batch[0].id).await?.unwrap();
+    assert_eq!((p.status, p.next_attempt_at, p.attempts, p.round_started_at), (DeliveryStatus::Pending, now, 1, T0));
+    assert_eq!(s.retry_delivery(&batch[1].id, "cli", now).await?, Some(DeliveryStatus::Rejected));
+    let (r, _) = s.delivery(&batch[1].id).await?.unwrap();
+    assert_eq!((r.status, r.attempts, r.round_started_at, r.finished_at), (DeliveryStatus::Pending, 0, now, None));
+    assert_eq!(s.retry_delivery(&batch[2].id, "cli", now).await?, None, "delivered is done");
+    let due = s.claim_due(&claim(now)).await?;
+    assert_eq!(due.len(), 2, "both retried deliveries are due at once");
+    Ok(())
+}
+
+/// API tokens are listed by an id that is a prefix of their hash (never the token), and revoking
+/// one deletes it and is audited.
+async fn api_tokens_are_listed_and_revoked_by_id(s: Arc<dyn Store>) -> StoreResult<()> {
+    use adieu_core::store::{ApiToken, ApiTokenKind};
+    s.insert_api_token("hash-one-0123456789", ApiTokenKind::Admin, "ops", "cli", T0).await?;
+    s.insert_api_token("hash-two-0123456789", ApiTokenKind::Registration, "", "cli", UnixMillis(T0.0 + 1)).await?;
+    let list = s.api_tokens().await?;
+    assert_eq!(list.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec!["hash-one-012", "hash-two-012"]);
+    assert_eq!((list[1].kind, list[0].label.as_str()), (ApiTokenKind::Registration, "ops"));
+    assert!(!s.revoke_api_token("hash-one", "cli", T0).await?, "a shorter prefix names nothing");
+    assert!(!s.revoke_api_token("hash-xxx-012", "cli", T0).await?);
+    assert!(s.revoke_api_token(&ApiToken::id_of("hash-one-0123456789"), "cli", T0).await?);
+    assert!(!s.api_token_exists("hash-one-0123456789", ApiTokenKind::Admin).await?);
+    assert!(s.api_token_exists("hash-two-0123456789", ApiTokenKind::Registration).await?);
+    let log = s.audit_events(&AuditFilter { kind: Some("api_token.".into()), ..Default::default() }).await?;
+    assert_eq!(
+        log.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        vec!["api_token.revoked", "api_token.created", "api_token.created"]
+    );
+    assert_eq!((log[0].detail["id"].as_str(), log[0].detail["label"].as_str()), (Some("hash-one-012"), Some("ops")));
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! management API, with the audit actor `cli`.
 
 use crate::config::Config;
+use crate::out::{self, Fields, say, time};
 use adieu_core::audit::Actor;
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
 use adieu_core::id::{ClientId, SessionId};
@@ -15,6 +16,7 @@ use adieu_server::password::Passwords;
 use adieu_server::user_admin::{self, Ctx, NewUser, UserError, UserPatch};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use serde_json::json;
 use std::io::BufRead;
 
 /// `adieu user …`
@@ -214,21 +216,27 @@ fn initiators_metadata(s: &str) -> adieu_proto::client::InitiatorsMetadata {
     }
 }
 
-fn print_client(c: &Client) {
-    println!("client_id: {}", c.id);
-    println!("name: {}", c.name);
-    println!("token_endpoint_auth_method: {}", c.token_endpoint_auth_method);
-    println!("redirect_uris: {}", c.redirect_uris.join(" "));
-    println!("post_logout_redirect_uris: {}", c.post_logout_redirect_uris.join(" "));
-    println!("backchannel_logout_uri: {}", c.backchannel_logout_uri.as_deref().unwrap_or("-"));
-    println!("backchannel_logout_session_required: {}", c.backchannel_logout_session_required);
-    // The same rendering as the API's: `custom` lists the always-included initiators too.
+/// A client as `client show` prints it: the same rendering of the initiators as the API's
+/// (`custom` lists the always-included initiators too).
+fn client_fields(c: &Client) -> Fields {
     let initiators = adieu_server::client_metadata::metadata_response(c, None).backchannel_logout_initiators;
-    match initiators.mode.as_str() {
-        "all" => println!("backchannel_logout_initiators: all"),
-        _ => println!("backchannel_logout_initiators: custom ({})", initiators.selected_initiators.join(", ")),
-    }
-    println!("id_token_signed_response_alg: {}", c.id_token_signed_response_alg);
+    let initiators = match initiators.mode.as_str() {
+        "all" => "all".to_owned(),
+        _ => format!("custom ({})", initiators.selected_initiators.join(", ")),
+    };
+    vec![
+        ("client_id", json!(c.id.as_str())),
+        ("name", json!(c.name)),
+        ("token_endpoint_auth_method", json!(c.token_endpoint_auth_method.to_string())),
+        ("redirect_uris", json!(c.redirect_uris)),
+        ("post_logout_redirect_uris", json!(c.post_logout_redirect_uris)),
+        ("backchannel_logout_uri", json!(c.backchannel_logout_uri)),
+        ("backchannel_logout_session_required", json!(c.backchannel_logout_session_required)),
+        ("backchannel_logout_initiators", json!(initiators)),
+        ("id_token_signed_response_alg", json!(c.id_token_signed_response_alg.to_string())),
+        ("created", time(c.created_at)),
+        ("updated", time(c.updated_at)),
+    ]
 }
 
 /// The audit actor of the command line.
@@ -238,16 +246,14 @@ fn user_error(e: UserError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-fn ts(t: adieu_core::UnixMillis) -> String {
-    format!("{}.{:03}", t.0.div_euclid(1000), t.0.rem_euclid(1000))
-}
-
-fn print_user(u: &User) {
-    println!("id: {}", u.id);
-    println!("username: {}", u.username);
-    println!("email: {}", u.email.as_deref().unwrap_or("-"));
-    println!("created_at: {}", ts(u.created_at));
-    println!("updated_at: {}", ts(u.updated_at));
+fn user_fields(u: &User) -> Fields {
+    vec![
+        ("id", json!(u.id.as_str())),
+        ("username", json!(u.username)),
+        ("email", json!(u.email)),
+        ("created", time(u.created_at)),
+        ("updated", time(u.updated_at)),
+    ]
 }
 
 /// Runs a user command, through the same functions as the management API (`adieu_server::user_admin`).
@@ -266,30 +272,30 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         UserCmd::Add { username, email, password } => {
             let new = NewUser { username, email, password: password.read()? };
             let user = user_admin::create(&ctx, new).await.map_err(user_error)?;
-            println!("created user {} (sub {})", user.username, user.id);
+            say!("created user {} (sub {})", user.username, user.id);
         }
         UserCmd::List { filter } => {
             let mut query = UserQuery { contains: filter, after: None, limit: Some(1000) };
+            let mut rows = Vec::new();
             loop {
                 let (page, next) = user_admin::list(store.as_ref(), &query).await.map_err(user_error)?;
-                for u in &page {
-                    println!("{}\t{}\t{}", u.username, u.email.as_deref().unwrap_or("-"), u.id);
-                }
+                rows.extend(page.iter().map(|u| user_fields(u).into_iter().take(3).collect::<Fields>()));
                 match next {
                     Some(n) => query.after = Some(n),
                     None => break,
                 }
             }
+            out::list(&["id", "username", "email"], &rows)?;
         }
-        UserCmd::Show { user } => print_user(&find(user).await?),
+        UserCmd::Show { user } => out::record(&user_fields(&find(user).await?))?,
         UserCmd::Update { user, username, email, no_email } => {
             let user = find(user).await?;
             let patch =
                 UserPatch { username, email: if no_email { Some(None) } else { email.map(Some) }, password: None };
             let up = user_admin::update(&ctx, &user.id, patch).await.map_err(user_error)?;
-            print_user(&up.user);
+            out::record(&user_fields(&up.user))?;
             if let Some(i) = up.initiator {
-                println!("{} session(s) ended ({i})", up.ended.len());
+                say!("{} session(s) ended ({i})", up.ended.len());
             }
         }
         UserCmd::Passwd { user, password } => {
@@ -297,7 +303,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
             let patch = UserPatch { password: Some(password.read()?), ..UserPatch::default() };
             let up = user_admin::update(&ctx, &user.id, patch).await.map_err(user_error)?;
             let revoked = up.revoked_tokens + up.ended.iter().map(|e| e.revoked_tokens).sum::<u64>();
-            println!(
+            say!(
                 "password changed for {}; {} session(s) ended, {revoked} token(s) revoked",
                 up.user.username,
                 up.ended.len()
@@ -306,30 +312,33 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         UserCmd::Delete { user } => {
             let user = find(user).await?;
             let ended = user_admin::delete(&ctx, &user.id).await.map_err(user_error)?;
-            println!("deleted user {} (sub {}); {} session(s) ended", user.username, user.id, ended.len());
+            say!("deleted user {} (sub {}); {} session(s) ended", user.username, user.id, ended.len());
         }
         UserCmd::Sessions { user } => {
             let user = find(user).await?;
             let list = user_admin::sessions(store.as_ref(), &user.id, ctx.now, settings.session_lifetime())
                 .await
                 .map_err(user_error)?;
-            println!("session\tcreated\tlast_seen\texpires\tapplications (client_id=sid)");
-            for s in list {
-                let apps: Vec<String> = s.applications.iter().map(|a| format!("{}={}", a.client_id, a.sid)).collect();
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    s.id,
-                    ts(s.created_at),
-                    ts(s.last_seen_at),
-                    ts(s.expires_at),
-                    if apps.is_empty() { "-".into() } else { apps.join(" ") }
-                );
-            }
+            let rows: Vec<Fields> = list
+                .iter()
+                .map(|s| {
+                    let apps: Vec<String> =
+                        s.applications.iter().map(|a| format!("{}={}", a.client_id, a.sid)).collect();
+                    vec![
+                        ("session", json!(s.id.as_str())),
+                        ("created", time(s.created_at)),
+                        ("last_seen", time(s.last_seen_at)),
+                        ("expires", time(s.expires_at)),
+                        ("applications", json!(apps)),
+                    ]
+                })
+                .collect();
+            out::list(&["session", "created", "last_seen", "expires", "applications"], &rows)?;
         }
         UserCmd::RevokeSessions { user } => {
             let user = find(user).await?;
             let ended = user_admin::revoke_all_sessions(&ctx, &user.id).await.map_err(user_error)?;
-            println!("{} session(s) of {} ended (session-revoked)", ended.len(), user.username);
+            say!("{} session(s) of {} ended (session-revoked)", ended.len(), user.username);
         }
     }
     Ok(())
@@ -345,7 +354,7 @@ pub async fn session(config: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
     match cmd {
         SessionCmd::Revoke { id } => {
             let e = user_admin::revoke_session(&ctx, &SessionId::new(id.clone())).await.map_err(user_error)?;
-            println!("session {id} ended (session-revoked); {} application(s) to notify", e.deliveries.len());
+            say!("session {id} ended (session-revoked); {} application(s) to notify", e.deliveries.len());
         }
     }
     Ok(())
@@ -388,16 +397,26 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                     }
                     RegisterError::Store(e) => e.into(),
                 })?;
-            print_client(&client);
+            out::record(&client_fields(&client))?;
             if let Some(s) = secret {
-                println!("client_secret: {s}");
+                say!("client_secret: {s}");
                 eprintln!("The client secret is shown only this once; adieu keeps only a hash of it.");
             }
         }
         ClientCmd::List => {
-            for c in store.list_clients().await? {
-                println!("{}\t{}\t{}", c.id, c.name, c.backchannel_logout_uri.as_deref().unwrap_or("-"));
-            }
+            let rows: Vec<Fields> = store
+                .list_clients()
+                .await?
+                .iter()
+                .map(|c| {
+                    vec![
+                        ("client_id", json!(c.id.as_str())),
+                        ("name", json!(c.name)),
+                        ("backchannel_logout_uri", json!(c.backchannel_logout_uri)),
+                    ]
+                })
+                .collect();
+            out::list(&["client_id", "name", "backchannel_logout_uri"], &rows)?;
         }
         ClientCmd::Update(u) => {
             let req = adieu_proto::client::ClientMetadataRequest {
@@ -431,20 +450,20 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 RegisterError::Store(e) => e.into(),
             })?
             .with_context(|| format!("no client {:?}", u.client_id))?;
-            print_client(&c);
+            out::record(&client_fields(&c))?;
         }
         ClientCmd::Show { client_id } => {
             let c = store
                 .client_by_id(&ClientId::new(client_id.clone()))
                 .await?
                 .with_context(|| format!("no client {client_id:?}"))?;
-            print_client(&c);
+            out::record(&client_fields(&c))?;
         }
         ClientCmd::Delete { client_id } => {
             if !store.delete_client(&ClientId::new(client_id.clone()), &Actor::Cli.name(), SystemClock.now()).await? {
                 bail!("no client {client_id:?}");
             }
-            println!("deleted client {client_id}");
+            say!("deleted client {client_id}");
         }
     }
     Ok(())

@@ -3,8 +3,10 @@
 //! each on its own port. Sign in to both, sign out of one, and watch the other sign out too.
 
 use crate::config::Config;
+use crate::out::say;
 use adieu_core::client::TokenEndpointAuthMethod;
 use adieu_core::id::UserId;
+use adieu_core::initiator::{InitiatorMode, InitiatorSubscription};
 use adieu_core::user::User;
 use adieu_core::{Clock, SystemClock};
 use adieu_server::client_metadata::{ClientRegistration, UriPolicy, register};
@@ -26,13 +28,32 @@ pub struct DemoArgs {
     /// Port of App B.
     #[arg(long, default_value_t = 9002)]
     pub app_b_port: u16,
+    /// Not offered: the demo runs on a temporary database with its own settings. This hidden
+    /// option takes the place of the global `--config` and refuses any value.
+    #[arg(long, hide = true, value_parser = no_config)]
+    config: Option<std::path::PathBuf>,
+}
+
+fn no_config(_: &str) -> Result<std::path::PathBuf, String> {
+    Err("adieu demo does not read a configuration file".into())
 }
 
 /// The demo user's name and password.
 pub const DEMO_USER: (&str, &str) = ("demo", "demo-password");
 
-/// Runs the demo until Ctrl-C.
+/// Binds a demo port, or says which option moves it.
+async fn bind(port: u16, what: &str, option: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port} for {what}: choose another port with {option}"))
+}
+
+/// Runs the demo until Ctrl-C. Every port is bound first, so a taken one fails at once.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let provider_listener = bind(args.port, "the provider", "--port").await?;
+    let a = bind(args.app_a_port, "App A", "--app-a-port").await?;
+    let b = bind(args.app_b_port, "App B", "--app-b-port").await?;
+    let mut app_listeners = vec![a, b];
     let dir = tempfile::tempdir()?;
     let config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], args.port)),
@@ -65,6 +86,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             backchannel_logout_uri: Some(format!("{base}/backchannel-logout")),
             backchannel_logout_session_required: true,
             token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
+            // Told of every ending, so "sign out everywhere" and an admin's revoke show too.
+            backchannel_logout_initiators: InitiatorSubscription {
+                mode: InitiatorMode::All,
+                selected_initiators: vec![],
+            },
             ..Default::default()
         };
         let (client, secret) = register(store.as_ref(), reg, &policy, now, "demo").await?;
@@ -85,10 +111,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         anyhow::ensure!(up, "the provider did not start on {issuer}");
         let mut tasks = Vec::new();
-        for (client_id, name, base, port, secret) in apps {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .with_context(|| format!("port {port} is taken (use --app-a-port/--app-b-port)"))?;
+        for (client_id, name, base, _port, secret) in apps {
+            let listener = app_listeners.remove(0);
             let cfg = demo_rp::DemoConfig {
                 issuer: issuer.clone(),
                 client_id,
@@ -100,20 +124,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })));
         }
-        println!();
-        println!("adieu demo is running (data in {}, deleted on exit).", dir.path().display());
-        println!("  provider: {issuer}   user: {} / password: {}", DEMO_USER.0, DEMO_USER.1);
-        println!("  App A:    http://127.0.0.1:{}", args.app_a_port);
-        println!("  App B:    http://127.0.0.1:{}", args.app_b_port);
-        println!("Sign in to App A and to App B, then sign out of App A: App B's page shows you signed out.");
-        println!("Press Ctrl-C to stop.");
+        say!("");
+        say!("adieu demo is running (data in {}, deleted on exit).", dir.path().display());
+        say!("  provider: {issuer}   user: {} / password: {}", DEMO_USER.0, DEMO_USER.1);
+        say!("  App A:    http://127.0.0.1:{}", args.app_a_port);
+        say!("  App B:    http://127.0.0.1:{}", args.app_b_port);
+        say!("Sign in to App A and to App B, then sign out of App A: App B's page shows you signed out.");
+        say!("Press Ctrl-C to stop.");
         for t in tasks {
             t.await??;
         }
         Ok::<(), anyhow::Error>(())
     };
-    // The provider runs on this task (its future is not `Send`); both stop on Ctrl-C.
-    let (provider, apps) = tokio::join!(crate::serve::run(config), start_apps);
-    provider?;
-    apps
+    // The provider runs on this task (its future is not `Send`); both stop on Ctrl-C, and
+    // either failing stops the other.
+    tokio::select! {
+        provider = crate::serve::run_on(config, provider_listener) => provider,
+        apps = start_apps => apps,
+    }
 }

@@ -4,6 +4,7 @@
 //! (`keys.reload_interval_secs`).
 
 use crate::config::Config;
+use crate::out::{self, opt_time, say, time};
 use adieu_core::audit::Actor;
 use adieu_core::keys::{KeyState, state_of};
 use adieu_core::{Clock, SystemClock, UnixMillis};
@@ -11,6 +12,7 @@ use adieu_proto::SigningAlg;
 use adieu_server::keys::{kek, rotation};
 use anyhow::Context;
 use clap::Subcommand;
+use serde_json::json;
 
 /// `adieu keys …`
 #[derive(Debug, Subcommand)]
@@ -37,9 +39,9 @@ pub enum KeysCmd {
     GenerateKek,
 }
 
-/// Unix seconds with milliseconds, as the other listings print times.
+/// A time as the other commands print it (RFC 3339).
 fn ts(t: UnixMillis) -> String {
-    format!("{}.{:03}", t.0.div_euclid(1000), t.0.rem_euclid(1000))
+    t.to_rfc3339()
 }
 
 /// Runs a keys command.
@@ -47,7 +49,7 @@ pub async fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match cmd {
         KeysCmd::GenerateKek => {
-            println!("{}", kek::generate());
+            say!("{}", kek::generate());
             eprintln!(
                 "Keep this key-encryption key secret and give it to every replica and to `adieu keys rotate` \
                  (ADIEU_KEY_ENCRYPTION_KEY). Keys encrypted with it cannot be used without it."
@@ -56,7 +58,7 @@ pub async fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
         KeysCmd::List => {
             let store = crate::store::open(config).await?;
             let keys = store.signing_keys().await?;
-            println!("kid\talg\tgeneration\tstate\tcreated\tsigns_from\tretired\tprivate_key");
+            let mut rows = Vec::new();
             for (i, k) in keys.iter().enumerate() {
                 let state = match state_of(&keys, i, now) {
                     KeyState::Pending { signs_from } => {
@@ -64,18 +66,21 @@ pub async fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                     }
                     s => s.as_str().to_owned(),
                 };
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    k.kid,
-                    k.alg,
-                    k.generation,
-                    state,
-                    ts(k.created_at),
-                    ts(k.signs_from),
-                    k.retired_at.map(ts).unwrap_or_else(|| "-".into()),
-                    kek::at_rest(&k.private_key).as_str(),
-                );
+                rows.push(vec![
+                    ("kid", json!(k.kid)),
+                    ("alg", json!(k.alg.to_string())),
+                    ("generation", json!(k.generation)),
+                    ("state", json!(state)),
+                    ("created", time(k.created_at)),
+                    ("signs_from", time(k.signs_from)),
+                    ("retired", opt_time(k.retired_at)),
+                    ("private_key", json!(kek::at_rest(&k.private_key).as_str())),
+                ]);
             }
+            out::list(
+                &["kid", "alg", "generation", "state", "created", "signs_from", "retired", "private_key"],
+                &rows,
+            )?;
         }
         KeysCmd::Rotate { alg } => {
             let settings = config.settings()?;
@@ -102,7 +107,7 @@ pub async fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 } else {
                     "signs now".into()
                 };
-                println!(
+                say!(
                     "{}\t{alg}\tgeneration {}\tpublished, {when}, private key {}",
                     key.kid,
                     key.generation,
@@ -126,7 +131,7 @@ pub async fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 .filter(|k| k.alg == retired.alg && k.generation > retired.generation)
                 .map(|k| k.signs_from)
                 .min();
-            println!(
+            say!(
                 "{kid} is retired: running servers drop it from the JWKS within {} s",
                 config.keys.reload_interval_secs
             );

@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod keys;
 mod ops;
+mod out;
 mod serve;
 mod store;
 
@@ -29,6 +30,9 @@ struct Cli {
     /// Configuration file (TOML). Environment variables `ADIEU_…` override it.
     #[arg(long, global = true, env = "ADIEU_CONFIG")]
     config: Option<PathBuf>,
+    /// Print lists and records as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,7 +40,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the provider (default: http://127.0.0.1:8080, SQLite in ./adieu-data/).
-    Serve,
+    Serve {
+        /// Address to listen on, instead of the `listen` setting (e.g. 0.0.0.0:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Run a provider with a demo user and two demo applications (temporary database).
@@ -54,22 +62,9 @@ enum Command {
     /// Inspect and retry back-channel logout deliveries.
     #[command(subcommand)]
     Deliveries(ops::DeliveriesCmd),
-    /// Read the audit log (JSON lines, newest first).
-    Logs {
-        /// Event type, exact or a prefix ending in "." (e.g. delivery.).
-        #[arg(long = "type")]
-        kind: Option<String>,
-        /// Only this client.
-        #[arg(long)]
-        client: Option<String>,
-        /// Only events at or after this Unix time in milliseconds.
-        #[arg(long)]
-        since: Option<i64>,
-        /// At most this many (default 100).
-        #[arg(long)]
-        limit: Option<u32>,
-    },
-    /// Create bearer tokens for the management API and dynamic registration.
+    /// Read the audit log (JSON lines, newest first; with --follow, oldest first and then new ones).
+    Logs(ops::LogsArgs),
+    /// Create, list and revoke bearer tokens for the management API and dynamic registration.
     #[command(subcommand, name = "admin-token")]
     AdminToken(ops::TokenCmd),
     /// List, rotate and retire signing keys; make a key-encryption key.
@@ -77,12 +72,22 @@ enum Command {
     Keys(keys::KeysCmd),
 }
 
+/// The command line's definition, as parsed (also for completions and the man page).
+fn command() -> clap::Command {
+    // The demo's hidden `config` (see `demo::DemoArgs`) stands in for the global one.
+    <Cli as clap::CommandFactory>::command()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    out::set_json(cli.json);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ADIEU_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(match cli.command {
-                Command::Serve => "info",
+                Command::Serve { .. } => "info",
                 _ => "warn",
             })
         }))
@@ -97,6 +102,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `adieu logs | head`: the reader has all it wanted.
+        Err(e) if out::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -105,21 +112,31 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = config::Config::load(cli.config.as_deref())?;
+    #[cfg(feature = "demo")]
+    if let Command::Demo(args) = cli.command {
+        anyhow::ensure!(cli.config.is_none(), "adieu demo does not read a configuration file (--config, ADIEU_CONFIG)");
+        return demo::run(args).await;
+    }
+    let mut config = config::Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve => serve::run(config).await,
+        Command::Serve { listen } => {
+            if let Some(addr) = listen {
+                config.listen = addr;
+            }
+            serve::run(config).await
+        }
         #[cfg(feature = "demo")]
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(_) => unreachable!("handled above"),
         Command::Migrate => {
             let _ = store::open(&config).await?;
-            println!("migrations applied to {}", store::redacted(&config.database_url));
+            out::say!("migrations applied to {}", store::redacted(&config.database_url));
             Ok(())
         }
         Command::User(cmd) => admin::user(&config, cmd).await,
         Command::Session(cmd) => admin::session(&config, cmd).await,
         Command::Client(cmd) => admin::client(&config, cmd).await,
         Command::Deliveries(cmd) => ops::deliveries(&config, cmd).await,
-        Command::Logs { kind, client, since, limit } => ops::logs(&config, kind, client, since, limit).await,
+        Command::Logs(args) => ops::logs(&config, args).await,
         Command::AdminToken(cmd) => ops::token(&config, cmd).await,
         Command::Keys(cmd) => keys::run(&config, cmd).await,
     }

@@ -5,13 +5,31 @@
 use crate::config::Config;
 use adieu_core::SystemClock;
 use adieu_server::provider;
+use anyhow::Context;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Binds the `listen` address, saying which setting to change when it cannot.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (set `listen` in the configuration, ADIEU_LISTEN, or `adieu serve --listen`)")
+    })
+}
+
 /// Runs the provider (the one assembly, [`adieu_server::provider::start`]) until a signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = bind(config.listen).await?;
+    run_on(config, listener).await
+}
+
+/// [`run`] on a listener already bound.
+pub async fn run_on(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     let settings = config.settings()?;
     let store = crate::store::open(&config).await?;
+    for h in adieu_server::startup_hints::hints(&settings, listener.local_addr()?) {
+        tracing::warn!(setting = h.setting, "{}", h.message);
+    }
     if settings.is_development() {
         tracing::warn!(
             issuer = %settings.issuer,
@@ -19,16 +37,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
              application URLs are allowed. Use an https issuer in production."
         );
     }
-    let listener = TcpListener::bind(config.listen).await?;
     let mut provider = provider::start(store, settings, Arc::new(SystemClock), listener).await?;
     let state = &provider.state;
-    match state.keys.kek() {
-        Some(kek) => tracing::info!(kek_id = %kek.fingerprint(), "new signing keys are stored encrypted"),
-        None => tracing::info!("no key_encryption_key: signing keys are stored unencrypted in the database"),
+    if let Some(kek) = state.keys.kek() {
+        tracing::info!(kek_id = %kek.fingerprint(), "new signing keys are stored encrypted");
     }
     let addr = provider.addr;
     tracing::info!(%addr, issuer = %state.issuer, database = %crate::store::redacted(&config.database_url), "adieu is listening");
-    println!("adieu is listening on http://{addr} (issuer {})", state.issuer);
+    crate::out::say!("adieu is listening on http://{addr} (issuer {})", state.issuer);
     tokio::select! {
         () = shutdown_signal() => {}
         served = provider.serving() => return served,

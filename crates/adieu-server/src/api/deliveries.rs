@@ -65,7 +65,7 @@ async fn read(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -
 }
 
 async fn retry(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    if state.store.retry_dead(&id, &Actor::AdminApi.name(), state.clock.now()).await? {
+    if state.store.retry_delivery(&id, &Actor::AdminApi.name(), state.clock.now()).await?.is_some() {
         state.delivery.wake();
         let (delivery, attempts) = state.store.delivery(&id).await?.ok_or_else(|| not_found("delivery"))?;
         return Ok(Json(DeliveryView { delivery, attempts }).into_response());
@@ -75,7 +75,7 @@ async fn retry(_: Admin, State(state): State<AppState>, Path(id): Path<String>) 
         Some((d, _)) => Err(OAuthError {
             status: StatusCode::CONFLICT,
             code: ErrorCode::InvalidRequest,
-            description: format!("only dead deliveries can be retried; this one is {}", d.status),
+            description: format!("only pending, dead and rejected deliveries can be retried; this one is {}", d.status),
             www_authenticate: None,
         }),
     }

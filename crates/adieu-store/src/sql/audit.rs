@@ -1,11 +1,12 @@
 //! The audit log, API tokens and readiness.
 
 use super::rows::{self, audit_cols};
-use super::{Dialect, Sql, SqlStore};
-use adieu_core::audit::{AuditEvent, AuditFilter};
-use adieu_core::store::{ApiTokenKind, ApiTokenStore, AuditStore, Health, StoreResult};
+use super::{Dialect, Read, Sql, SqlStore, commit};
+use adieu_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use adieu_core::store::{ApiToken, ApiTokenKind, ApiTokenStore, AuditStore, Health, StoreError, StoreResult};
 use adieu_core::time::UnixMillis;
 use async_trait::async_trait;
+use serde_json::json;
 
 /// Appends an audit event inside the caller's transaction.
 pub(crate) async fn append_audit_in<D: Dialect>(conn: &mut D::Connection, e: &AuditEvent) -> StoreResult<()> {
@@ -73,15 +74,63 @@ impl<D: Dialect> Health for SqlStore<D> {
 
 #[async_trait]
 impl<D: Dialect> ApiTokenStore for SqlStore<D> {
-    async fn insert_api_token(&self, hash: &str, kind: ApiTokenKind, label: &str, at: UnixMillis) -> StoreResult<()> {
+    async fn insert_api_token(
+        &self,
+        hash: &str,
+        kind: ApiTokenKind,
+        label: &str,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
         Sql::new("INSERT INTO api_tokens (hash, kind, label, created_at) VALUES ($1, $2, $3, $4)")
             .bind(hash)
             .bind(kind.as_str())
             .bind(label)
             .bind(at)
-            .execute::<D>(&mut *self.writer().await?)
+            .execute::<D>(&mut *tx)
             .await?;
-        Ok(())
+        let detail = json!({ "id": ApiToken::id_of(hash), "kind": kind.as_str(), "label": label });
+        append_audit_in::<D>(&mut *tx, &AuditEvent::new(AuditKind::ApiTokenCreated, actor, at, detail)).await?;
+        commit::<D>(tx).await
+    }
+
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        let rows = Sql::new("SELECT hash, kind, label, created_at FROM api_tokens ORDER BY created_at, hash")
+            .fetch_all::<D>(&mut *self.read().await?)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiToken {
+                    id: ApiToken::id_of(&r.text("hash")?),
+                    kind: r.text("kind")?.parse().map_err(StoreError::Backend)?,
+                    label: r.text("label")?,
+                    created_at: r.ms("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_token(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool> {
+        if id.chars().count() != ApiToken::ID_LEN {
+            return Ok(false);
+        }
+        let mut tx = self.write().await?;
+        let sql = format!(
+            "SELECT hash, kind, label FROM api_tokens WHERE substr(hash, 1, {}) = $1{}",
+            ApiToken::ID_LEN,
+            D::FOR_UPDATE
+        );
+        let found = Sql::new(sql).bind(id).fetch_all::<D>(&mut *tx).await?;
+        let [row] = found.as_slice() else {
+            // None, or (one chance in 2^72) two tokens with one id: revoke neither.
+            return if found.is_empty() { Ok(false) } else { Err(StoreError::Conflict("id".into())) };
+        };
+        Sql::new("DELETE FROM api_tokens WHERE hash = $1").bind(row.text("hash")?).execute::<D>(&mut *tx).await?;
+        let detail = json!({ "id": id, "kind": row.text("kind")?, "label": row.text("label")? });
+        append_audit_in::<D>(&mut *tx, &AuditEvent::new(AuditKind::ApiTokenRevoked, actor, at, detail)).await?;
+        commit::<D>(tx).await?;
+        Ok(true)
     }
 
     async fn api_token_exists(&self, hash: &str, kind: ApiTokenKind) -> StoreResult<bool> {

@@ -200,28 +200,35 @@ impl<D: Dialect> DeliveryStore for SqlStore<D> {
         Ok(Some((rows::delivery(&row)?, attempts)))
     }
 
-    async fn retry_dead(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<bool> {
+    async fn retry_delivery(&self, id: &str, actor: &str, at: UnixMillis) -> StoreResult<Option<DeliveryStatus>> {
         let mut tx = self.write().await?;
-        let row = Sql::new(concat!(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, round_started_at = $1,
-               finished_at = NULL
-             WHERE id = $2 AND status = 'dead' RETURNING ",
-            delivery_cols!()
-        ))
+        let sql = format!("SELECT {} FROM deliveries WHERE id = $1{}", delivery_cols!(), D::FOR_UPDATE);
+        let row = Sql::new(sql).bind(id).fetch_optional::<D>(&mut *tx).await?;
+        let Some(d) = row.as_ref().map(rows::delivery).transpose()? else { return Ok(None) };
+        if !d.status.retryable() {
+            return Ok(None);
+        }
+        // A pending delivery is only brought forward; a finished one starts a new round.
+        let new_round = d.status != DeliveryStatus::Pending;
+        Sql::new(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, finished_at = NULL,
+               attempts = CASE WHEN $2 THEN 0 ELSE attempts END,
+               round_started_at = CASE WHEN $2 THEN $1 ELSE round_started_at END
+             WHERE id = $3",
+        )
         .bind(at)
+        .bind(new_round)
         .bind(id)
-        .fetch_optional::<D>(&mut *tx)
+        .execute::<D>(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(false) };
-        let d = rows::delivery(&row)?;
         D::wake_at_commit(&mut *tx).await?;
-        let e = AuditEvent::new(AuditKind::DeliveryRetried, actor, at, json!({}))
+        let e = AuditEvent::new(AuditKind::DeliveryRetried, actor, at, json!({ "from": d.status.as_str() }))
             .client(d.client_id.as_str())
             .session(d.session_id.as_str())
             .delivery(d.id.as_str());
         append_audit_in::<D>(&mut *tx, &e).await?;
         commit::<D>(tx).await?;
-        Ok(true)
+        Ok(Some(d.status))
     }
 
     async fn release_leases(&self) -> StoreResult<u64> {

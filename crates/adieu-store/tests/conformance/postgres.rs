@@ -334,7 +334,7 @@ async fn workload(s: &Arc<dyn Store>, n: &str) {
         error: None,
     };
     assert!(s.record_attempt(&attempt(&batch[0]), Verdict::Dead { reason: "HTTP 404".into() }).await.unwrap());
-    assert!(s.retry_dead(&batch[0].id, "test", T0).await.unwrap());
+    assert!(s.retry_delivery(&batch[0].id, "test", T0).await.unwrap().is_some());
     let again = s.claim_due(&claim(UnixMillis(T0.0 + 2))).await.unwrap();
     assert!(s.record_attempt(&attempt(&again[0]), Verdict::Delivered).await.unwrap());
     assert_eq!(s.delivery(&again[0].id).await.unwrap().unwrap().1.len(), 2);

@@ -42,6 +42,7 @@ async fn management_api_requires_an_admin_token() {
             &adieu_server::crypto::hash_secret(&t),
             adieu_core::store::ApiTokenKind::Admin,
             "t",
+            "cli",
             op.clock.now_ms(),
         )
         .await

@@ -268,7 +268,7 @@ async fn retry_schedule_backs_off_and_dead_letters_after_max_attempts() {
     assert!(attempts.iter().all(|a| a.http_status == Some(500)));
     assert!(d.last_error.unwrap().contains("gave up after 4 attempt(s)"));
     // An operator's retry starts a new round.
-    assert!(op.state.store.retry_dead(&d.id, "test", op.clock.now()).await.unwrap());
+    assert!(op.state.store.retry_delivery(&d.id, "test", op.clock.now()).await.unwrap().is_some());
     ra.set_default(Behavior::Status(200));
     op.wake_workers();
     wait_until("delivered after retry", || async { status_of(op, "app-a").await == [DeliveryStatus::Delivered] }).await;

@@ -239,7 +239,7 @@ async fn cli_manages_users_and_clients_of_a_running_server() {
         .collect();
     assert_eq!(kinds, ["backchannel.unsubscribed", "backchannel.subscribed"]);
     let (ok, _, err) = run(dir.path(), &["deliveries", "retry", "no-such-delivery"], None).await;
-    assert!(!ok && err.contains("not dead"), "{err}");
+    assert!(!ok && err.contains("no delivery"), "{err}");
 
     let (ok, out, _) = run(dir.path(), &["user", "delete", "alice"], None).await;
     assert!(ok && out.contains("deleted user alice"));

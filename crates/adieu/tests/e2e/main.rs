@@ -24,6 +24,7 @@ mod api;
 mod authorize_rules;
 mod backchannel;
 mod binary;
+mod cli;
 mod connections;
 mod disk_full;
 mod end_session_rules;
