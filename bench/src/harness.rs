@@ -6,7 +6,8 @@
 //! - [`Receivers`]: N back-channel logout endpoints, each its own axum server on its own loopback
 //!   address (`127.0.x.y`, so each is a distinct host to the provider's per-host limit; see
 //!   [`Hosts`]). Each receipt is timestamped on arrival, after verification when the receiver
-//!   verifies, and may carry the token's unverified `sub` and `sid`.
+//!   verifies, and may carry the token's unverified `sub`, `sid` and `jti`. What they verify and
+//!   whether they keep connections alive (or answer `Connection: close`) can change at run time.
 //! - [`Web`] and [`Browser`]: a scripted browser that signs in (authorization code flow with the
 //!   sign-in form), collects participations by single sign-on, and signs out at `/logout/confirm`.
 //!   Cookies are kept by hand (two values per browser) so that thousands of browsers share one
@@ -15,7 +16,8 @@
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use axum::Router;
 use axum::extract::{Form, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -116,6 +118,18 @@ impl Prepared {
         extra_env: &[(&str, String)],
         client_args: &[&str],
     ) -> Result<Prepared> {
+        Prepared::with_alg(adieu, receivers, extra_env, client_args, "ES256").await
+    }
+
+    /// [`Prepared::new`] with the clients' `id_token_signed_response_alg` (which also signs their
+    /// logout tokens) set to `alg` (`ES256`, `RS256` or `EdDSA`).
+    pub async fn with_alg(
+        adieu: &Path,
+        receivers: &[SocketAddr],
+        extra_env: &[(&str, String)],
+        client_args: &[&str],
+        alg: &str,
+    ) -> Result<Prepared> {
         let dir = tempfile::Builder::new().prefix("adieu-bench-").tempdir()?;
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
@@ -146,7 +160,7 @@ impl Prepared {
                 "--backchannel-logout-uri",
                 &format!("http://{addr}/backchannel"),
                 "--id-token-signed-response-alg",
-                "ES256",
+                alg,
             ]
             .iter()
             .map(|s| (*s).to_owned())
@@ -276,7 +290,8 @@ impl Provider {
         (count(" WARN "), count(" ERROR "))
     }
 
-    /// A verifier for this provider's logout tokens, from discovery and the JWKS.
+    /// A verifier for this provider's ES256 logout tokens, from discovery and the JWKS (see
+    /// [`Verifier::expecting`] for another algorithm).
     pub async fn verifier(&self) -> Result<Verifier> {
         let discovery: Value =
             self.http.get(format!("{}/.well-known/openid-configuration", self.base)).send().await?.json().await?;
@@ -285,11 +300,11 @@ impl Provider {
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
             if let Some(kid) = &jwk.common.key_id {
-                keys.insert(kid.clone(), DecodingKey::from_jwk(jwk)?);
+                keys.insert(kid.clone(), (issuer.clone(), DecodingKey::from_jwk(jwk)?));
             }
         }
         ensure!(keys.keys().any(|k| k.starts_with("ES256")), "the JWKS has no ES256 key");
-        Ok(Verifier { issuer, keys })
+        Ok(Verifier { alg: Algorithm::ES256, keys })
     }
 
     /// The `/metrics` text.
@@ -361,22 +376,36 @@ impl Provider {
 /// Verifies logout tokens as a relying party would (Back-Channel Logout 1.0 §2.6).
 #[derive(Debug)]
 pub struct Verifier {
-    issuer: String,
-    keys: HashMap<String, DecodingKey>,
+    /// The one algorithm accepted (ES256 unless [`Verifier::expecting`] says otherwise).
+    alg: Algorithm,
+    /// `kid` → the issuer whose key it is, and the key.
+    keys: HashMap<String, (String, DecodingKey)>,
 }
 
 impl Verifier {
-    /// Checks header (`typ`, `alg` ES256, known `kid`), signature, `iss`, `aud`, `exp`, `iat`, the
-    /// back-channel `events` member, no `nonce`, and `sid`. Returns the `sid`.
+    /// Accepts `alg` instead (and only it).
+    pub fn expecting(mut self, alg: Algorithm) -> Verifier {
+        self.alg = alg;
+        self
+    }
+
+    /// Also accepts tokens of `issuer` signed with `key` under `kid` (e.g. a reference sender's).
+    pub fn add_key(&mut self, issuer: &str, kid: &str, key: DecodingKey) {
+        self.keys.insert(kid.to_owned(), (issuer.to_owned(), key));
+    }
+
+    /// Checks header (`typ`, `alg` as expected, known `kid`), signature, `iss` (the issuer of that
+    /// `kid`), `aud`, `exp`, `iat`, the back-channel `events` member, no `nonce`, and `sid`.
+    /// Returns the `sid`.
     pub fn verify(&self, token: &str, audience: &str) -> Result<String> {
         let header = jsonwebtoken::decode_header(token)?;
         ensure!(header.typ.as_deref() == Some("logout+jwt"), "typ is {:?}", header.typ);
-        ensure!(header.alg == Algorithm::ES256, "alg is {:?}", header.alg);
+        ensure!(header.alg == self.alg, "alg is {:?}", header.alg);
         let kid = header.kid.context("no kid")?;
-        let key = self.keys.get(&kid).with_context(|| format!("unknown kid {kid}"))?;
-        let mut v = Validation::new(Algorithm::ES256);
+        let (issuer, key) = self.keys.get(&kid).with_context(|| format!("unknown kid {kid}"))?;
+        let mut v = Validation::new(self.alg);
         v.set_audience(&[audience]);
-        v.set_issuer(&[&self.issuer]);
+        v.set_issuer(&[issuer]);
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
         let claims = jsonwebtoken::decode::<Value>(token, key, &v)?.claims;
         ensure!(claims["events"].get(BACKCHANNEL_EVENT).is_some_and(Value::is_object), "no back-channel event");
@@ -432,6 +461,16 @@ pub enum Verify {
     Sample(u64),
 }
 
+impl Verify {
+    /// Every how many tokens one is verified (1: all).
+    fn every(self) -> u64 {
+        match self {
+            Verify::All => 1,
+            Verify::Sample(k) => k.max(1),
+        }
+    }
+}
+
 /// One logout token that arrived.
 #[derive(Debug, Clone)]
 pub struct Receipt {
@@ -444,23 +483,29 @@ pub struct Receipt {
     /// `(sub, sid)` read from the token's payload without checking it, when the receivers peek
     /// ([`Receivers::peek_subjects`]); `None` otherwise or if the payload has no such strings.
     pub subject: Option<(String, String)>,
+    /// The token's `jti`, unverified, when the receivers peek.
+    pub jti: Option<String>,
 }
 
-/// `(sub, sid)` from a JWT's payload, unverified (cheap: no signature check).
-fn peek_subject(token: &str) -> Option<(String, String)> {
+/// `(sub, sid)` and `jti` from a JWT's payload, unverified (cheap: no signature check).
+fn peek_claims(token: &str) -> (Option<(String, String)>, Option<String>) {
     use base64::Engine;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    Some((claims["sub"].as_str()?.to_owned(), claims["sid"].as_str()?.to_owned()))
+    let Some(payload) = token.split('.').nth(1) else { return (None, None) };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else { return (None, None) };
+    let Ok(claims) = serde_json::from_slice::<Value>(&bytes) else { return (None, None) };
+    let subject = claims["sub"].as_str().zip(claims["sid"].as_str()).map(|(a, b)| (a.to_owned(), b.to_owned()));
+    (subject, claims["jti"].as_str().map(str::to_owned))
 }
 
 #[derive(Debug)]
 struct Shared {
     tx: mpsc::UnboundedSender<Receipt>,
     verifier: OnceLock<Verifier>,
-    verify: Verify,
+    /// Verify every `sample`-th token (1: every one); see [`Verify`].
+    sample: AtomicU64,
     peek: AtomicBool,
+    /// Answer with `Connection: close`, so that every POST needs a new connection.
+    close: AtomicBool,
     seen: AtomicU64,
 }
 
@@ -482,23 +527,31 @@ pub struct Receivers {
     servers: Vec<JoinHandle<()>>,
 }
 
-async fn backchannel(State(ep): State<Arc<Endpoint>>, Form(form): Form<HashMap<String, String>>) -> StatusCode {
+async fn backchannel(State(ep): State<Arc<Endpoint>>, Form(form): Form<HashMap<String, String>>) -> Response {
     if ep.behaviour == Behaviour::Hang {
         std::future::pending::<()>().await;
     }
-    let Some(token) = form.get("logout_token") else { return StatusCode::BAD_REQUEST };
+    let status = receive(&ep, form.get("logout_token"));
+    if ep.shared.close.load(Ordering::Relaxed) {
+        // hyper closes the connection after a response that carries `Connection: close`.
+        (status, [(header::CONNECTION, "close")]).into_response()
+    } else {
+        status.into_response()
+    }
+}
+
+/// Verifies (or counts) one token and reports its receipt; the status to answer.
+fn receive(ep: &Endpoint, token: Option<&String>) -> StatusCode {
+    let Some(token) = token else { return StatusCode::BAD_REQUEST };
     let n = ep.shared.seen.fetch_add(1, Ordering::Relaxed);
-    let check = match ep.shared.verify {
-        Verify::All => true,
-        Verify::Sample(k) => n % k.max(1) == 0,
-    };
+    let check = n.is_multiple_of(ep.shared.sample.load(Ordering::Relaxed).max(1));
     let verified = check.then(|| match ep.shared.verifier.get() {
         Some(v) => v.verify(token, &ep.client_id).map_err(|e| format!("{e:#}")),
         None => Err("the receiver has no verifier yet".to_owned()),
     });
     let ok = !matches!(verified, Some(Err(_)));
-    let subject = if ep.shared.peek.load(Ordering::Relaxed) { peek_subject(token) } else { None };
-    let _ = ep.shared.tx.send(Receipt { receiver: ep.index, at: Instant::now(), verified, subject });
+    let (subject, jti) = if ep.shared.peek.load(Ordering::Relaxed) { peek_claims(token) } else { (None, None) };
+    let _ = ep.shared.tx.send(Receipt { receiver: ep.index, at: Instant::now(), verified, subject, jti });
     if ok { StatusCode::OK } else { StatusCode::BAD_REQUEST }
 }
 
@@ -515,8 +568,9 @@ impl Receivers {
         let shared = Arc::new(Shared {
             tx,
             verifier: OnceLock::new(),
-            verify,
+            sample: AtomicU64::new(verify.every()),
             peek: AtomicBool::new(false),
+            close: AtomicBool::new(false),
             seen: AtomicU64::new(0),
         });
         let mut addrs = Vec::with_capacity(n);
@@ -543,9 +597,21 @@ impl Receivers {
         self.shared.verifier.set(v).map_err(|_| anyhow!("the verifier is already set"))
     }
 
-    /// From now on, read `sub` and `sid` of every token (unverified) into [`Receipt::subject`].
+    /// From now on, read `sub` and `sid` of every token (unverified) into [`Receipt::subject`],
+    /// and its `jti` into [`Receipt::jti`].
     pub fn peek_subjects(&self) {
         self.shared.peek.store(true, Ordering::Relaxed);
+    }
+
+    /// From now on, verify as `verify` says.
+    pub fn set_verify(&self, verify: Verify) {
+        self.shared.sample.store(verify.every(), Ordering::Relaxed);
+    }
+
+    /// From now on, answer every POST with `Connection: close` (`true`: a connection per POST)
+    /// or keep connections alive (`false`, the default).
+    pub fn close_connections(&self, close: bool) {
+        self.shared.close.store(close, Ordering::Relaxed);
     }
 
     /// The next receipt, waiting at most until `deadline`.

@@ -28,15 +28,22 @@
 //!   delivery lag, and who used the CPU.
 //! - **g** Isolation ([`scenario_g`], `--scenario g`, not part of `all`): 50 applications on one
 //!   host name, 5 of them never answer; 30 logouts back to back, time to the last healthy token.
+//! - **h** Mass logout near the limit ([`scenario_h`], `--scenario h`, not part of `all`: it needs
+//!   PostgreSQL): 20,000 deliveries from the provider and from a reference loop (`adieu-ref-loop`)
+//!   to the same receivers, and N = 50 fan-outs, on SQLite and two PostgreSQL replicas, ES256 and
+//!   RS256, kept-alive and connection-per-POST receivers: rate, CPU and latency ratios.
+//!   **h1m** (`--scenario h1m`): 1,000,000 deliveries on two PostgreSQL replicas.
 //!
 //! Everything (server, receivers, browsers) shares the machine's cores; see docs/benchmarks.md.
 //! Run: `cargo build --release -p adieu -p adieu-bench && target/release/adieu-bench --scenario all`.
 
 mod cpu;
 mod harness;
+mod ref_key;
 mod scenario_e;
 mod scenario_f;
 mod scenario_g;
+mod scenario_h;
 
 use cpu::{clock_ticks, cpu_secs, machine_busy_secs};
 
@@ -66,6 +73,12 @@ enum Scenario {
     F,
     /// Isolation: 50 applications on one host, 5 never answer; 30 logouts back to back.
     G,
+    /// Mass logout near the limit: provider against a reference loop, SQLite and two PostgreSQL
+    /// replicas (needs PostgreSQL: ADIEU_TEST_POSTGRES_URL, default
+    /// postgres://postgres@127.0.0.1:5432/postgres; a fresh database per configuration).
+    H,
+    /// 1,000,000 deliveries on two PostgreSQL replicas.
+    H1m,
     /// a, b, c (with d) and e (not f, which needs PostgreSQL, nor g).
     All,
 }
@@ -91,6 +104,12 @@ struct Args {
     /// Keep each provider's temporary directory (database and `serve.log`) for inspection.
     #[arg(long)]
     keep: bool,
+    /// h and h1m: deliveries per mass logout [default: 20,000 in h, 1,000,000 in h1m].
+    #[arg(long)]
+    deliveries: Option<usize>,
+    /// h and h1m: the receivers verify every token of the mass logouts, not a sample.
+    #[arg(long)]
+    verify_all: bool,
 }
 
 /// What every scenario needs to know.
@@ -99,6 +118,10 @@ struct Opts {
     adieu: PathBuf,
     quick: bool,
     hosts: Hosts,
+    /// `--deliveries` (h, h1m).
+    deliveries: Option<usize>,
+    /// `--verify-all` (h, h1m).
+    verify_all: bool,
 }
 
 /// One target from the issue with its measurement.
@@ -141,13 +164,20 @@ async fn run(args: Args) -> Result<()> {
     ensure!(adieu.exists(), "{} does not exist: build it with `cargo build --release -p adieu`", adieu.display());
     print_machine(&adieu).await;
     let mut verdicts = Vec::new();
-    let opts = Opts { adieu, quick: args.quick, hosts: if args.shared_host { Hosts::Shared } else { Hosts::Distinct } };
+    let opts = Opts {
+        adieu,
+        quick: args.quick,
+        hosts: if args.shared_host { Hosts::Shared } else { Hosts::Distinct },
+        deliveries: args.deliveries,
+        verify_all: args.verify_all,
+    };
     if opts.quick {
         println!("**--quick: a smoke run with few rounds; these numbers are not measurements.**\n");
     }
     match opts.hosts {
-        // g puts its receivers on 127.0.0.1 whatever --shared-host says.
-        _ if args.scenario == Scenario::G => {}
+        // g puts its receivers on 127.0.0.1, h and h1m each on its own address, whatever
+        // --shared-host says.
+        _ if matches!(args.scenario, Scenario::G | Scenario::H | Scenario::H1m) => {}
         Hosts::Distinct => println!("Receivers: each on its own loopback address (one host each).\n"),
         Hosts::Shared => {
             println!("Receivers: **all on 127.0.0.1** (--shared-host): one host for adieu's per-host limit.\n")
@@ -170,6 +200,12 @@ async fn run(args: Args) -> Result<()> {
     }
     if matches!(args.scenario, Scenario::G) {
         verdicts.extend(scenario_g::run(&opts).await.context("scenario g")?);
+    }
+    if matches!(args.scenario, Scenario::H) {
+        verdicts.extend(scenario_h::run(&opts).await.context("scenario h")?);
+    }
+    if matches!(args.scenario, Scenario::H1m) {
+        verdicts.extend(scenario_h::run_1m(&opts).await.context("scenario h1m")?);
     }
     println!("## Summary\n");
     println!("| Target | Goal | Measured | Result |");

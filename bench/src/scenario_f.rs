@@ -112,7 +112,7 @@ impl Cpu {
 }
 
 /// CPU seconds so far of every process in `pids` that still exists.
-fn cpu_of(pids: &[u32], ticks: f64) -> HashMap<u32, f64> {
+pub(crate) fn cpu_of(pids: &[u32], ticks: f64) -> HashMap<u32, f64> {
     pids.iter()
         .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
         .map(|p| (*p, cpu_secs(&p.to_string(), ticks)))
@@ -121,12 +121,12 @@ fn cpu_of(pids: &[u32], ticks: f64) -> HashMap<u32, f64> {
 
 /// CPU seconds used between two snapshots by the processes of the second; a process that started
 /// in between counts from zero, one that ended in between is not counted.
-fn used_between(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+pub(crate) fn used_between(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
     after.iter().map(|(p, t)| (t - before.get(p).copied().unwrap_or(0.0)).max(0.0)).sum()
 }
 
 /// Every process whose command name is `postgres` (the server and its backends).
-fn postgres_pids() -> Vec<u32> {
+pub(crate) fn postgres_pids() -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "postgres"))
@@ -143,7 +143,7 @@ fn interrupt_secs(ticks: f64) -> f64 {
 }
 
 /// The database backends (`pg_stat_activity`) of connections named `adieu <prefix>…`.
-async fn backend_pids(admin_url: &str, prefix: &str) -> Result<Vec<u32>> {
+pub(crate) async fn backend_pids(admin_url: &str, prefix: &str) -> Result<Vec<u32>> {
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
     let pids: Vec<i32> = sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1")
         .bind(format!("adieu {prefix}%"))
