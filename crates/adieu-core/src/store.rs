@@ -111,6 +111,9 @@ pub trait SessionStore: Send + Sync {
     async fn reauthenticate_session(&self, id: &SessionId, cookie_hash: &str, at: UnixMillis) -> StoreResult<()>;
     /// A user's sessions that have not ended, newest first.
     async fn open_sessions_of_user(&self, user: &UserId) -> StoreResult<Vec<Session>>;
+    /// How many sessions have not ended (for metrics; ones past their lifetime count until the
+    /// sweeper ends them).
+    async fn count_open_sessions(&self) -> StoreResult<u64>;
     /// The participations of these sessions (one query), ordered by session, then time.
     async fn participations_of_sessions(&self, sessions: &[SessionId]) -> StoreResult<Vec<Participation>>;
     /// The participation of `client` in `session`, creating it with `new_sid` if there is none.

@@ -209,6 +209,9 @@ impl SessionStore for DetachedStore {
         let user = user.clone();
         self.read(move |s| async move { s.open_sessions_of_user(&user).await }).await
     }
+    async fn count_open_sessions(&self) -> StoreResult<u64> {
+        self.read(move |s| async move { s.count_open_sessions().await }).await
+    }
     async fn participations_of_sessions(&self, sessions: &[SessionId]) -> StoreResult<Vec<Participation>> {
         let sessions = sessions.to_vec();
         self.read(move |s| async move { s.participations_of_sessions(&sessions).await }).await

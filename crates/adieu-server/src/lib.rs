@@ -48,7 +48,7 @@ pub mod http_server;
 pub(crate) mod id_token;
 pub mod keys;
 pub(crate) mod login;
-pub(crate) mod metrics;
+pub mod metrics;
 pub(crate) mod pages;
 pub mod password;
 pub mod provider;
@@ -104,6 +104,8 @@ pub struct AppState {
     pub upstreams: Arc<upstream::Upstreams>,
     /// `http.trusted_proxies`, parsed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Request, sign-in and token counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -135,6 +137,7 @@ impl AppState {
             delivery: Arc::new(delivery::DeliveryHub::default()),
             upstreams: Arc::new(upstreams),
             trusted_proxies,
+            metrics: Arc::new(metrics::Metrics::default()),
             store,
             clock,
         })
@@ -201,7 +204,8 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(registration_endpoint::routes())
         .merge(api::routes())
-        .merge(upstream::routes());
+        .merge(upstream::routes())
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::http::track));
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };
     let timeout = Duration::from_secs(state.settings.http.request_timeout_secs);

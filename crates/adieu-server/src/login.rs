@@ -150,11 +150,13 @@ async fn submit(
     };
     if let Err(limit) = state.limiter.reserve(addr, account, now).await? {
         tracing::warn!(%addr, limited = ?limit, "sign-in attempt refused by the limiter");
+        state.metrics.sign_ins.inc(&["password", "rate_limited"]);
         return Ok(page(&state, StatusCode::TOO_MANY_REQUESTS, jar, &csrf, request, client, username, Some(TOO_MANY)));
     }
     let ok = state.passwords.verify(&form.password, user.as_ref().map(|u| u.password_hash.as_str())).await;
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!(%addr, "sign-in failed");
+        state.metrics.sign_ins.inc(&["password", "bad_credentials"]);
         return Ok(page(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -169,6 +171,7 @@ async fn submit(
     state.limiter.succeeded(Account::User(&user.id)).await?;
     let (jar, session) = sign_in(&state, jar, &user).await?;
     tracing::info!(sub = %user.id, session = %session.id, "signed in");
+    state.metrics.sign_ins.inc(&["password", "success"]);
     match pend {
         Some((id, req, client)) => {
             state.store.delete_pending_authorization(&id).await?;

@@ -54,8 +54,16 @@ async fn run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     let p = parse_params(body).map_err(OAuthError::invalid_request)?;
     let client = authenticate_client(state, headers, &p).await?;
     match p.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => authorization_code(state, &client, &p).await,
-        Some("refresh_token") => refresh(state, &client, &p).await,
+        Some("authorization_code") => {
+            let res = authorization_code(state, &client, &p).await?;
+            state.metrics.tokens_issued.inc(&["authorization_code"]);
+            Ok(res)
+        }
+        Some("refresh_token") => {
+            let res = refresh(state, &client, &p).await?;
+            state.metrics.tokens_issued.inc(&["refresh_token"]);
+            Ok(res)
+        }
         Some(_) => {
             Err(OAuthError::bad(ErrorCode::UnsupportedGrantType, "supported: authorization_code, refresh_token"))
         }

@@ -49,6 +49,19 @@ pub struct Config {
     pub http: HttpSettings,
     /// How long finished deliveries and audit events are kept (`[retention]`).
     pub retention: adieu_server::retention::RetentionSettings,
+    /// `text` (default: human-readable, coloured only on a terminal) or `json` (one object per line).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`).
+    Json,
 }
 
 impl Default for Config {
@@ -69,11 +82,13 @@ impl Default for Config {
             keys: KeySettings::default(),
             http: HttpSettings::default(),
             retention: adieu_server::retention::RetentionSettings::default(),
+            log_format: LogFormat::Text,
         }
     }
 }
 
-const TOP_LEVEL: [&str; 15] = [
+const TOP_LEVEL: [&str; 16] = [
+    "log_format",
     "listen",
     "issuer",
     "database_url",
@@ -173,5 +188,33 @@ pub struct DatabaseSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         DatabaseSettings { max_connections: 10, replica_id: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `adieu.example.toml` loads with the real loader (every key known, every type right) and
+    /// changes nothing: each value in it is the default.
+    #[test]
+    fn the_example_configuration_file_is_valid_and_all_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../adieu.example.toml");
+        let loaded = Config::load(Some(&path)).unwrap();
+        let as_json = |c: &Config| serde_json::to_value(c).unwrap();
+        assert_eq!(as_json(&loaded), as_json(&Config::default()));
+        loaded.settings().unwrap();
+    }
+
+    /// Every top-level key of [`Config`] is listed in `TOP_LEVEL` (so its environment variables
+    /// are read) and appears in the example file.
+    #[test]
+    fn every_top_level_key_is_read_from_the_environment_and_shown_in_the_example() {
+        let example = include_str!("../../../adieu.example.toml");
+        let keys = serde_json::to_value(Config::default()).unwrap();
+        for key in keys.as_object().unwrap().keys() {
+            assert!(TOP_LEVEL.contains(&key.as_str()), "{key} is not in TOP_LEVEL");
+            assert!(example.contains(key.as_str()), "{key} is not in adieu.example.toml");
+        }
     }
 }

@@ -227,6 +227,7 @@ async fn finish(
         at: now,
     };
     let (jar, session) = crate::sign_in::sign_in_with(state, jar.clone(), &user, Some(&signed_in)).await?;
+    state.metrics.sign_ins.inc(&["upstream", "success"]);
     tracing::info!(
         upstream = %upstream.settings.id,
         sub = %user.id,

@@ -311,6 +311,14 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
         rows.iter().map(rows::session).collect()
     }
 
+    async fn count_open_sessions(&self) -> StoreResult<u64> {
+        // Through the partial index `sessions_open`.
+        let n = Sql::new("SELECT COUNT(*) AS n FROM sessions WHERE ended_at IS NULL")
+            .fetch_i64::<D>(&mut *self.read().await?, "n")
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn participations_of_sessions(&self, sessions: &[SessionId]) -> StoreResult<Vec<Participation>> {
         if sessions.is_empty() {
             return Ok(Vec::new());

@@ -186,3 +186,32 @@ async fn an_expired_sign_in_request_is_explained() {
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("expired"));
 }
+
+/// Proves: `/metrics` counts sign-ins by outcome, tokens by grant type, HTTP requests by route
+/// pattern (never the raw path) and status, open sessions, the build and the process.
+#[tokio::test]
+async fn metrics_count_sign_ins_tokens_requests_and_sessions() {
+    let w = world().await;
+    let b = Browser::new();
+    let (csrf, req) = login_form(&b, &w).await;
+    assert_eq!(submit(&b, &w, "alice", "wrong password", &csrf, req.as_deref()).await.status(), 401);
+    let code = get_code(&b, &w.op, &w.a, &[]).await;
+    exchange(&w.op, &w.a, &code, &[]).await;
+    assert_eq!(b.http.get(w.op.url("/no/such/page-123")).send().await.unwrap().status(), 404);
+    let text = reqwest::get(w.op.url("/metrics")).await.unwrap().text().await.unwrap();
+    for line in [
+        "adieu_sign_ins_total{method=\"password\",outcome=\"bad_credentials\"} 1",
+        "adieu_sign_ins_total{method=\"password\",outcome=\"success\"} 1",
+        "adieu_tokens_issued_total{grant_type=\"authorization_code\"} 1",
+        "adieu_http_requests_total{route=\"/token\",method=\"POST\",status=\"200\"} 1",
+        "adieu_http_requests_total{route=\"/login\",method=\"POST\",status=\"401\"} 1",
+        "adieu_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+        "adieu_http_request_duration_seconds_count{route=\"/token\"} 1",
+        "adieu_sessions_open 1",
+        &format!("adieu_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
+    assert!(!text.contains("page-123"), "raw paths never become labels");
+    assert!(text.lines().any(|l| l.starts_with("process_resident_memory_bytes ")), "{text}");
+}
