@@ -26,7 +26,7 @@ pub enum AuditKind {
     DeliveryRejected,
     /// A delivery was abandoned.
     DeliveryDead,
-    /// An operator asked for a dead delivery to be retried.
+    /// An operator retried a delivery (pending, dead or rejected; the detail says which).
     DeliveryRetried,
     /// A client was registered.
     ClientCreated,

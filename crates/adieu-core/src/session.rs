@@ -75,6 +75,20 @@ pub struct EndedSession {
     pub deliveries: Vec<crate::delivery::Delivery>,
 }
 
+impl EndedSession {
+    /// The applications that are told (a delivery was written) and those that are not (no
+    /// back-channel logout URI, or not subscribed to this initiator), each by client id, sorted,
+    /// once each, over several ended sessions.
+    pub fn told_and_not(ended: &[EndedSession]) -> (Vec<ClientId>, Vec<ClientId>) {
+        let told: std::collections::BTreeSet<ClientId> =
+            ended.iter().flat_map(|e| e.deliveries.iter().map(|d| d.client_id.clone())).collect();
+        let all: std::collections::BTreeSet<ClientId> =
+            ended.iter().flat_map(|e| e.participations.iter().map(|p| p.client_id.clone())).collect();
+        let not = all.difference(&told).cloned().collect();
+        (told.into_iter().collect(), not)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

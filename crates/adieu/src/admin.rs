@@ -8,6 +8,7 @@ use adieu_core::audit::Actor;
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::InitiatorSubscription;
+use adieu_core::session::EndedSession;
 use adieu_core::user::{User, UserQuery};
 use adieu_core::{Clock, SystemClock};
 use adieu_proto::SigningAlg;
@@ -32,7 +33,7 @@ pub enum UserCmd {
         #[command(flatten)]
         password: PasswordArg,
     },
-    /// List users (username, email, id), ordered by username.
+    /// List users (id, username, email), ordered by username.
     List {
         /// Only users whose username or email contains this text (case-insensitive).
         #[arg(long)]
@@ -246,6 +247,24 @@ fn user_error(e: UserError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// Which applications the ended sessions tell and which they do not, as printed after every
+/// command that ends sessions: `told: a, b; not told (no back-channel logout URI, or not
+/// subscribed to this initiator): c`.
+fn told(ended: &[EndedSession]) -> String {
+    let (told, not) = EndedSession::told_and_not(ended);
+    let list = |ids: &[adieu_core::id::ClientId]| {
+        if ids.is_empty() { "none".to_owned() } else { ids.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ") }
+    };
+    let mut out = format!("applications told: {}", list(&told));
+    if !not.is_empty() {
+        out.push_str(&format!(
+            "; not told (no back-channel logout URI, or not subscribed to this initiator): {}",
+            list(&not)
+        ));
+    }
+    out
+}
+
 fn user_fields(u: &User) -> Fields {
     vec![
         ("id", json!(u.id.as_str())),
@@ -293,10 +312,13 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
             let patch =
                 UserPatch { username, email: if no_email { Some(None) } else { email.map(Some) }, password: None };
             let up = user_admin::update(&ctx, &user.id, patch).await.map_err(user_error)?;
-            out::record(&user_fields(&up.user))?;
+            let mut fields = user_fields(&up.user);
             if let Some(i) = up.initiator {
-                say!("{} session(s) ended ({i})", up.ended.len());
+                fields.push(("sessions_ended", json!(up.ended.len())));
+                fields.push(("initiator", json!(i.as_str())));
+                fields.push(("notified", json!(told(&up.ended))));
             }
+            out::record(&fields)?;
         }
         UserCmd::Passwd { user, password } => {
             let user = find(user).await?;
@@ -304,15 +326,22 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
             let up = user_admin::update(&ctx, &user.id, patch).await.map_err(user_error)?;
             let revoked = up.revoked_tokens + up.ended.iter().map(|e| e.revoked_tokens).sum::<u64>();
             say!(
-                "password changed for {}; {} session(s) ended, {revoked} token(s) revoked",
+                "password changed for {}; {} session(s) ended, {revoked} token(s) revoked; {}",
                 up.user.username,
-                up.ended.len()
+                up.ended.len(),
+                told(&up.ended)
             );
         }
         UserCmd::Delete { user } => {
             let user = find(user).await?;
             let ended = user_admin::delete(&ctx, &user.id).await.map_err(user_error)?;
-            say!("deleted user {} (sub {}); {} session(s) ended", user.username, user.id, ended.len());
+            say!(
+                "deleted user {} (sub {}); {} session(s) ended; {}",
+                user.username,
+                user.id,
+                ended.len(),
+                told(&ended)
+            );
         }
         UserCmd::Sessions { user } => {
             let user = find(user).await?;
@@ -338,7 +367,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         UserCmd::RevokeSessions { user } => {
             let user = find(user).await?;
             let ended = user_admin::revoke_all_sessions(&ctx, &user.id).await.map_err(user_error)?;
-            say!("{} session(s) of {} ended (session-revoked)", ended.len(), user.username);
+            say!("{} session(s) of {} ended (session-revoked); {}", ended.len(), user.username, told(&ended));
         }
     }
     Ok(())
@@ -354,7 +383,7 @@ pub async fn session(config: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
     match cmd {
         SessionCmd::Revoke { id } => {
             let e = user_admin::revoke_session(&ctx, &SessionId::new(id.clone())).await.map_err(user_error)?;
-            say!("session {id} ended (session-revoked); {} application(s) to notify", e.deliveries.len());
+            say!("session {id} ended (session-revoked); {}", told(std::slice::from_ref(&e)));
         }
     }
     Ok(())
@@ -397,9 +426,12 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                     }
                     RegisterError::Store(e) => e.into(),
                 })?;
-            out::record(&client_fields(&client))?;
-            if let Some(s) = secret {
-                say!("client_secret: {s}");
+            let mut fields = client_fields(&client);
+            if let Some(s) = &secret {
+                fields.push(("client_secret", json!(s)));
+            }
+            out::record(&fields)?;
+            if secret.is_some() {
                 eprintln!("The client secret is shown only this once; adieu keeps only a hash of it.");
             }
         }

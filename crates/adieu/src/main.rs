@@ -70,6 +70,20 @@ enum Command {
     /// List, rotate and retire signing keys; make a key-encryption key.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell), generated from
+    /// this command line's definition: e.g. `adieu completions bash > /etc/bash_completion.d/adieu`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from this command line's definition:
+    /// `adieu man > adieu.1 && man ./adieu.1`; with --out-dir, write it and one page per
+    /// command (adieu-serve.1, adieu-deliveries-retry.1, …) there.
+    Man {
+        /// Write every page into this directory instead of printing the main one.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// The command line's definition, as parsed (also for completions and the man page).
@@ -84,15 +98,14 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     out::set_json(cli.json);
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ADIEU_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(match cli.command {
-                Command::Serve { .. } => "info",
-                _ => "warn",
-            })
-        }))
-        .with_writer(std::io::stderr)
-        .init();
+    // The demo has no configuration; every other command reads it before logging starts.
+    #[cfg(feature = "demo")]
+    let is_demo = matches!(cli.command, Command::Demo(_));
+    #[cfg(not(feature = "demo"))]
+    let is_demo = false;
+    let config = if is_demo { Ok(config::Config::default()) } else { config::Config::load(cli.config.as_deref()) };
+    let format = config.as_ref().map_or(config::LogFormat::Text, |c| c.log_format);
+    init_logging(format, matches!(cli.command, Command::Serve { .. }));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -100,7 +113,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = match config {
+        Ok(config) => runtime.block_on(run(cli, config)),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // `adieu logs | head`: the reader has all it wanted.
         Err(e) if out::is_closed_pipe(&e) => ExitCode::SUCCESS,
@@ -111,13 +128,26 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Logs to standard error at `ADIEU_LOG` (default: `info` for serve, `warn` otherwise), as text
+/// (coloured only on a terminal) or JSON lines.
+fn init_logging(format: config::LogFormat, serving: bool) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ADIEU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" }));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder.json().with_ansi(false).init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+async fn run(cli: Cli, config: config::Config) -> anyhow::Result<()> {
     #[cfg(feature = "demo")]
     if let Command::Demo(args) = cli.command {
         anyhow::ensure!(cli.config.is_none(), "adieu demo does not read a configuration file (--config, ADIEU_CONFIG)");
         return demo::run(args).await;
     }
-    let mut config = config::Config::load(cli.config.as_deref())?;
+    let mut config = config;
     match cli.command {
         Command::Serve { listen } => {
             if let Some(addr) = listen {
@@ -139,5 +169,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => ops::logs(&config, args).await,
         Command::AdminToken(cmd) => ops::token(&config, cmd).await,
         Command::Keys(cmd) => keys::run(&config, cmd).await,
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command(), "adieu", &mut out);
+            out::line(String::from_utf8_lossy(&out).trim_end())?;
+            Ok(())
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(command(), &dir)?;
+            out::say!("manual pages written to {}", dir.display());
+            Ok(())
+        }
+        Command::Man { out_dir: None } => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(command()).render(&mut out)?;
+            out::line(String::from_utf8_lossy(&out).trim_end())?;
+            Ok(())
+        }
     }
 }

@@ -230,11 +230,14 @@ async fn follow(store: &dyn Store, mut filter: AuditFilter, first: Vec<AuditEven
     // Ids printed, with their times: those older than the overlap are forgotten.
     let mut seen: HashMap<i64, UnixMillis> = HashMap::new();
     let mut newest = filter.since.unwrap_or(UnixMillis(0));
+    // The first read is the last `limit` events; older ones the overlap brings back were left
+    // out on purpose.
+    let floor = first.iter().map(|e| (e.at, e.id)).min();
     let mut batch = first;
     filter.limit = Some(1000);
     loop {
         batch.sort_by_key(|e| (e.at, e.id));
-        for e in &batch {
+        for e in batch.iter().filter(|e| floor.is_none_or(|f| (e.at, e.id) >= f)) {
             if seen.insert(e.id, e.at).is_none() {
                 say!("{}", event_line(e)?);
             }

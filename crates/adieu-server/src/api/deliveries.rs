@@ -1,5 +1,5 @@
 //! `/api/v1/deliveries`: list (filter by status, client, session) with every attempt; one
-//! delivery; retry a dead one.
+//! delivery; retry one (a pending one now, a dead or rejected one in a new round).
 
 use super::{Admin, not_found, parse_query};
 use crate::AppState;

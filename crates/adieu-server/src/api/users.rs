@@ -164,5 +164,12 @@ async fn revoke_all(_: Admin, State(state): State<AppState>, Path(id): Path<Stri
         .await
         .map_err(user_error)?;
     let ids: Vec<&str> = ended.iter().map(|e| e.session.id.as_str()).collect();
-    Ok(Json(json!({ "sessions_ended": ids.len(), "session_ids": ids })).into_response())
+    let (told, not) = adieu_core::session::EndedSession::told_and_not(&ended);
+    Ok(Json(json!({
+        "sessions_ended": ids.len(),
+        "session_ids": ids,
+        "notified_clients": told,
+        "not_notified_clients": not,
+    }))
+    .into_response())
 }

@@ -188,3 +188,70 @@ async fn demo_fails_fast_on_a_taken_port_and_takes_no_config() {
     let (ok, _, err) = run(dir.path(), &["demo", "--config", "x.toml"], None).await;
     assert!(!ok && err.contains("does not read a configuration file"), "{err}");
 }
+
+/// Starts `adieu serve` with `env`, its log going to a file, until it answers; then stops it and
+/// returns the log.
+async fn serve_log(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("serve.log");
+    let mut child = command(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("ADIEU_LISTEN")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    for _ in 0..300 {
+        if reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
+    std::fs::read_to_string(&log).unwrap()
+}
+
+/// Proves: `log_format = "json"` writes one JSON object per line; text written to a file has no
+/// colour codes.
+#[tokio::test]
+async fn logs_are_json_lines_or_plain_text_without_colour_codes() {
+    let json_log = serve_log(&[("ADIEU_LOG_FORMAT", "json")]).await;
+    let lines: Vec<&str> = json_log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.iter().any(|l| l.contains("adieu is listening")), "{json_log}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    let text_log = serve_log(&[]).await;
+    assert!(text_log.contains("adieu is listening") && !text_log.contains('\u{1b}'), "{text_log}");
+}
+
+/// Proves: shell completions and the manual page are generated from the command line's
+/// definition (every command appears in both).
+#[tokio::test]
+async fn completions_and_the_man_page_come_from_the_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, bash, err) = run(dir.path(), &["completions", "bash"], None).await;
+    assert!(ok && bash.contains("_adieu()") && bash.contains("admin-token") && bash.contains("--json"), "{err}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (ok, out, err) = run(dir.path(), &["completions", shell], None).await;
+        assert!(ok && out.contains("deliveries"), "{shell}: {err}");
+    }
+    let (ok, _, err) = run(dir.path(), &["completions", "tcsh"], None).await;
+    assert!(!ok && err.contains("invalid value"), "{err}");
+    let (ok, man, err) = run(dir.path(), &["man"], None).await;
+    assert!(ok && man.contains(".TH adieu"), "{err}{man}");
+    for cmd in ["serve", "deliveries", "admin\\-token", "keys", "completions"] {
+        assert!(man.contains(cmd), "{cmd} missing from the man page");
+    }
+    let pages = dir.path().join("man");
+    let (ok, _, err) = run(dir.path(), &["man", "--out-dir", pages.to_str().unwrap()], None).await;
+    assert!(ok, "{err}");
+    for page in ["adieu.1", "adieu-serve.1", "adieu-deliveries-retry.1", "adieu-admin-token-revoke.1"] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page}");
+    }
+}

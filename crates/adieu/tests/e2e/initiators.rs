@@ -224,6 +224,12 @@ async fn revoking_all_sessions_through_the_api_ends_every_session_of_the_user() 
     let path = format!("/api/v1/users/{}/sessions", s.sub);
     let (status, body) = api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await;
     assert_eq!((status, body["sessions_ended"].as_u64()), (200, Some(2)), "{body}");
+    // The answer says which applications are told and which are not subscribed.
+    assert_eq!(
+        (body["notified_clients"].clone(), body["not_notified_clients"].clone()),
+        (json!(["app-sub"]), json!(["app-unsub"])),
+        "{body}"
+    );
     assert_eq!(s.r_sub.wait_for(2, WAIT).await.len(), 2);
     assert!(!signed_in(&s.browser, &s.op).await && !signed_in(&second, &s.op).await);
     let (_, body) = api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await;
@@ -264,6 +270,8 @@ async fn session_revoked_through_the_cli_notifies_only_subscribers() {
     let (ok, out, err) = cli(&s.op, &["session", "revoke", id]).await;
     assert!(ok, "{err}");
     assert!(out.contains("session-revoked"), "{out}");
+    // The command says exactly which applications are told and which are not.
+    assert!(out.contains("applications told: app-sub;") && out.ends_with("this initiator): app-unsub\n"), "{out}");
     // The CLI stamps the delivery with the system clock; bring the provider's test clock past it.
     s.op.clock.advance(Duration::from_secs(60));
     s.op.wake_workers();
@@ -287,7 +295,7 @@ async fn cli_user_commands_share_the_apis_rules() {
     assert!(!ok && err.contains("not an email address"), "{err}");
     let (ok, out, err) = cli(&s.op, &["user", "update", "alice", "--email", "alice@cli.example"]).await;
     assert!(ok, "{err}");
-    assert!(out.contains("1 session(s) ended (email-identifier-changed)"), "{out}");
+    assert!(out.contains("sessions_ended: 1") && out.contains("initiator: email-identifier-changed"), "{out}");
     s.op.clock.advance(Duration::from_secs(60));
     s.op.wake_workers();
     assert_only_subscribed_notified(&s, Initiator::EmailIdentifierChanged, "cli").await;
