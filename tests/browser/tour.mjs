@@ -11,6 +11,7 @@
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -81,6 +82,26 @@ async function seeText(page, text, what) {
   }
 }
 
+// axe-core (WCAG 2.0, 2.1 and 2.2, levels A and AA) on the provider's page as it is now, in the light
+// and the dark colour scheme. Every violation is a failure naming the rule, the elements and the page.
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+const audited = [];
+async function audit(page, what) {
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await page.addScriptTag({ path: AXE });
+    const result = await page.evaluate(() =>
+      globalThis.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }),
+    );
+    const found = result.violations.map(
+      (v) => `${v.id} (${v.impact}): ${v.help}; at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
+    );
+    expect(found.length === 0, `axe-core found ${found.length} violation(s) on ${what} (${scheme}, ${page.url()}):\n${found.join('\n')}`);
+    audited.push(`${what} (${scheme}): ${result.passes.length} rules passed`);
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+}
+
 // Waits until the page's URL passes `test`; on a timeout the message names where the browser got
 // stuck and what that page says (an error page of the provider, typically).
 async function arrive(page, test, what) {
@@ -130,7 +151,8 @@ try {
     headless: true,
     timeout: 60_000,
   });
-  const context = await browser.newContext({ viewport: { width: 900, height: 640 } });
+  // bypassCSP: the provider's pages allow no script, and axe-core is injected as one.
+  const context = await browser.newContext({ viewport: { width: 900, height: 640 }, bypassCSP: true });
   context.setDefaultTimeout(STEP_TIMEOUT_MS);
   context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
   const tabA = await context.newPage();
@@ -145,6 +167,7 @@ try {
   await tabA.getByLabel('Username or email').fill(config.username);
   await tabA.getByLabel('Password').fill(config.password);
   await shot(tabA, '01-a-signin.png');
+  await audit(tabA, "the provider's sign-in page");
 
   step = '2. signed in to App A';
   await tabA.getByRole('button', { name: 'Sign in' }).click();
@@ -211,7 +234,24 @@ try {
   expect((await tabB.locator('#user').count()) === 0, 'App B still names a signed-in user');
   await shot(tabB, '06-b-signed-out.png');
 
-  console.log('tour: all 5 steps passed');
+  step = "6. the provider's other pages pass axe-core";
+  const tabP = await context.newPage();
+  for (const [path, what, file] of [
+    ['/', "the provider's start page (signed out)", '07-provider-home.png'],
+    ['/no/such/page', "the provider's page for an unknown address", '08-provider-404.png'],
+    ['/authorize', "the provider's error page (a sign-in request without an application)", '10-provider-error.png'],
+    ['/logout', "the provider's sign-out page (signed out already)", '11-provider-logout.png'],
+  ]) {
+    await tabP.goto(`${provider}${path}`);
+    await shot(tabP, file);
+    await audit(tabP, what);
+  }
+  await tabP.emulateMedia({ colorScheme: 'dark' });
+  await tabP.goto(`${provider}/no/such/page`);
+  await shot(tabP, '09-provider-404-dark.png');
+
+  console.log('tour: all 6 steps passed');
+  for (const a of audited) console.log(`  axe-core: ${a}`);
 } catch (e) {
   exitCode = 1;
   const message = e instanceof StepFailure ? e.message : (e && e.stack) || String(e);

@@ -140,9 +140,13 @@ async fn run(state: &AppState, addr: IpAddr, jar: &CookieJar, raw: &[u8]) -> Res
 
 /// The client exists.
 pub async fn check_client(state: &AppState, p: &HashMap<String, String>) -> Result<Client, PageError> {
-    let id = p
-        .get("client_id")
-        .ok_or_else(|| PageError::bad_request("Invalid sign-in request", "The request has no client_id."))?;
+    let id = p.get("client_id").ok_or_else(|| {
+        PageError::bad_request(
+            "Invalid sign-in request",
+            "The link that brought you here does not say which application you are signing in to. \
+             Go back to the application and try again.",
+        )
+    })?;
     state.store.client_by_id(&ClientId::new(id.clone())).await?.ok_or_else(|| {
         PageError::bad_request("Unknown application", "The application asking you to sign in is not registered here.")
     })
@@ -153,7 +157,9 @@ pub fn check_redirect_uri(client: &Client, p: &HashMap<String, String>) -> Resul
     let wrong = || {
         PageError::bad_request(
             "Invalid sign-in request",
-            "The application sent a redirect_uri that is not registered for it, so you cannot be sent back.",
+            "The application asked to send you back to an address it has not registered, so you cannot be \
+             sent back. Go back to the application and try again; if this keeps happening, its administrator \
+             must fix its settings.",
         )
     };
     match p.get("redirect_uri") {

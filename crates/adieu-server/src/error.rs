@@ -146,10 +146,14 @@ impl From<StoreError> for PageError {
 }
 
 impl IntoResponse for PageError {
+    /// The page shows a reference to quote (8 random characters), and the log line for it carries the
+    /// same reference, so an administrator finds what happened.
     fn into_response(self) -> Response {
+        let reference = crate::crypto::random_id().chars().take(8).collect::<String>();
+        tracing::info!(reference = %reference, status = self.status.as_u16(), title = %self.title, "error page shown");
         let html = crate::pages::render(
             "message.html",
-            minijinja::context! { title => self.title, message => self.message, error => true },
+            minijinja::context! { title => self.title, message => self.message, error => true, reference => reference },
         );
         (self.status, html).into_response()
     }

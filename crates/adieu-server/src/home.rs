@@ -7,6 +7,7 @@ use crate::error::PageError;
 use crate::pages::render;
 use axum::Router;
 use axum::extract::State;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::CookieJar;
@@ -15,6 +16,23 @@ use minijinja::context;
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/", get(home))
+}
+
+/// Every path no route serves: a page with a way back for people, JSON under `/api/`.
+pub async fn not_found(State(state): State<AppState>, uri: Uri) -> Response {
+    if uri.path().starts_with(&state.path("/api/")) {
+        return crate::api::not_found("endpoint").into_response();
+    }
+    let html = render(
+        "message.html",
+        context! {
+            title => "Page not found",
+            message => "There is no page at this address. Check the link, or start again from the start page.",
+            link => state.path("/"),
+            link_text => "Go to the start page",
+        },
+    );
+    (StatusCode::NOT_FOUND, html).into_response()
 }
 
 async fn home(State(state): State<AppState>, jar: CookieJar) -> Result<Response, PageError> {

@@ -205,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .merge(registration_endpoint::routes())
         .merge(api::routes())
         .merge(upstream::routes())
+        .fallback(home::not_found)
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::http::track));
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };

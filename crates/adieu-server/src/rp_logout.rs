@@ -62,7 +62,7 @@ pub async fn validate(state: &AppState, p: &HashMap<String, String>) -> Result<L
     // RPI-04: the hint must have been issued by us; an expired one is fine.
     let hint = match p.get("id_token_hint") {
         Some(h) => {
-            Some(verify_hint(state, h).map_err(|_| invalid("The id_token_hint was not issued by this provider."))?)
+            Some(verify_hint(state, h).map_err(|_| invalid("The application sent a sign-out request that this provider did not issue, so it is not accepted. Nothing was signed out; go back to the application and try again."))?)
         }
         None => None,
     };
@@ -70,7 +70,9 @@ pub async fn validate(state: &AppState, p: &HashMap<String, String>) -> Result<L
     if let (Some(cid), Some(h)) = (p.get("client_id"), &hint)
         && !h.aud.contains(cid)
     {
-        return Err(invalid("The client_id does not match the id_token_hint."));
+        return Err(invalid(
+            "The sign-out request names one application but was issued to another, so it is not accepted. Nothing was signed out; go back to the application and try again.",
+        ));
     }
     let client_id = p.get("client_id").map(String::as_str).or_else(|| hint.as_ref().and_then(|h| h.aud.first()));
     let client = match client_id {
@@ -89,9 +91,11 @@ pub async fn validate(state: &AppState, p: &HashMap<String, String>) -> Result<L
     if let Some(uri) = p.get("post_logout_redirect_uri") {
         let client = client
             .as_ref()
-            .ok_or_else(|| invalid("A post_logout_redirect_uri needs a client_id or an id_token_hint."))?;
+            .ok_or_else(|| invalid("The sign-out request asks to send you back to an address without saying which application it is from, so it is not accepted. Nothing was signed out."))?;
         if !client.post_logout_redirect_uris.iter().any(|r| r == uri) {
-            return Err(invalid("The post_logout_redirect_uri is not registered for this application."));
+            return Err(invalid(
+                "The application asked to send you back to an address it has not registered, so the sign-out request is not accepted. Nothing was signed out.",
+            ));
         }
         if hint.is_some() {
             redirect = Some(uri.clone());

@@ -215,3 +215,40 @@ async fn metrics_count_sign_ins_tokens_requests_and_sessions() {
     assert!(!text.contains("page-123"), "raw paths never become labels");
     assert!(text.lines().any(|l| l.starts_with("process_resident_memory_bytes ")), "{text}");
 }
+
+/// Proves: a path no route serves answers a styled 404 page with a way back (not an empty body),
+/// and JSON under `/api/`.
+#[tokio::test]
+async fn unknown_paths_answer_a_page_with_a_way_back_and_json_under_the_api() {
+    let w = world().await;
+    let res = reqwest::get(w.op.url("/no/such/page")).await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    assert!(page.contains("<h1>Page not found</h1>") && page.contains("Go to the start page"), "{page}");
+    let res = reqwest::get(w.op.url("/api/v1/no-such-thing")).await.unwrap();
+    assert_eq!(res.status(), 404);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error_description"], "no such endpoint", "{body}");
+}
+
+/// Proves: an error page gives a reference to quote, new for each page shown.
+#[tokio::test]
+async fn error_pages_give_a_reference_to_quote() {
+    let w = world().await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let res = reqwest::get(w.op.url("/authorize")).await.unwrap();
+        assert_eq!(res.status(), 400);
+        let page = res.text().await.unwrap();
+        let reference = page
+            .split("the reference <strong>")
+            .nth(1)
+            .and_then(|r| r.split("</strong>").next())
+            .unwrap_or_else(|| panic!("no reference on {page}"))
+            .to_owned();
+        assert_eq!(reference.chars().count(), 8, "{reference}");
+        seen.push(reference);
+    }
+    assert_ne!(seen[0], seen[1]);
+}
