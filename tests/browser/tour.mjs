@@ -249,8 +249,23 @@ try {
   await tabP.emulateMedia({ colorScheme: 'dark' });
   await tabP.goto(`${provider}/no/such/page`);
   await shot(tabP, '09-provider-404-dark.png');
+  await tabP.emulateMedia({ colorScheme: 'light' });
 
-  console.log('tour: all 6 steps passed');
+  step = "7. signed in at the provider itself, its start and account pages pass axe-core";
+  await tabP.goto(`${provider}/login`);
+  await tabP.getByLabel('Username or email').fill(config.username);
+  await tabP.getByLabel('Password').fill(config.password);
+  await tabP.getByRole('button', { name: 'Sign in' }).click();
+  await seeText(tabP, config.username, "the provider's start page after a plain sign-in");
+  await audit(tabP, "the provider's start page (signed in)");
+  await tabP.goto(`${provider}/account`);
+  await seeText(tabP, 'Your account', 'the account page');
+  await shot(tabP, '12-provider-account.png');
+  await audit(tabP, 'the account page');
+  await tabP.emulateMedia({ colorScheme: 'dark' });
+  await shot(tabP, '13-provider-account-dark.png');
+
+  console.log('tour: all 7 steps passed');
   for (const a of audited) console.log(`  axe-core: ${a}`);
 } catch (e) {
   exitCode = 1;

@@ -31,7 +31,9 @@ use crate::password::check_policy;
 use crate::ratelimit::Account;
 use crate::user_admin::{self, Ctx, UserError, UserPatch};
 use adieu_core::audit::Actor;
-use adieu_core::id::SessionId;
+use adieu_core::delivery::notified;
+use adieu_core::id::{ClientId, SessionId};
+use adieu_core::initiator::Initiator;
 use adieu_core::session::Session;
 use adieu_core::user::{User, normalize_email};
 use adieu_core::{StoreError, UnixMillis};
@@ -194,6 +196,39 @@ struct ShowQuery {
     notice: Option<String>,
 }
 
+/// What one kind of ending would tell: the names of the applications told, and of those that
+/// are not (no back-channel logout URI, or not subscribed to that initiator), sorted, once each.
+#[derive(Debug, Default)]
+struct Told {
+    told: Vec<String>,
+    not_told: Vec<String>,
+}
+
+impl Told {
+    fn value(self) -> minijinja::Value {
+        context! { told => self.told, not_told => self.not_told }
+    }
+}
+
+/// [`Told`] for `initiator` over the applications `clients` (every client the sessions on the page
+/// were signed in to), by the rule of [`adieu_core::delivery::notified`].
+fn told(clients: &[adieu_core::client::Client], ids: &[&str], initiator: Initiator) -> Told {
+    let mut out = Told::default();
+    for c in clients.iter().filter(|c| ids.contains(&c.id.as_str())) {
+        let list = if notified(initiator, c.backchannel_logout_uri.as_deref(), &c.backchannel_logout_initiators) {
+            &mut out.told
+        } else {
+            &mut out.not_told
+        };
+        list.push(c.name.clone());
+    }
+    out.told.sort();
+    out.told.dedup();
+    out.not_told.sort();
+    out.not_told.dedup();
+    out
+}
+
 async fn page(
     state: &AppState,
     jar: CookieJar,
@@ -206,15 +241,25 @@ async fn page(
     let mut views = user_admin::sessions(state.store.as_ref(), &who.user.id, now, state.lifetime).await?;
     // This browser first, then the others newest first (a stable sort keeps their order).
     views.sort_by_key(|v| v.id != who.session.id.as_str());
+    // Which applications each form would tell, exactly (the same rule the store applies).
+    let mut ids: Vec<ClientId> =
+        views.iter().flat_map(|v| v.applications.iter().map(|a| ClientId::new(a.client_id.clone()))).collect();
+    ids.sort();
+    ids.dedup();
+    let clients = state.store.clients_by_ids(&ids).await?;
+    let all: Vec<&str> = ids.iter().map(ClientId::as_str).collect();
     let sessions: Vec<minijinja::Value> = views
         .into_iter()
         .map(|v| {
+            let mine: Vec<&str> = v.applications.iter().map(|a| a.client_id.as_str()).collect();
+            let tells = told(&clients, &mine, Initiator::SessionRevoked);
             let applications: Vec<String> = v.applications.into_iter().map(|a| a.client_name).collect();
             context! {
                 current => v.id == who.session.id.as_str(),
                 created => utc(v.created_at),
                 last_used => utc(v.last_seen_at),
                 applications => applications,
+                tells => tells.value(),
                 id => v.id,
             }
         })
@@ -229,6 +274,9 @@ async fn page(
             csrf => csrf,
             notice => notice,
             error => error,
+            everywhere_tells => told(&clients, &all, Initiator::SessionRevoked).value(),
+            password_tells => told(&clients, &all, Initiator::PasswordChanged).value(),
+            email_tells => told(&clients, &all, Initiator::EmailIdentifierChanged).value(),
             everywhere_action => state.path("/account/sign-out-everywhere"),
             revoke_action => state.path("/account/sessions/revoke"),
             password_action => state.path("/account/password"),
@@ -270,14 +318,16 @@ async fn sign_out_everywhere(
     let actor = actor(&who.user);
     let ended = user_admin::revoke_all_sessions(&Ctx::server(&state, &actor), &who.user.id).await?;
     tracing::info!(sub = %who.user.id, sessions = ended.len(), "account page: signed out everywhere");
+    let (told_ids, _) = adieu_core::session::EndedSession::told_and_not(&ended);
+    let mut names: Vec<String> = state.store.clients_by_ids(&told_ids).await?.into_iter().map(|c| c.name).collect();
+    names.sort();
+    let tells = match names.as_slice() {
+        [] => "No application was subscribed to be told.".to_owned(),
+        names => format!("Being told: {}.", names.join(", ")),
+    };
     let message = match ended.len() {
-        0 | 1 => "Your session in this browser has ended. The applications you had signed in to through it are \
-                  being told."
-            .to_owned(),
-        n => format!(
-            "All {n} of your sessions have ended, the one in this browser too. The applications you had signed in \
-             to through them are being told."
-        ),
+        0 | 1 => format!("Your session in this browser has ended. {tells}"),
+        n => format!("All {n} of your sessions have ended, the one in this browser too. {tells}"),
     };
     Ok(signed_out(&state, jar, "You are signed out everywhere", &message))
 }

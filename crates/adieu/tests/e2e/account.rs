@@ -168,6 +168,18 @@ async fn the_page_lists_this_and_other_sessions_with_their_applications() {
     assert!(html[other..].contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "names are escaped: {html}");
     assert!(!html.contains("<script>alert"), "{html}");
     assert!(html.contains(" UTC, last used "), "{html}");
+    // Each form says exactly which applications it tells (the store's rule): app-sub is subscribed
+    // to all three account initiators, app-unsub to none of them, app-evil has no logout URI.
+    let not_told = "Not told: &lt;script&gt;alert(1)&lt;&#x2f;script&gt;, App app-unsub";
+    for form in
+        ["ends every session above, this one too.", "A new password signs you out everywhere", "A new email address"]
+    {
+        let at = html.find(form).unwrap_or_else(|| panic!("{form} missing: {html}"));
+        let line = &html[at..at + html[at..].find("</p>").unwrap()];
+        assert!(line.contains("Tells App app-sub.") && line.contains(not_told), "{line}");
+    }
+    let other_session = &html[other..];
+    assert!(other_session.contains("Signing this session out: Tells no application."), "{other_session}");
     // One "sign out this other session" button: the other session's, never this one's.
     let sessions = s.op.state.store.open_sessions_of_user(&UserId::new(&s.sub)).await.unwrap();
     assert_eq!(sessions.len(), 2);
@@ -203,7 +215,9 @@ async fn sign_out_everywhere_ends_every_session_and_notifies_only_subscribers() 
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
     assert!(
-        html.contains("You are signed out everywhere") && html.contains("All 2 of your sessions have ended"),
+        html.contains("You are signed out everywhere")
+            && html.contains("All 2 of your sessions have ended")
+            && html.contains("Being told: App app-sub."),
         "{html}"
     );
     assert_notified(&s, Initiator::SessionRevoked, &[&s.sid_sub, &sid_second]).await;
