@@ -26,7 +26,6 @@
 use crate::AppState;
 use crate::browser::{ClientAddr, check_csrf, csrf_token, current_session};
 use crate::error::PageError;
-use crate::pages::render;
 use crate::password::check_policy;
 use crate::ratelimit::Account;
 use crate::user_admin::{self, Ctx, UserError, UserPatch};
@@ -128,7 +127,7 @@ async fn signed_in(state: &AppState, jar: &CookieJar) -> Result<Option<SignedIn>
 }
 
 fn not_signed_in(state: &AppState) -> Response {
-    let html = render(
+    let html = state.pages.render(
         "message.html",
         context! {
             title => "You are not signed in",
@@ -265,7 +264,7 @@ async fn page(
         })
         .collect();
     let (jar, csrf) = csrf_token(state, jar);
-    let html = render(
+    let html = state.pages.render(
         "account.html",
         context! {
             username => &who.user.username,
@@ -288,7 +287,7 @@ async fn page(
 
 /// This browser's session has ended: the cookie goes, and a page says what happened.
 fn signed_out(state: &AppState, jar: CookieJar, title: &str, message: &str) -> Response {
-    let html = render(
+    let html = state.pages.render(
         "message.html",
         context! { title => title, message => message, link => state.path("/login"), link_text => "Sign in again" },
     );

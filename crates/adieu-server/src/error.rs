@@ -145,16 +145,52 @@ impl From<StoreError> for PageError {
     }
 }
 
+/// What an error page shows, kept on its response so that [`brand_error_pages`] renders it with
+/// the provider's own templates.
+#[derive(Debug, Clone)]
+pub struct PageErrorView {
+    title: String,
+    message: String,
+    reference: String,
+}
+
+impl PageErrorView {
+    fn render(&self, pages: &crate::pages::Pages) -> axum::response::Html<String> {
+        pages.render(
+            "message.html",
+            minijinja::context! { title => &self.title, message => &self.message, error => true, reference => &self.reference },
+        )
+    }
+}
+
 impl IntoResponse for PageError {
     /// The page shows a reference to quote (8 random characters), and the log line for it carries the
-    /// same reference, so an administrator finds what happened.
+    /// same reference, so an administrator finds what happened. It is rendered with the default
+    /// templates here, and again with the provider's by [`brand_error_pages`].
     fn into_response(self) -> Response {
         let reference = crate::crypto::random_id().chars().take(8).collect::<String>();
         tracing::info!(reference = %reference, status = self.status.as_u16(), title = %self.title, "error page shown");
-        let html = crate::pages::render(
-            "message.html",
-            minijinja::context! { title => self.title, message => self.message, error => true, reference => reference },
-        );
-        (self.status, html).into_response()
+        let view = PageErrorView { title: self.title, message: self.message, reference };
+        let mut res = (self.status, view.render(crate::pages::default_pages())).into_response();
+        res.extensions_mut().insert(view);
+        res
+    }
+}
+
+/// Middleware: error pages get the provider's templates and branding (`[pages]`).
+pub async fn brand_error_pages(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let res = next.run(req).await;
+    match res.extensions().get::<PageErrorView>().cloned() {
+        Some(view) => {
+            let (mut parts, _) = res.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let body = view.render(&state.pages);
+            Response::from_parts(parts, axum::body::Body::from(body.0))
+        }
+        None => res,
     }
 }

@@ -4,7 +4,6 @@
 use crate::AppState;
 use crate::browser::{csrf_token, current_session};
 use crate::error::PageError;
-use crate::pages::render;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -23,7 +22,7 @@ pub async fn not_found(State(state): State<AppState>, uri: Uri) -> Response {
     if uri.path().starts_with(&state.path("/api/")) {
         return crate::api::not_found("endpoint").into_response();
     }
-    let html = render(
+    let html = state.pages.render(
         "message.html",
         context! {
             title => "Page not found",
@@ -42,7 +41,7 @@ async fn home(State(state): State<AppState>, jar: CookieJar) -> Result<Response,
         None => None,
     };
     let (jar, csrf) = csrf_token(&state, jar);
-    let html = render(
+    let html = state.pages.render(
         "home.html",
         context! {
             username => username,

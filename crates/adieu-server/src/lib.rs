@@ -49,7 +49,7 @@ pub(crate) mod id_token;
 pub mod keys;
 pub(crate) mod login;
 pub mod metrics;
-pub(crate) mod pages;
+pub mod pages;
 pub mod password;
 pub mod provider;
 pub(crate) mod ratelimit;
@@ -106,6 +106,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Request, sign-in and token counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The page templates with the branding of `[pages]`.
+    pub pages: Arc<pages::Pages>,
 }
 
 impl AppState {
@@ -120,6 +122,7 @@ impl AppState {
         let trusted_proxies: Arc<[ipnet::IpNet]> = settings.http.proxies()?.into();
         let l = &settings.login;
         let upstreams = upstream::Upstreams::new(&settings, &outbound_client(&settings)?);
+        let pages = pages::Pages::new(&settings.pages, settings.issuer.path().trim_end_matches('/'))?;
         Ok(AppState {
             keys: Arc::new(keys),
             passwords: password::Passwords::new(l.hash_concurrency),
@@ -138,6 +141,7 @@ impl AppState {
             upstreams: Arc::new(upstreams),
             trusted_proxies,
             metrics: Arc::new(metrics::Metrics::default()),
+            pages: Arc::new(pages),
             store,
             clock,
         })
@@ -205,7 +209,9 @@ pub fn router(state: AppState) -> Router {
         .merge(registration_endpoint::routes())
         .merge(api::routes())
         .merge(upstream::routes())
+        .merge(pages::routes())
         .fallback(home::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::brand_error_pages))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::http::track));
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };

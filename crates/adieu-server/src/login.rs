@@ -10,7 +10,6 @@ use crate::AppState;
 use crate::authorize::issue_code;
 use crate::browser::{ClientAddr, check_csrf, csrf_token};
 use crate::error::PageError;
-use crate::pages::render;
 use crate::ratelimit::Account;
 use crate::sign_in::sign_in;
 use adieu_core::client::Client;
@@ -85,7 +84,7 @@ fn page(
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    let html = render(
+    let html = state.pages.render(
         "login.html",
         context! {
             action => state.path("/login"),

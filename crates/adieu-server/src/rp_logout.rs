@@ -13,7 +13,6 @@ use crate::authorize::{parse_params, with_params};
 use crate::browser::{check_csrf, csrf_token, current_session};
 use crate::error::PageError;
 use crate::id_token::{HintClaims, verify_hint};
-use crate::pages::render;
 use adieu_core::client::Client;
 use adieu_core::delivery::Verdict;
 use adieu_core::id::{ClientId, Sid};
@@ -144,7 +143,7 @@ async fn start(state: AppState, jar: CookieJar, raw: &[u8]) -> Result<Response, 
     let username = state.store.user_by_id(&session.user_id).await?.map(|u| u.username);
     let (jar, csrf) = csrf_token(&state, jar);
     let params: Vec<(&str, String)> = CARRIED.iter().filter_map(|k| p.get(*k).map(|v| (*k, v.clone()))).collect();
-    let html = render(
+    let html = state.pages.render(
         "logout_confirm.html",
         context! {
             action => state.path("/logout/confirm"),
@@ -175,7 +174,7 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
     let yes = p.remove("confirm").is_some_and(|c| c == "yes");
     let req = validate(&state, &p).await?;
     if !yes {
-        let html = render(
+        let html = state.pages.render(
             "message.html",
             context! { title => "You are still signed in", message => "Nothing was changed. You can close this page." },
         );
@@ -239,6 +238,6 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: En
     let note = req.redirect_withheld.then_some(
         "You were not sent back to the application automatically because the request did not prove where it came from.",
     );
-    let html = render("logged_out.html", context! { ended => ended.is_some(), apps => apps, note => note });
+    let html = state.pages.render("logged_out.html", context! { ended => ended.is_some(), apps => apps, note => note });
     (jar, html).into_response()
 }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub http: crate::http_server::HttpSettings,
     /// How long finished deliveries and audit events are kept.
     pub retention: crate::retention::RetentionSettings,
+    /// How the pages look: product name, logo, accent colour, template overrides.
+    pub pages: crate::pages::PagesSettings,
 }
 
 /// Signing-key rotation (`[keys]`).
@@ -267,6 +269,7 @@ impl Default for Settings {
             keys: KeySettings::default(),
             http: crate::http_server::HttpSettings::default(),
             retention: crate::retention::RetentionSettings::default(),
+            pages: crate::pages::PagesSettings::default(),
         }
     }
 }

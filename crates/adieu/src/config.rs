@@ -49,6 +49,8 @@ pub struct Config {
     pub http: HttpSettings,
     /// How long finished deliveries and audit events are kept (`[retention]`).
     pub retention: adieu_server::retention::RetentionSettings,
+    /// How the pages look (`[pages]`): product name, logo, accent colour, template overrides.
+    pub pages: adieu_server::pages::PagesSettings,
     /// `text` (default: human-readable, coloured only on a terminal) or `json` (one object per line).
     pub log_format: LogFormat,
 }
@@ -82,13 +84,15 @@ impl Default for Config {
             keys: KeySettings::default(),
             http: HttpSettings::default(),
             retention: adieu_server::retention::RetentionSettings::default(),
+            pages: adieu_server::pages::PagesSettings::default(),
             log_format: LogFormat::Text,
         }
     }
 }
 
-const TOP_LEVEL: [&str; 16] = [
+const TOP_LEVEL: [&str; 17] = [
     "log_format",
+    "pages",
     "listen",
     "issuer",
     "database_url",
@@ -143,6 +147,7 @@ impl Config {
             keys: self.keys.clone(),
             http: self.http.clone(),
             retention: self.retention.clone(),
+            pages: self.pages.clone(),
         };
         s.validate()?;
         Ok(s)

@@ -252,3 +252,28 @@ async fn error_pages_give_a_reference_to_quote() {
     }
     assert_ne!(seen[0], seen[1]);
 }
+
+/// Proves: `[pages]` brands every page, error pages included: the product name in the title and
+/// footer, the accent colour, and a logo served by the provider itself.
+#[tokio::test]
+async fn pages_carry_the_configured_brand_and_logo() {
+    let dir = tempfile::tempdir().unwrap();
+    let logo = dir.path().join("logo.svg");
+    std::fs::write(&logo, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").unwrap();
+    let op = adieu_testkit::TestOp::start_with(|s| {
+        s.pages.product_name = "Example ID".into();
+        s.pages.accent_color = "#0b5f3a".into();
+        s.pages.logo_file = Some(logo.clone());
+    })
+    .await
+    .unwrap();
+    for path in ["/", "/authorize", "/no/such/page"] {
+        let page = reqwest::get(op.url(path)).await.unwrap().text().await.unwrap();
+        assert!(page.contains("<footer>Example ID</footer>") && page.contains("background: #0b5f3a"), "{path}: {page}");
+        assert!(page.contains("class=\"logo\" src=\"&#x2f;branding&#x2f;logo\" alt=\"Example ID\""), "{path}: {page}");
+        assert!(!page.contains("<footer>adieu</footer>"), "{path}");
+    }
+    let res = reqwest::get(op.url("/branding/logo")).await.unwrap();
+    assert_eq!((res.status().as_u16(), res.headers()["content-type"].to_str().unwrap()), (200, "image/svg+xml"));
+    assert!(res.text().await.unwrap().starts_with("<svg"));
+}
