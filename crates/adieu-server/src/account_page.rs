@@ -234,7 +234,7 @@ async fn page(
     who: &SignedIn,
     status: StatusCode,
     notice: Option<&str>,
-    error: Option<&str>,
+    error: Option<(&str, &str)>,
 ) -> Result<Response, Refusal> {
     let now = state.clock.now();
     let mut views = user_admin::sessions(state.store.as_ref(), &who.user.id, now, state.lifetime).await?;
@@ -272,7 +272,7 @@ async fn page(
             sessions => sessions,
             csrf => csrf,
             notice => notice,
-            error => error,
+            error => error.map(|(field, message)| context! { field => field, message => message }),
             everywhere_tells => told(&clients, &all, Initiator::SessionRevoked).value(),
             password_tells => told(&clients, &all, Initiator::PasswordChanged).value(),
             email_tells => told(&clients, &all, Initiator::EmailIdentifierChanged).value(),
@@ -396,14 +396,14 @@ async fn change_password(
     // Cheap checks first: no password is checked (and no attempt counted) for a form that cannot succeed.
     if form.new_password != form.new_password_again {
         let error = "The two new passwords are not the same. Nothing was changed.";
-        return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(error)).await;
+        return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("new_password_again", error))).await;
     }
     if let Err(e) = check_policy(&form.new_password) {
         let error = format!("The new password is not accepted: {e}. Nothing was changed.");
-        return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(&error)).await;
+        return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("new_password", &error))).await;
     }
     if let Err((status, error)) = check_current_password(&state, addr, &who.user, &form.current_password).await {
-        return page(&state, jar, &who, status, None, Some(error)).await;
+        return page(&state, jar, &who, status, None, Some(("current_password", error))).await;
     }
     let actor = actor(&who.user);
     let patch = UserPatch { password: Some(form.new_password.clone()), ..UserPatch::default() };
@@ -414,7 +414,9 @@ async fn change_password(
                            told. Sign in again with your new password.";
             Ok(signed_out(&state, jar, "Your password was changed", message))
         }
-        Err(UserError::Invalid(e)) => page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(&e)).await,
+        Err(UserError::Invalid(e)) => {
+            page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("new_password", &e))).await
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -451,12 +453,12 @@ async fn change_email(
             Ok(e) => Some(e),
             Err(e) => {
                 let error = format!("The email address is not accepted: {e}. Nothing was changed.");
-                return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(&error)).await;
+                return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("email", &error))).await;
             }
         },
     };
     if let Err((status, error)) = check_current_password(&state, addr, &who.user, &form.current_password).await {
-        return page(&state, jar, &who, status, None, Some(error)).await;
+        return page(&state, jar, &who, status, None, Some(("email_current_password", error))).await;
     }
     let actor = actor(&who.user);
     let patch = UserPatch { email: Some(email), ..UserPatch::default() };
@@ -468,10 +470,10 @@ async fn change_email(
             Ok(signed_out(&state, jar, "Your email address was changed", message))
         }
         Ok(_) => Ok(Redirect::to(&state.path("/account?notice=email-unchanged")).into_response()),
-        Err(UserError::Invalid(e)) => page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(&e)).await,
+        Err(UserError::Invalid(e)) => page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("email", &e))).await,
         Err(UserError::Taken(_)) => {
             let error = "Another account uses this email address. Nothing was changed.";
-            page(&state, jar, &who, StatusCode::CONFLICT, None, Some(error)).await
+            page(&state, jar, &who, StatusCode::CONFLICT, None, Some(("email", error))).await
         }
         Err(e) => Err(e.into()),
     }

@@ -341,15 +341,33 @@ async fn a_wrong_current_password_changes_nothing_and_is_rate_limited() {
             (res.status().as_u16(), res.text().await.unwrap())
         }
     };
-    for (form, status, needle) in [
-        (password(PASSWORD, NEW_PASSWORD, "another password"), 400, "not the same"),
-        (password(PASSWORD, "short", "short"), 400, "at least 8"),
-        (password("wrong password", NEW_PASSWORD, NEW_PASSWORD), 401, "current password is incorrect"),
+    for (form, status, needle, field) in [
+        (password(PASSWORD, NEW_PASSWORD, "another password"), 400, "not the same", "new_password_again"),
+        (password(PASSWORD, "short", "short"), 400, "at least 8", "new_password"),
+        (
+            password("wrong password", NEW_PASSWORD, NEW_PASSWORD),
+            401,
+            "current password is incorrect",
+            "current_password",
+        ),
     ] {
         let (got, html) = send("/account/password", form).await;
         assert_eq!(got, status, "{html}");
         assert!(html.contains(needle) && html.contains("Nothing was changed"), "{needle}: {html}");
         assert!(html.contains("Your account"), "the page is shown again with the error");
+        // The error sits under its field, which points at it and takes the focus.
+        let input = format!("id=\"{field}\"");
+        let at = html.find(&input).unwrap_or_else(|| panic!("{field}: {html}"));
+        let tag = &html[at..at + html[at..].find('>').unwrap()];
+        assert!(
+            tag.contains(&format!("aria-describedby=\"{field}-error\""))
+                && tag.contains("aria-invalid=\"true\"")
+                && tag.contains("autofocus"),
+            "{tag}"
+        );
+        let message = &html[html.find(&format!("id=\"{field}-error\"")).expect("the message")..];
+        assert!(message[..message.find("</p>").unwrap()].contains(needle), "{message}");
+        assert_eq!(html.matches("aria-invalid").count(), 1, "only the one field");
     }
     let email = |e: &'static str, current: &'static str| {
         vec![("csrf", token.clone()), ("email", e.into()), ("current_password", current.into())]
