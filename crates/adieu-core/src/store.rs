@@ -13,7 +13,7 @@ use crate::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use crate::id::{ClientId, SessionId, Sid, UserId};
 use crate::initiator::Initiator;
 use crate::session::SessionLifetime;
-use crate::session::{EndedSession, Participation, Session};
+use crate::session::{EndedSession, Participation, Session, SessionDevice};
 use crate::time::UnixMillis;
 use crate::upstream::{PendingUpstreamLogin, UpstreamIdentity, UpstreamSessionQuery, UpstreamSignIn};
 use crate::user::{User, UserChanges, UserQuery, UserUpdated};
@@ -116,6 +116,13 @@ pub trait SessionStore: Send + Sync {
     async fn count_open_sessions(&self) -> StoreResult<u64>;
     /// The participations of these sessions (one query), ordered by session, then time.
     async fn participations_of_sessions(&self, sessions: &[SessionId]) -> StoreResult<Vec<Participation>>;
+    /// Records where `session` was signed in from, replacing what an earlier sign-in in it
+    /// recorded (a re-authentication). Nothing happens if the session does not exist or has ended:
+    /// a device is kept only while its session is open ([`SessionStore::end_session_as`] forgets it).
+    async fn record_session_device(&self, session: &SessionId, device: &SessionDevice) -> StoreResult<()>;
+    /// The recorded devices of these sessions (one query), ordered by session; a session without
+    /// one is left out.
+    async fn session_devices(&self, sessions: &[SessionId]) -> StoreResult<Vec<(SessionId, SessionDevice)>>;
     /// The participation of `client` in `session`, creating it with `new_sid` if there is none.
     /// The returned `sid` is the one every ID token of that pair carries.
     async fn ensure_participation(
@@ -130,7 +137,8 @@ pub trait SessionStore: Send + Sync {
     /// Ends a session, in one transaction: marks it ended with `initiator`, revokes its refresh and
     /// access tokens that are not `offline_access` (BC-RT-01/02), writes one pending delivery per
     /// participation whose client has a back-channel logout URI and subscribes to `initiator` (the
-    /// outbox), and records a `session.ended` audit event. `None` if the session does not exist or
+    /// outbox), forgets its device ([`SessionStore::record_session_device`]), and records a
+    /// `session.ended` audit event. `None` if the session does not exist or
     /// had already ended (ending is idempotent).
     async fn end_session(
         &self,

@@ -1,7 +1,8 @@
 //! The self-service account page (`GET /account`) and its forms, for the signed-in user.
 //!
 //! The page lists the user's active sessions (this browser's first and marked, each with when it
-//! was created and last used) and the applications signed in through each. Its forms are plain
+//! was created and last used, and the browser, system and address it was signed in from, as
+//! [`SessionDevice::describe`] says) and the applications signed in through each. Its forms are plain
 //! HTML POSTs:
 //!
 //! | form | what it does | initiator of the sessions it ends |
@@ -33,7 +34,7 @@ use adieu_core::audit::Actor;
 use adieu_core::delivery::notified;
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::Initiator;
-use adieu_core::session::Session;
+use adieu_core::session::{Session, SessionDevice};
 use adieu_core::user::{User, normalize_email};
 use adieu_core::{StoreError, UnixMillis};
 use axum::Router;
@@ -44,6 +45,7 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use minijinja::context;
 use serde::Deserialize;
+use std::collections::HashMap;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Routes of this module.
@@ -247,13 +249,20 @@ async fn page(
     ids.dedup();
     let clients = state.store.clients_by_ids(&ids).await?;
     let all: Vec<&str> = ids.iter().map(ClientId::as_str).collect();
+    // Where each session was signed in from (none for one that predates the record).
+    let session_ids: Vec<SessionId> = views.iter().map(|v| SessionId::new(v.id.clone())).collect();
+    let devices: HashMap<String, SessionDevice> =
+        state.store.session_devices(&session_ids).await?.into_iter().map(|(id, d)| (id.into_string(), d)).collect();
     let sessions: Vec<minijinja::Value> = views
         .into_iter()
         .map(|v| {
             let mine: Vec<&str> = v.applications.iter().map(|a| a.client_id.as_str()).collect();
             let tells = told(&clients, &mine, Initiator::SessionRevoked);
             let applications: Vec<String> = v.applications.into_iter().map(|a| a.client_name).collect();
+            let device = devices.get(&v.id);
             context! {
+                device => device.map(SessionDevice::describe),
+                user_agent => device.and_then(SessionDevice::user_agent),
                 current => v.id == who.session.id.as_str(),
                 created => utc(v.created_at),
                 last_used => utc(v.last_seen_at),

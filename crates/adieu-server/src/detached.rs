@@ -20,7 +20,7 @@ use adieu_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::Initiator;
-use adieu_core::session::{EndedSession, Participation, Session, SessionLifetime};
+use adieu_core::session::{EndedSession, Participation, Session, SessionDevice, SessionLifetime};
 use adieu_core::store::*;
 use adieu_core::time::UnixMillis;
 use adieu_core::upstream::{PendingUpstreamLogin, UpstreamIdentity, UpstreamSessionQuery, UpstreamSignIn};
@@ -215,6 +215,14 @@ impl SessionStore for DetachedStore {
     async fn participations_of_sessions(&self, sessions: &[SessionId]) -> StoreResult<Vec<Participation>> {
         let sessions = sessions.to_vec();
         self.read(move |s| async move { s.participations_of_sessions(&sessions).await }).await
+    }
+    async fn record_session_device(&self, session: &SessionId, device: &SessionDevice) -> StoreResult<()> {
+        let (session, device) = (session.clone(), device.clone());
+        self.write(move |s| async move { s.record_session_device(&session, &device).await }).await
+    }
+    async fn session_devices(&self, sessions: &[SessionId]) -> StoreResult<Vec<(SessionId, SessionDevice)>> {
+        let sessions = sessions.to_vec();
+        self.read(move |s| async move { s.session_devices(&sessions).await }).await
     }
     async fn ensure_participation(
         &self,

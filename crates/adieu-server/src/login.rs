@@ -11,7 +11,7 @@ use crate::authorize::issue_code;
 use crate::browser::{ClientAddr, check_csrf, csrf_token};
 use crate::error::PageError;
 use crate::ratelimit::Account;
-use crate::sign_in::sign_in;
+use crate::sign_in::{SignInFrom, sign_in_from};
 use adieu_core::client::Client;
 use adieu_core::grant::PendingAuthorization;
 use axum::Router;
@@ -168,7 +168,7 @@ async fn submit(
         ));
     };
     state.limiter.succeeded(Account::User(&user.id)).await?;
-    let (jar, session) = sign_in(&state, jar, &user).await?;
+    let (jar, session) = sign_in_from(&state, jar, &user, &SignInFrom::new(addr, &headers)).await?;
     tracing::info!(sub = %user.id, session = %session.id, "signed in");
     state.metrics.sign_ins.inc(&["password", "success"]);
     match pend {

@@ -225,19 +225,25 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: En
             state.store.clients_by_ids(&ids).await.unwrap_or_default().into_iter().map(|c| (c.id, c.name)).collect();
         for p in &e.participations {
             if let Some(name) = names.get(&p.client_id) {
-                let status = match outcomes.get(&p.client_id) {
-                    Some(Verdict::Delivered) => "signed out",
-                    Some(Verdict::Rejected | Verdict::Dead { .. }) => "could not be notified",
-                    Some(Verdict::Retry { .. }) | None if notified.contains(&&p.client_id) => "being notified",
-                    _ => "not notified (no back-channel logout)",
+                // (state for the badge's style, what it says)
+                let (state, status) = match outcomes.get(&p.client_id) {
+                    Some(Verdict::Delivered) => ("ok", "Signed out"),
+                    Some(Verdict::Rejected | Verdict::Dead { .. }) => ("failed", "Could not be told"),
+                    Some(Verdict::Retry { .. }) | None if notified.contains(&&p.client_id) => {
+                        ("pending", "Being told (it will be retried)")
+                    }
+                    _ => ("none", "Not told: not subscribed to this kind of sign-out"),
                 };
-                apps.push(minijinja::context! { name => name, status => status });
+                apps.push(minijinja::context! { name => name, status => status, state => state });
             }
         }
     }
     let note = req.redirect_withheld.then_some(
         "You were not sent back to the application automatically because the request did not prove where it came from.",
     );
-    let html = state.pages.render("logged_out.html", context! { ended => ended.is_some(), apps => apps, note => note });
+    let html = state.pages.render(
+        "logged_out.html",
+        context! { ended => ended.is_some(), apps => apps, note => note, home => state.path("/") },
+    );
     (jar, html).into_response()
 }

@@ -31,6 +31,11 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 6, name: "rate_limits", sql: include_str!("../migrations/sqlite/0006_rate_limits.sql") },
     Migration { version: 7, name: "reliability", sql: include_str!("../migrations/sqlite/0007_reliability.sql") },
     Migration { version: 8, name: "one_store", sql: include_str!("../migrations/sqlite/0008_one_store.sql") },
+    Migration {
+        version: 9,
+        name: "session_devices",
+        sql: include_str!("../migrations/sqlite/0009_session_devices.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations: the same versions and names as [`SQLITE`].
@@ -47,6 +52,11 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 6, name: "rate_limits", sql: include_str!("../migrations/postgres/0006_rate_limits.sql") },
     Migration { version: 7, name: "reliability", sql: include_str!("../migrations/postgres/0007_reliability.sql") },
     Migration { version: 8, name: "one_store", sql: include_str!("../migrations/postgres/0008_one_store.sql") },
+    Migration {
+        version: 9,
+        name: "session_devices",
+        sql: include_str!("../migrations/postgres/0009_session_devices.sql"),
+    },
 ];
 
 /// Applies every migration of `list` not yet applied, on `conn`, each in its own transaction

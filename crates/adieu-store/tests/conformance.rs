@@ -94,6 +94,7 @@ conformance!(
     end_user_sessions_ends_only_that_users_open_sessions,
     expired_sessions_end_in_batches_as_session_expired,
     participations_of_sessions_are_read_in_one_call,
+    session_devices_are_recorded_replaced_bounded_and_forgotten_when_the_session_ends,
     upstream_logins_are_taken_once_and_expire,
     upstream_users_are_created_with_their_link_in_one_transaction,
     upstream_sessions_are_found_by_sid_or_by_sub_signed_in_before,
@@ -969,6 +970,63 @@ async fn participations_of_sessions_are_read_in_one_call(s: Arc<dyn Store>) -> S
     let pairs: Vec<(&str, &str)> = got.iter().map(|p| (p.session_id.as_str(), p.client_id.as_str())).collect();
     assert_eq!(pairs, [("s1", "a"), ("s1", "b"), ("s1", "c"), ("s9", "a")]);
     assert!(s.participations_of_sessions(&[]).await?.is_empty());
+    Ok(())
+}
+
+/// Proves: a session's device (address as text, IPv4 and IPv6, user agent) round-trips; a second
+/// record (a re-authentication) replaces the first; a user agent at the bound comes back whole, in
+/// characters; devices are read for several sessions in one call, ordered by session; nothing is
+/// recorded for an unknown or ended session; ending a session (one by one, or by deleting the
+/// account) forgets its device.
+async fn session_devices_are_recorded_replaced_bounded_and_forgotten_when_the_session_ends(
+    s: Arc<dyn Store>,
+) -> StoreResult<()> {
+    use adieu_core::session::{SessionDevice, USER_AGENT_MAX_CHARS};
+    let ip = |a: &str| Some(a.parse::<std::net::IpAddr>().unwrap());
+    let (s1, s2, s3) = (SessionId::new("s1"), SessionId::new("s2"), SessionId::new("s3"));
+    s.create_user(&user("bob", None)).await?;
+    s.create_session(&session("s1", "id-alice"), "cookie-1").await?;
+    s.create_session(&session("s2", "id-alice"), "cookie-2").await?;
+    s.create_session(&session("s3", "id-bob"), "cookie-3").await?;
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let v4 = SessionDevice::new(ip("203.0.113.7"), Some(firefox), T0);
+    let v6 = SessionDevice::new(ip("2001:db8::7"), None, UnixMillis(T0.0 + 1));
+    s.record_session_device(&s2, &v6).await?;
+    s.record_session_device(&s1, &v4).await?;
+    let got = s.session_devices(&[s3.clone(), s2.clone(), s1.clone()]).await?;
+    assert_eq!(got, [(s1.clone(), v4.clone()), (s2.clone(), v6.clone())], "ordered by session; s3 has none");
+    assert!(s.session_devices(&[]).await?.is_empty());
+
+    // Signing in again in the same session replaces what was recorded.
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36";
+    let again = SessionDevice::new(ip("198.51.100.1"), Some(chrome), UnixMillis(T0.0 + 60_000));
+    s.record_session_device(&s1, &again).await?;
+    assert_eq!(s.session_devices(std::slice::from_ref(&s1)).await?, [(s1.clone(), again)]);
+
+    // The bound is in characters: 512 two-byte characters are kept whole, the rest was cut.
+    let long = "\u{fc}".repeat(USER_AGENT_MAX_CHARS + 50);
+    let bounded = SessionDevice::new(None, Some(&long), T0);
+    s.record_session_device(&s3, &bounded).await?;
+    let got = s.session_devices(std::slice::from_ref(&s3)).await?;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.user_agent(), Some(&*"\u{fc}".repeat(USER_AGENT_MAX_CHARS)));
+    assert_eq!(got[0].1.address(), None);
+    assert_eq!(got[0].1, bounded);
+
+    // Nothing for a session that does not exist.
+    let nope = SessionId::new("nope");
+    s.record_session_device(&nope, &v4).await?;
+    assert!(s.session_devices(std::slice::from_ref(&nope)).await?.is_empty());
+
+    // Ending a session forgets its device, and an ended session gets none again.
+    s.end_session(&s1, Initiator::SessionRevoked, T0).await?.expect("s1 was open");
+    assert!(s.session_devices(std::slice::from_ref(&s1)).await?.is_empty());
+    s.record_session_device(&s1, &v4).await?;
+    assert!(s.session_devices(std::slice::from_ref(&s1)).await?.is_empty(), "an ended session records nothing");
+    // So does deleting the account (its sessions end); alice's other session keeps its own.
+    s.delete_user(&UserId::new("id-bob"), "test", T0).await?.expect("bob exists");
+    assert!(s.session_devices(std::slice::from_ref(&s3)).await?.is_empty());
+    assert_eq!(s.session_devices(std::slice::from_ref(&s2)).await?, [(s2, v6)]);
     Ok(())
 }
 

@@ -250,9 +250,18 @@ pub fn hidden_field(html: &str, name: &str) -> Option<String> {
 }
 
 impl Browser {
-    /// A fresh browser with an empty cookie jar.
+    /// A fresh browser with an empty cookie jar. It sends no `User-Agent`.
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
+        Self::build(reqwest::Client::builder())
+    }
+
+    /// [`Browser::new`] that sends `user_agent` as its `User-Agent` on every request.
+    pub fn with_user_agent(user_agent: &str) -> Self {
+        Self::build(reqwest::Client::builder().user_agent(user_agent))
+    }
+
+    fn build(builder: reqwest::ClientBuilder) -> Self {
+        let http = builder
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()

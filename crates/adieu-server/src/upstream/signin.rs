@@ -13,7 +13,8 @@
 //!    `iss`, `aud`, `azp`, `exp`, `iat`, and the `nonce` of this sign-in;
 //! 6. [`super::account::link_or_create`]: the local user linked to the upstream account;
 //! 7. the session, exactly as a password sign-in makes it ([`crate::sign_in::sign_in_with`]),
-//!    remembering the upstream `iss`/`sub`/`sid` (BC-SID-04);
+//!    remembering the upstream `iss`/`sub`/`sid` (BC-SID-04) and where the callback came from
+//!    ([`SignInFrom`]);
 //! 8. the authorization request the sign-in started from, if any, resumes.
 
 use super::account::link_or_create;
@@ -24,6 +25,7 @@ use crate::browser::ClientAddr;
 use crate::crypto::{constant_time_eq, hash_secret, pkce_s256, random_secret};
 use crate::delivery::outbound::Outbound;
 use crate::error::PageError;
+use crate::sign_in::SignInFrom;
 use adieu_core::upstream::{PendingUpstreamLogin, UpstreamSignIn};
 use adieu_rp::id_token::{IdTokenError, VerifiedIdToken, verify_id_token_cached};
 use axum::extract::{Path, Query, State};
@@ -176,12 +178,13 @@ pub(super) struct CallbackQuery {
 /// `GET /upstream/{id}/callback`: the pipeline in the module documentation.
 pub(super) async fn callback(
     State(state): State<AppState>,
+    from: SignInFrom,
     Path(id): Path<String>,
     jar: CookieJar,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
     let removal = state_cookie_removal(&state);
-    match finish(&state, &id, &jar, q).await {
+    match finish(&state, &id, &jar, q, &from).await {
         Ok((jar, res)) => (jar.add(removal), res).into_response(),
         Err(e) => (jar.add(removal), e).into_response(),
     }
@@ -192,6 +195,7 @@ async fn finish(
     id: &str,
     jar: &CookieJar,
     q: CallbackQuery,
+    from: &SignInFrom,
 ) -> Result<(CookieJar, Response), PageError> {
     let upstream = check_upstream(state, id)?;
     let pending = check_state(state, &upstream, jar, q.state.as_deref()).await?;
@@ -226,7 +230,7 @@ async fn finish(
         sid: id_token.sid().map(str::to_owned),
         at: now,
     };
-    let (jar, session) = crate::sign_in::sign_in_with(state, jar.clone(), &user, Some(&signed_in)).await?;
+    let (jar, session) = crate::sign_in::sign_in_with(state, jar.clone(), &user, Some(&signed_in), from).await?;
     state.metrics.sign_ins.inc(&["upstream", "success"]);
     tracing::info!(
         upstream = %upstream.settings.id,

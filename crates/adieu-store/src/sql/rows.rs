@@ -83,7 +83,7 @@ use adieu_core::delivery::{Attempt, Delivery};
 use adieu_core::grant::{AccessToken, AuthCode, RefreshToken};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::Initiator;
-use adieu_core::session::{Participation, Session};
+use adieu_core::session::{Participation, Session, SessionDevice};
 use adieu_core::store::{StoreError, StoreResult};
 use adieu_core::user::User;
 use std::str::FromStr;
@@ -118,6 +118,15 @@ pub(crate) fn client(r: &impl Read) -> StoreResult<Client> {
         created_at: r.ms("created_at")?,
         updated_at: r.ms("updated_at")?,
     })
+}
+
+/// A `session_devices` row (`session_id, address, user_agent, recorded_at`). The values pass
+/// through [`SessionDevice::new`] again, so the bounds hold whatever was stored; an address that
+/// does not parse reads as unknown (it is shown, never used).
+pub(crate) fn session_device(r: &impl Read) -> StoreResult<(SessionId, SessionDevice)> {
+    let address = r.opt_text("address")?.and_then(|a| a.parse().ok());
+    let device = SessionDevice::new(address, r.opt_text("user_agent")?.as_deref(), r.ms("recorded_at")?);
+    Ok((SessionId::new(r.text("session_id")?), device))
 }
 
 pub(crate) fn session(r: &impl Read) -> StoreResult<Session> {

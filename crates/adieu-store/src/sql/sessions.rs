@@ -14,7 +14,7 @@ use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::delivery::{Delivery, notified};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::{Initiator, InitiatorSubscription};
-use adieu_core::session::{EndedSession, Participation, Session, SessionLifetime};
+use adieu_core::session::{EndedSession, Participation, Session, SessionDevice, SessionLifetime};
 use adieu_core::store::{SessionStore, StoreError, StoreResult};
 use adieu_core::time::UnixMillis;
 use adieu_core::upstream::UpstreamSignIn;
@@ -161,7 +161,8 @@ async fn insert_deliveries_in<D: Dialect>(
 
 /// Ends one session inside the caller's transaction: marks it ended, revokes its tokens that are
 /// not `offline_access`, writes the deliveries (outbox) that [`adieu_core::delivery::notified`]
-/// says and audits `session.ended`. `None` if it does not exist or had already ended.
+/// says, forgets where it was signed in from (`session_devices`) and audits `session.ended`. `None`
+/// if it does not exist or had already ended.
 pub(crate) async fn end_session_in<D: Dialect>(
     conn: &mut D::Connection,
     id: &SessionId,
@@ -180,6 +181,8 @@ pub(crate) async fn end_session_in<D: Dialect>(
     .fetch_optional::<D>(&mut *conn)
     .await?;
     let Some(session) = row.as_ref().map(rows::session).transpose()? else { return Ok(None) };
+    // The address and user agent are shown while the session is open, and kept no longer.
+    Sql::new("DELETE FROM session_devices WHERE session_id = $1").bind(id.as_str()).execute::<D>(&mut *conn).await?;
     let revoked = revoke_session_tokens_in::<D>(&mut *conn, id, at).await?;
     let participations = participations_in::<D>(&mut *conn, id).await?;
     let targets = targets_in::<D>(&mut *conn, id, initiator).await?;
@@ -331,6 +334,44 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
         );
         let rows = Sql::new(sql).bind(ids).fetch_all::<D>(&mut *self.read().await?).await?;
         rows.iter().map(rows::participation).collect()
+    }
+
+    async fn record_session_device(&self, session: &SessionId, device: &SessionDevice) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        // The session row is locked, so a concurrent end (which updates it, then deletes the
+        // device) comes wholly before this, which then records nothing, or wholly after.
+        let open = Sql::new(format!("SELECT id FROM sessions WHERE id = $1 AND ended_at IS NULL{}", D::FOR_UPDATE))
+            .bind(session.as_str())
+            .fetch_optional::<D>(&mut *tx)
+            .await?;
+        if open.is_some() {
+            Sql::new(
+                "INSERT INTO session_devices (session_id, address, user_agent, recorded_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (session_id) DO UPDATE
+                 SET address = excluded.address, user_agent = excluded.user_agent, recorded_at = excluded.recorded_at",
+            )
+            .bind(session.as_str())
+            .bind(device.address().map(|a| a.to_string()))
+            .bind(device.user_agent())
+            .bind(device.recorded_at())
+            .execute::<D>(&mut *tx)
+            .await?;
+        }
+        commit::<D>(tx).await
+    }
+
+    async fn session_devices(&self, sessions: &[SessionId]) -> StoreResult<Vec<(SessionId, SessionDevice)>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = to_json(&sessions.iter().map(SessionId::as_str).collect::<Vec<_>>())?;
+        let sql = format!(
+            "SELECT session_id, address, user_agent, recorded_at FROM session_devices WHERE session_id IN {}
+             ORDER BY session_id",
+            D::json_list("$1")
+        );
+        let rows = Sql::new(sql).bind(ids).fetch_all::<D>(&mut *self.read().await?).await?;
+        rows.iter().map(rows::session_device).collect()
     }
 
     async fn ensure_participation(

@@ -473,3 +473,77 @@ async fn not_signed_in_the_page_shows_nothing_and_the_forms_do_nothing() {
     assert!(signed_in(&s.browser, &s.op).await);
     assert_nothing_changed(&s, &before, 1).await;
 }
+
+const FIREFOX_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+const FIREFOX_MACOS: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+/// Signs `browser` in as alice on the sign-in form alone (no application), with `headers` added
+/// to the form's POST.
+async fn sign_in_on_the_form(browser: &Browser, op: &TestOp, headers: &[(&str, &str)]) {
+    let login = browser.get(&op.issuer, "/login").await.unwrap().text().await.unwrap();
+    let csrf = hidden_field(&login, "csrf").expect("the sign-in form carries a csrf field");
+    let form = [("username", "alice"), ("password", PASSWORD), ("csrf", csrf.as_str())];
+    let mut post = browser.http.post(op.url("/login")).form(&form);
+    for (name, value) in headers {
+        post = post.header(*name, *value);
+    }
+    let res = post.send().await.unwrap();
+    location(&res).unwrap_or_else(|e| panic!("the sign-in did not redirect: {e}"));
+}
+
+/// Proves (issue 13): each session on the page says where it was signed in from, as "browser on
+/// system · address" ([`adieu_core::session::describe_user_agent`], the address the provider saw:
+/// 127.0.0.1 here); a browser that sends no `User-Agent` is an unknown browser; signing in again in
+/// the same browser (a re-authentication) replaces what was recorded; a `User-Agent` with markup
+/// is shown escaped (in the line's title) and never as markup.
+#[tokio::test]
+async fn each_session_shows_the_browser_system_and_address_it_was_signed_in_from() {
+    let s = scene().await;
+    let firefox = Browser::with_user_agent(FIREFOX_LINUX);
+    get_code(&firefox, &s.op, &s.subscribed, &[]).await;
+    let evil_agent = "<script>alert(1)</script> Chrome/131.0 (Windows NT 10.0) \"quoted\"";
+    let evil = Browser::with_user_agent(evil_agent);
+    get_code(&evil, &s.op, &s.subscribed, &[]).await;
+
+    let (status, html) = account_page(&firefox, &s.op).await;
+    assert_eq!(status, 200, "{html}");
+    let this = html.find("This browser").expect("this browser's session is marked");
+    let other = html.find("Another browser").expect("the other sessions are listed");
+    assert!(html[this..other].contains("Firefox on Linux \u{b7} 127.0.0.1"), "{html}");
+    assert!(html[this..other].contains(&format!("title=\"{}\"", FIREFOX_LINUX.replace('/', "&#x2f;"))), "{html}");
+    let others = &html[other..];
+    assert!(others.contains("Chrome on Windows \u{b7} 127.0.0.1"), "{others}");
+    assert!(others.contains("Unknown browser \u{b7} 127.0.0.1"), "the scene's browser sends no User-Agent: {others}");
+    let escaped = "&lt;script&gt;alert(1)&lt;&#x2f;script&gt; Chrome&#x2f;131.0 (Windows NT 10.0) &quot;quoted&quot;";
+    assert!(others.contains(&format!("title=\"{escaped}\"")), "{others}");
+    assert!(!html.contains("<script>alert") && !html.contains("\"quoted\""), "{html}");
+
+    // Signing in again in the same browser re-authenticates its session and replaces its device.
+    sign_in_on_the_form(&firefox, &s.op, &[("user-agent", FIREFOX_MACOS)]).await;
+    let (_, html) = account_page(&firefox, &s.op).await;
+    let (this, other) = (html.find("This browser").unwrap(), html.find("Another browser").unwrap());
+    assert!(html[this..other].contains("Firefox on macOS \u{b7} 127.0.0.1"), "{html}");
+    assert!(!html.contains("Firefox on Linux"), "{html}");
+    assert_eq!(s.op.state.store.open_sessions_of_user(&UserId::new(&s.sub)).await.unwrap().len(), 3);
+}
+
+/// Proves: behind a trusted proxy (`http.trusted_proxies`), the address shown is the client's from
+/// `X-Forwarded-For`, the same rule as the attempt limits; from an untrusted peer the header is
+/// ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_session_shows_the_forwarded_address() {
+    let op = TestOp::start_with(|s| s.http.trusted_proxies = vec!["127.0.0.1/32".into()]).await.unwrap();
+    op.add_user("alice", Some("alice@example.com"), PASSWORD).await.unwrap();
+    let browser = Browser::with_user_agent(FIREFOX_LINUX);
+    sign_in_on_the_form(&browser, &op, &[("x-forwarded-for", "198.51.100.66, 203.0.113.7")]).await;
+    let (status, html) = account_page(&browser, &op).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Firefox on Linux \u{b7} 203.0.113.7"), "{html}");
+
+    let untrusted = TestOp::start().await.unwrap();
+    untrusted.add_user("alice", None, PASSWORD).await.unwrap();
+    let browser = Browser::with_user_agent(FIREFOX_LINUX);
+    sign_in_on_the_form(&browser, &untrusted, &[("x-forwarded-for", "203.0.113.7")]).await;
+    let (_, html) = account_page(&browser, &untrusted).await;
+    assert!(html.contains("Firefox on Linux \u{b7} 127.0.0.1") && !html.contains("203.0.113.7"), "{html}");
+}

@@ -117,7 +117,7 @@ async fn both_applications_of_the_session_receive_valid_tokens_and_others_nothin
     })
     .await;
     assert!(rc.received().is_empty(), "a client of another session receives nothing");
-    assert!(page.contains("App app-a") && page.contains("signed out"), "{page}");
+    assert!(page.contains("App app-a") && page.contains("<span class=\"badge ok\">Signed out</span>"), "{page}");
 }
 
 /// Proves: one application that never answers does not delay another (BC-SEND-05).

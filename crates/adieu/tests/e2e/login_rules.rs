@@ -38,7 +38,10 @@ async fn wrong_password_and_unknown_user_get_the_same_generic_error() {
     assert!(t1.contains("The username or password is incorrect."));
     // The error is tied to the fields (screen readers read it with them) and the password field
     // takes the focus.
-    assert!(t1.contains("id=\"credentials-error\"") && t1.contains("aria-describedby=\"credentials-error\" autofocus"), "{t1}");
+    assert!(
+        t1.contains("id=\"credentials-error\"") && t1.contains("aria-describedby=\"credentials-error\" autofocus"),
+        "{t1}"
+    );
     assert!(t2.contains("The username or password is incorrect."));
     assert!(!signed_in(&b, &w.op).await);
 }

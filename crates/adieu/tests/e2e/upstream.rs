@@ -492,11 +492,15 @@ async fn post_logout_token(s: &FakeScene, id: &str, token: &str) -> (u16, Option
 
 /// A completed sign-in: the code exchange used PKCE S256 and client_secret_basic with the
 /// form-encoded secret (RFC 6749 §2.3.1); the new local user comes from the ID token's claims,
-/// with its verified email.
+/// with its verified email; the session records where the browser signed in from, as a password
+/// sign-in does.
 #[tokio::test]
 async fn upstream_sign_in_uses_pkce_and_client_secret_basic_and_creates_the_user() {
     let s = fake_scene().await;
-    let browser = Browser::new();
+    let browser = Browser::with_user_agent(
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 \
+         Safari/605.1.15",
+    );
     let st = start_at_fake(&browser, &s).await;
     *s.fake.inner.id_token.lock().unwrap() = s.fake.id_claims("up-dana", "up-sid-1", &st.nonce);
     let res = callback(&browser, &s, &st.state).await;
@@ -514,6 +518,10 @@ async fn upstream_sign_in_uses_pkce_and_client_secret_basic_and_creates_the_user
     let dana = s.down.state.store.user_by_upstream(&s.fake.issuer, "up-dana").await.unwrap().unwrap();
     assert_eq!((dana.username.as_str(), dana.email.as_deref()), ("dana", Some("dana@fake.example")));
     assert!(signed_in(&browser, &s.down).await);
+    let sessions = s.down.state.store.open_sessions_of_user(&dana.id).await.unwrap();
+    let devices = s.down.state.store.session_devices(std::slice::from_ref(&sessions[0].id)).await.unwrap();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0].1.describe(), "Safari on macOS \u{b7} 127.0.0.1");
 }
 
 /// The state must be this browser's: a wrong state, or the right state from another browser
