@@ -264,8 +264,32 @@ try {
   await audit(tabP, 'the account page');
   await tabP.emulateMedia({ colorScheme: 'dark' });
   await shot(tabP, '13-provider-account-dark.png');
+  await tabP.emulateMedia({ colorScheme: 'light' });
 
-  console.log('tour: all 7 steps passed');
+  step = '8. "Sign out everywhere" on the account page signs App B out too (session-revoked)';
+  await tabB.bringToFront();
+  await tabB.goto(`${appB}/`);
+  await seeText(tabB, 'You are signed out', 'App B before signing in again');
+  await tabB.getByRole('link', { name: 'Sign in' }).click();
+  await arrive(
+    tabB,
+    (u) => u.href.startsWith(`${appB}/`) && !['/login', '/callback'].includes(u.pathname),
+    'App B\'s second sign-in should come back to App B (single sign-on with the provider session)',
+  );
+  await seeText(tabB, `You are signed in as ${config.username}`, 'App B signed in again');
+  await tabP.bringToFront();
+  await tabP.goto(`${provider}/account`);
+  await seeText(tabP, 'Tells App B', 'the account page names App B as told by "Sign out everywhere"');
+  await tabP.getByRole('button', { name: 'Sign out everywhere' }).click();
+  await seeText(tabP, 'You are signed out everywhere', 'the page after "Sign out everywhere"');
+  await seeText(tabP, 'Being told: App B', 'the page names App B as being told');
+  await shot(tabP, '14-provider-signed-out-everywhere.png');
+  await tabB.bringToFront();
+  await seeText(tabB, 'You are signed out', 'App B after "Sign out everywhere" (its own refresh)');
+  expect((await tabB.locator('#user').count()) === 0, 'App B still names a signed-in user');
+  await shot(tabB, '15-b-signed-out-everywhere.png');
+
+  console.log('tour: all 8 steps passed');
   for (const a of audited) console.log(`  axe-core: ${a}`);
 } catch (e) {
   exitCode = 1;
