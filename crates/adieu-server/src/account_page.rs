@@ -32,7 +32,7 @@ use crate::ratelimit::Account;
 use crate::user_admin::{self, Ctx, UserError, UserPatch};
 use adieu_core::audit::Actor;
 use adieu_core::delivery::notified;
-use adieu_core::id::{ClientId, SessionId};
+use adieu_core::id::SessionId;
 use adieu_core::initiator::Initiator;
 use adieu_core::session::{Session, SessionDevice};
 use adieu_core::user::{User, normalize_email};
@@ -239,16 +239,12 @@ async fn page(
     error: Option<(&str, &str)>,
 ) -> Result<Response, Refusal> {
     let now = state.clock.now();
-    let mut views = user_admin::sessions(state.store.as_ref(), &who.user.id, now, state.lifetime).await?;
+    let (mut views, clients) =
+        user_admin::sessions_and_clients(state.store.as_ref(), &who.user.id, now, state.lifetime).await?;
     // This browser first, then the others newest first (a stable sort keeps their order).
     views.sort_by_key(|v| v.id != who.session.id.as_str());
     // Which applications each form would tell, exactly (the same rule the store applies).
-    let mut ids: Vec<ClientId> =
-        views.iter().flat_map(|v| v.applications.iter().map(|a| ClientId::new(a.client_id.clone()))).collect();
-    ids.sort();
-    ids.dedup();
-    let clients = state.store.clients_by_ids(&ids).await?;
-    let all: Vec<&str> = ids.iter().map(ClientId::as_str).collect();
+    let all: Vec<&str> = clients.iter().map(|c| c.id.as_str()).collect();
     // Where each session was signed in from (none for one that predates the record).
     let session_ids: Vec<SessionId> = views.iter().map(|v| SessionId::new(v.id.clone())).collect();
     let devices: HashMap<String, SessionDevice> =

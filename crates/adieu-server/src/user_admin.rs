@@ -18,6 +18,7 @@
 use crate::AppState;
 use crate::delivery::DeliveryHub;
 use crate::password::{PasswordError, Passwords};
+use adieu_core::client::Client;
 use adieu_core::id::{ClientId, SessionId, UserId};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::{EndedSession, SessionLifetime};
@@ -272,6 +273,17 @@ pub async fn sessions(
     now: UnixMillis,
     lifetime: SessionLifetime,
 ) -> Result<Vec<SessionView>, UserError> {
+    Ok(sessions_and_clients(store, user, now, lifetime).await?.0)
+}
+
+/// [`sessions`], with the clients the sessions were signed in to (read once, for their names),
+/// for callers that need more of them than the name (the account page: who each form tells).
+pub async fn sessions_and_clients(
+    store: &dyn Store,
+    user: &UserId,
+    now: UnixMillis,
+    lifetime: SessionLifetime,
+) -> Result<(Vec<SessionView>, Vec<Client>), UserError> {
     if store.user_by_id(user).await?.is_none() {
         return Err(UserError::NoSuchUser);
     }
@@ -282,18 +294,18 @@ pub async fn sessions(
     let mut client_ids: Vec<ClientId> = participations.iter().map(|p| p.client_id.clone()).collect();
     client_ids.sort();
     client_ids.dedup();
-    let names: HashMap<ClientId, String> =
-        store.clients_by_ids(&client_ids).await?.into_iter().map(|c| (c.id, c.name)).collect();
+    let clients = store.clients_by_ids(&client_ids).await?;
+    let names: HashMap<&ClientId, &str> = clients.iter().map(|c| (&c.id, c.name.as_str())).collect();
     let mut apps: HashMap<SessionId, Vec<ApplicationView>> = HashMap::new();
     for p in participations {
         apps.entry(p.session_id).or_default().push(ApplicationView {
-            client_name: names.get(&p.client_id).cloned().unwrap_or_default(),
+            client_name: names.get(&p.client_id).map(|n| (*n).to_owned()).unwrap_or_default(),
             client_id: p.client_id.into_string(),
             sid: p.sid.into_string(),
             since: p.created_at,
         });
     }
-    Ok(open
+    let views = open
         .into_iter()
         .map(|s| SessionView {
             applications: apps.remove(&s.id).unwrap_or_default(),
@@ -304,7 +316,8 @@ pub async fn sessions(
             auth_time: s.auth_time,
             last_seen_at: s.last_seen_at,
         })
-        .collect())
+        .collect();
+    Ok((views, clients))
 }
 
 /// A page of users and the cursor of the next page (`None` on the last page).

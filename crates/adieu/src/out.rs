@@ -22,9 +22,8 @@ pub fn json() -> bool {
 /// Writes one line to standard output; a closed pipe is an error the caller passes up (see
 /// [`is_closed_pipe`]).
 pub fn line(s: impl std::fmt::Display) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    writeln!(out, "{s}")?;
-    out.flush()
+    // Standard output is line-buffered: the newline writes the line out (and reports a closed pipe).
+    writeln!(io::stdout().lock(), "{s}")
 }
 
 /// Prints a formatted line to standard output and returns from the function on error (a closed

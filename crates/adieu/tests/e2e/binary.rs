@@ -41,14 +41,20 @@ pub(crate) async fn serve_with(dir: &Path, port: u16, env: &[(&str, &str)]) -> C
         .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
         .spawn()
         .unwrap();
+    assert!(healthy(port).await, "adieu serve did not become healthy");
+    child
+}
+
+/// Whether a provider on `port` answers `/healthz` within 30 seconds.
+pub(crate) async fn healthy(port: u16) -> bool {
     let health = format!("http://127.0.0.1:{port}/healthz");
     for _ in 0..300 {
         if reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) {
-            return child;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("adieu serve did not become healthy");
+    false
 }
 
 pub(crate) async fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {

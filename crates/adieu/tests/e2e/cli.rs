@@ -1,7 +1,7 @@
 //! The command line as an operator uses it: tables with headers or `--json`, RFC 3339 times, a
 //! closed pipe, `logs --follow`, API tokens, `serve --listen`, taken ports, and `adieu demo`.
 
-use super::binary::{command, free_port, run};
+use super::binary::{command, free_port, healthy, run};
 use adieu_core::UnixMillis;
 use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::store::AuditStore;
@@ -148,16 +148,7 @@ async fn serve_listen_and_a_taken_address() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let health = format!("http://127.0.0.1:{port}/healthz");
-    let mut up = false;
-    for _ in 0..300 {
-        if reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "serve --listen 127.0.0.1:{port} did not answer");
+    assert!(healthy(port).await, "serve --listen 127.0.0.1:{port} did not answer");
     let other = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let (ok, _, err) = run(other.path(), &["serve", "--listen", &format!("127.0.0.1:{port}")], None).await;
@@ -203,13 +194,8 @@ async fn serve_log(env: &[(&str, &str)]) -> String {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let health = format!("http://127.0.0.1:{port}/healthz");
-    for _ in 0..300 {
-        if reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The log is read whether it came up or not (the caller's assertions say what is missing).
+    healthy(port).await;
     child.kill().await.unwrap();
     std::fs::read_to_string(&log).unwrap()
 }
