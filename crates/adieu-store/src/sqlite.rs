@@ -95,6 +95,9 @@ impl SqlStore<Sqlite> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Statement journals (multi-row UPDATE … FROM, upserts) stay in memory: a batch of
+            // recorded attempts otherwise writes its sub-journal to a temporary file.
+            .pragma("temp_store", "MEMORY")
             .busy_timeout(Duration::from_secs(10));
         // The writer heals itself: a connection that comes back to the pool still inside a
         // transaction (a ROLLBACK that failed after an I/O error, e.g. a full disk) is closed
