@@ -19,6 +19,7 @@ pub mod audit;
 pub mod client;
 pub mod delivery;
 pub mod grant;
+pub mod handoff;
 pub mod id;
 pub mod initiator;
 pub mod keys;

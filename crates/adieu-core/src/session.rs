@@ -77,9 +77,18 @@ pub struct EndedSession {
     pub revoked_tokens: u64,
     /// The back-channel deliveries written in the same transaction (one per subscribed participant).
     pub deliveries: Vec<crate::delivery::Delivery>,
+    /// The worker slots reserved for the deliveries written leased to this replica, handed over
+    /// after the commit ([`crate::handoff`]).
+    pub handoff: crate::handoff::HandOver,
 }
 
 impl EndedSession {
+    /// Gives the deliveries written leased to this replica to its worker; call it once the
+    /// transaction committed ([`crate::handoff`]). Later calls do nothing.
+    pub fn hand_over(&self) {
+        self.handoff.hand_over(&self.deliveries);
+    }
+
     /// The applications that are told (a delivery was written) and those that are not (no
     /// back-channel logout URI, or not subscribed to this initiator), each by client id, sorted,
     /// once each, over several ended sessions.

@@ -346,6 +346,13 @@ pub trait DeliveryStore: Send + Sync {
     async fn next_due(&self) -> StoreResult<Option<UnixMillis>>;
     /// Queue depth and age.
     async fn queue_stats(&self) -> StoreResult<QueueStats>;
+    /// Installs this process's worker as the taker of freshly written deliveries
+    /// ([`crate::handoff`]): from now on, ending a session writes up to its free slots leased to
+    /// this replica. Without it (the default, and in the command line) every delivery is written
+    /// pending.
+    fn set_handoff(&self, handoff: std::sync::Arc<dyn crate::handoff::Handoff>) {
+        let _ = handoff;
+    }
 }
 
 /// The audit log.

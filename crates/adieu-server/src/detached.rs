@@ -148,11 +148,11 @@ impl UserStore for DetachedStore {
         at: UnixMillis,
     ) -> StoreResult<Option<UserUpdated>> {
         let (id, changes, actor) = (id.clone(), changes.clone(), actor.to_owned());
-        self.write(move |s| async move { s.update_user(&id, &changes, &actor, at).await }).await
+        self.write(move |s| async move { handed(s.update_user(&id, &changes, &actor, at).await, |u| &u.ended) }).await
     }
     async fn delete_user(&self, id: &UserId, actor: &str, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>> {
         let (id, actor) = (id.clone(), actor.to_owned());
-        self.write(move |s| async move { s.delete_user(&id, &actor, at).await }).await
+        self.write(move |s| async move { handed(s.delete_user(&id, &actor, at).await, |e| e) }).await
     }
 }
 
@@ -246,7 +246,10 @@ impl SessionStore for DetachedStore {
         at: UnixMillis,
     ) -> StoreResult<Option<EndedSession>> {
         let (id, actor) = (id.clone(), actor.to_owned());
-        self.write(move |s| async move { s.end_session_as(&id, initiator, &actor, at).await }).await
+        self.write(
+            move |s| async move { handed(s.end_session_as(&id, initiator, &actor, at).await, std::slice::from_ref) },
+        )
+        .await
     }
     async fn end_user_sessions(
         &self,
@@ -256,7 +259,11 @@ impl SessionStore for DetachedStore {
         at: UnixMillis,
     ) -> StoreResult<Vec<EndedSession>> {
         let (user, actor) = (user.clone(), actor.to_owned());
-        self.write(move |s| async move { s.end_user_sessions(&user, initiator, &actor, at).await }).await
+        self.write(
+            move |s| async move { handed(Ok(Some(s.end_user_sessions(&user, initiator, &actor, at).await?)), |e| e) },
+        )
+        .await
+        .map(Option::unwrap_or_default)
     }
     async fn end_expired_sessions(
         &self,
@@ -264,7 +271,9 @@ impl SessionStore for DetachedStore {
         now: UnixMillis,
         limit: u32,
     ) -> StoreResult<Vec<EndedSession>> {
-        self.write(move |s| async move { s.end_expired_sessions(lifetime, now, limit).await }).await
+        self.write(move |s| async move { handed(Ok(Some(s.end_expired_sessions(lifetime, now, limit).await?)), |e| e) })
+            .await
+            .map(Option::unwrap_or_default)
     }
 }
 
@@ -372,6 +381,21 @@ impl DeliveryStore for DetachedStore {
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
         self.read(move |s| async move { s.queue_stats().await }).await
     }
+    fn set_handoff(&self, handoff: Arc<dyn adieu_core::handoff::Handoff>) {
+        self.inner.set_handoff(handoff);
+    }
+}
+
+/// After a committed operation that ended sessions, still on the detached task: hands the
+/// deliveries written leased to this process's worker ([`adieu_core::handoff`]), so a caller
+/// that went away meanwhile does not leave them waiting for their lease to end.
+fn handed<T>(result: StoreResult<Option<T>>, ended: impl Fn(&T) -> &[EndedSession]) -> StoreResult<Option<T>> {
+    if let Ok(Some(value)) = &result {
+        for e in ended(value) {
+            e.hand_over();
+        }
+    }
+    result
 }
 
 #[async_trait]

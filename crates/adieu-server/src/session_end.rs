@@ -13,7 +13,7 @@
 use crate::AppState;
 use crate::delivery::DeliveryHub;
 use adieu_core::audit::Actor;
-use adieu_core::delivery::{Delivery, DeliveryState, Verdict};
+use adieu_core::delivery::{Delivery, DeliveryState, DeliveryStatus, Verdict};
 use adieu_core::id::{ClientId, SessionId};
 use adieu_core::initiator::Initiator;
 use adieu_core::session::EndedSession;
@@ -44,11 +44,13 @@ pub async fn end_session_as(
     Ok(ended)
 }
 
-/// After the store ended sessions: logs each, and wakes the delivery workers of `hub` if deliveries
-/// were written. Without a hub (the CLI, another process) the server's worker finds them on its next
-/// poll.
+/// After the store ended sessions: logs each, hands the deliveries written leased to this
+/// replica to its worker (if the store did not already), and wakes the delivery workers of `hub`
+/// if deliveries were written pending. Without a hub (the CLI, another process) the server's worker
+/// finds them on its next poll.
 pub fn announce(hub: Option<&DeliveryHub>, ended: &[EndedSession]) {
     for e in ended {
+        e.hand_over();
         tracing::info!(
             session = %e.session.id,
             sub = %e.session.user_id,
@@ -60,7 +62,7 @@ pub fn announce(hub: Option<&DeliveryHub>, ended: &[EndedSession]) {
         );
     }
     if let Some(hub) = hub
-        && ended.iter().any(|e| !e.deliveries.is_empty())
+        && ended.iter().flat_map(|e| &e.deliveries).any(|d| d.status == DeliveryStatus::Pending)
     {
         hub.wake();
     }

@@ -185,7 +185,7 @@ impl SqlStore<Postgres> {
             .connect_with(connect)
             .await
             .map_err(Postgres::error)?;
-        let store = SqlStore { writer: pool.clone(), reader: pool, replica };
+        let store = SqlStore::new(pool.clone(), pool, replica);
         store.migrate().await?;
         Ok(store)
     }

@@ -124,7 +124,7 @@ impl SqlStore<Sqlite> {
             .connect_with(options.read_only(true))
             .await
             .map_err(Sqlite::error)?;
-        let store = SqlStore { writer, reader, replica: "sqlite".into() };
+        let store = SqlStore::new(writer, reader, "sqlite".into());
         store.migrate().await?;
         Ok(store)
     }

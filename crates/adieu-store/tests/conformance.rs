@@ -105,6 +105,10 @@ conformance!(
 #[path = "conformance/keys.rs"]
 mod keys;
 
+/// The hand-off of freshly written deliveries to this process's worker, with the same macro.
+#[path = "conformance/handoff.rs"]
+mod handoff;
+
 /// Retention and revoked grants, with the same macro.
 #[path = "conformance/retention.rs"]
 mod retention;

@@ -15,6 +15,7 @@ struct Inner {
     buckets: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
+    handed_over: u64,
 }
 
 /// Counters kept in memory by this process.
@@ -40,6 +41,11 @@ impl DeliveryMetrics {
         }
         m.count += 1;
         m.sum += secs;
+    }
+
+    /// Counts deliveries a logout handed straight to this worker, without a claim.
+    pub fn handed_over(&self, n: usize) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).handed_over += n as u64;
     }
 
     /// Renders the metrics with the queue gauges.
@@ -70,6 +76,12 @@ impl DeliveryMetrics {
         let _ = writeln!(out, "adieu_delivery_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {}", m.count);
         let _ = writeln!(out, "adieu_delivery_attempt_duration_seconds_sum {}", m.sum);
         let _ = writeln!(out, "adieu_delivery_attempt_duration_seconds_count {}", m.count);
+        let _ = writeln!(
+            out,
+            "# HELP adieu_delivery_handed_over_total Deliveries sent straight after the logout that wrote them, without a claim."
+        );
+        let _ = writeln!(out, "# TYPE adieu_delivery_handed_over_total counter");
+        let _ = writeln!(out, "adieu_delivery_handed_over_total {}", m.handed_over);
         let _ = writeln!(out, "# HELP adieu_delivery_queue_depth Deliveries pending or in flight.");
         let _ = writeln!(out, "# TYPE adieu_delivery_queue_depth gauge");
         let _ = writeln!(out, "adieu_delivery_queue_depth {queue_depth}");

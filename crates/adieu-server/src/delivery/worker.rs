@@ -24,6 +24,8 @@
 //!
 //! [`DeliveryStore::listen_for_deliveries`]: adieu_core::store::DeliveryStore::listen_for_deliveries
 
+mod handoff;
+
 use super::AttemptEvent;
 use super::outbound::Outbound;
 use crate::AppState;
@@ -97,6 +99,8 @@ pub struct Worker {
     windows: super::window::Windows,
     client_hosts: Mutex<HashMap<ClientId, String>>,
     results: mpsc::UnboundedSender<Finished>,
+    /// Deliveries a logout in this process wrote leased to this replica (the hand-off).
+    handed: mpsc::UnboundedSender<handoff::Handed>,
     phase: watch::Sender<Phase>,
 }
 
@@ -138,6 +142,7 @@ pub struct Running {
     claimer: Option<JoinHandle<()>>,
     recorder: JoinHandle<()>,
     listener: JoinHandle<()>,
+    taker: JoinHandle<()>,
 }
 
 /// What a graceful stop did.
@@ -157,6 +162,7 @@ pub fn start(state: Context, outbound: Outbound) -> Running {
     let (results, rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record(state.clone(), rx));
     let listener = tokio::spawn(listen(state.clone()));
+    let (handed, handed_rx) = mpsc::unbounded_channel();
     let worker = Arc::new(Worker {
         policy: d.retry_policy(),
         lease: Duration::from_secs(d.lease_secs),
@@ -168,12 +174,15 @@ pub fn start(state: Context, outbound: Outbound) -> Running {
         windows: super::window::Windows::new(d.per_client_concurrency, d.per_host_concurrency),
         client_hosts: Mutex::default(),
         results,
+        handed,
         phase: watch::Sender::new(Phase::Running),
         outbound,
         state,
     });
     let claimer = tokio::spawn(worker.clone().run());
-    Running { worker, claimer: Some(claimer), recorder, listener }
+    let taker = tokio::spawn(worker.clone().take_handed(handed_rx));
+    worker.state.store.set_handoff(Arc::new(handoff::Taker(Arc::downgrade(&worker))));
+    Running { worker, claimer: Some(claimer), recorder, listener, taker }
 }
 
 /// [`start`], as one task: aborting it stops the worker as dropping [`Running`] does.
@@ -211,6 +220,7 @@ impl Running {
             tracing::warn!(abandoned, "stopping: attempts still in flight after the grace period were abandoned");
         }
         self.listener.abort();
+        self.taker.abort();
         let released = match w.state.store.release_leases().await {
             Ok(n) => n,
             Err(e) => {
@@ -230,6 +240,7 @@ impl Drop for Running {
         }
         self.recorder.abort();
         self.listener.abort();
+        self.taker.abort();
     }
 }
 
@@ -316,14 +327,9 @@ impl Worker {
                 return;
             }
             let full = batch.len() >= limit;
-            // The batch's clients in one query (fresh: a changed URI applies to this attempt).
-            let mut ids: Vec<ClientId> = batch.iter().map(|d| d.client_id.clone()).collect();
-            ids.sort();
-            ids.dedup();
-            let clients: HashMap<ClientId, Client> = match self.state.store.clients_by_ids(&ids).await {
-                Ok(list) => list.into_iter().map(|c| (c.id.clone(), c)).collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "loading clients failed; the leases will expire and the deliveries be retried");
+            let clients = match self.clients_of(&batch).await {
+                Ok(c) => c,
+                Err(()) => {
                     drop(first);
                     tokio::select! {
                         () = reached(&mut phase, Phase::Draining) => return,
@@ -345,16 +351,7 @@ impl Worker {
                         },
                     },
                 };
-                let client = clients.get(&d.client_id).cloned();
-                let (worker, mut phase) = (self.clone(), phase.clone());
-                tokio::spawn(async move {
-                    // Abandoned at the end of a stop's grace period: the slot is freed unrecorded
-                    // and the stop releases the lease.
-                    tokio::select! {
-                        () = reached(&mut phase, Phase::Abandon) => {}
-                        () = worker.attempt(d, client, permit) => {}
-                    }
-                });
+                self.launch(d, &clients, permit, &phase);
             }
             drop(first);
             if full {
@@ -375,6 +372,41 @@ impl Worker {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// The clients of `batch`, in one query (fresh: a changed URI applies to this attempt). On an
+    /// error (logged) the leases will expire and the deliveries be retried.
+    async fn clients_of(&self, batch: &[Delivery]) -> Result<HashMap<ClientId, Client>, ()> {
+        let mut ids: Vec<ClientId> = batch.iter().map(|d| d.client_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        match self.state.store.clients_by_ids(&ids).await {
+            Ok(list) => Ok(list.into_iter().map(|c| (c.id.clone(), c)).collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "loading clients failed; the leases will expire and the deliveries be retried");
+                Err(())
+            }
+        }
+    }
+
+    /// Runs the attempt of the leased delivery `d` on a task of its own, holding `slot`.
+    fn launch(
+        self: &Arc<Self>,
+        d: Delivery,
+        clients: &HashMap<ClientId, Client>,
+        slot: OwnedSemaphorePermit,
+        phase: &watch::Receiver<Phase>,
+    ) {
+        let client = clients.get(&d.client_id).cloned();
+        let (worker, mut phase) = (self.clone(), phase.clone());
+        tokio::spawn(async move {
+            // Abandoned at the end of a stop's grace period: the slot is freed unrecorded and the
+            // stop releases the lease.
+            tokio::select! {
+                () = reached(&mut phase, Phase::Abandon) => {}
+                () = worker.attempt(d, client, slot) => {}
+            }
+        });
     }
 
     fn host_semaphore(&self, host: &str) -> Arc<Semaphore> {

@@ -135,6 +135,11 @@ impl<D: Dialect> DeliveryStore for SqlStore<D> {
         self.claim(c).await
     }
 
+    fn set_handoff(&self, handoff: std::sync::Arc<dyn adieu_core::handoff::Handoff>) {
+        // Installed once, by the assembly that starts the worker; a second call keeps the first.
+        let _ = self.handoff.set(handoff);
+    }
+
     async fn record_attempts(&self, batch: &[Recorded]) -> StoreResult<Vec<bool>> {
         let mut out = vec![false; batch.len()];
         // One record per delivery: if one appears twice, the last wins.

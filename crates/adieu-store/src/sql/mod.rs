@@ -128,11 +128,31 @@ pub struct SqlStore<D: Dialect> {
     pub(crate) reader: Pool<D>,
     /// The name delivery leases are held under.
     pub(crate) replica: Arc<str>,
+    /// This process's worker, which takes deliveries as they are written (see
+    /// [`adieu_core::handoff`]); unset in the command line.
+    pub(crate) handoff: Arc<std::sync::OnceLock<Arc<dyn adieu_core::handoff::Handoff>>>,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// A store over `writer` and `reader` whose leases are held under `replica`.
+    pub(crate) fn new(writer: Pool<D>, reader: Pool<D>, replica: Arc<str>) -> Self {
+        SqlStore { writer, reader, replica, handoff: Arc::default() }
+    }
+
+    /// The worker that takes deliveries as they are written, if one is installed.
+    pub(crate) fn handoff(&self) -> Option<&dyn adieu_core::handoff::Handoff> {
+        self.handoff.get().map(|h| &**h)
+    }
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
-        SqlStore { writer: self.writer.clone(), reader: self.reader.clone(), replica: self.replica.clone() }
+        SqlStore {
+            writer: self.writer.clone(),
+            reader: self.reader.clone(),
+            replica: self.replica.clone(),
+            handoff: self.handoff.clone(),
+        }
     }
 }
 

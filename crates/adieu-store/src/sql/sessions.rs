@@ -12,6 +12,7 @@ use super::{Dialect, Read, Sql, SqlStore, commit};
 use adieu_core::audit::Actor;
 use adieu_core::audit::{AuditEvent, AuditKind};
 use adieu_core::delivery::{Delivery, notified};
+use adieu_core::handoff::{HandOver, Handoff};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
 use adieu_core::initiator::{Initiator, InitiatorSubscription};
 use adieu_core::session::{EndedSession, Participation, Session, SessionDevice, SessionLifetime};
@@ -122,41 +123,91 @@ async fn targets_in<D: Dialect>(
     Ok(targets)
 }
 
-/// Writes one pending delivery per target of the ended `session` (the outbox) and has the other
-/// replicas' workers woken at commit; the deliveries in client order.
+/// Writes one delivery per target of the ended `session` (the outbox): the first ones leased to
+/// this replica, as many as `handoff` reserved slots for, and the rest pending, which the other
+/// replicas' workers are woken for at commit. The deliveries in client order.
 async fn insert_deliveries_in<D: Dialect>(
     conn: &mut D::Connection,
+    ending: &Ending<'_>,
     session: &Session,
-    initiator: Initiator,
-    targets: Vec<serde_json::Value>,
-    at: UnixMillis,
-) -> StoreResult<Vec<Delivery>> {
+    mut targets: Vec<serde_json::Value>,
+) -> StoreResult<(Vec<Delivery>, HandOver)> {
     if targets.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), HandOver::default()));
     }
+    let reserved = ending.handoff.and_then(|h| h.reserve(targets.len()));
+    let mut deliveries = Vec::with_capacity(targets.len());
+    let pending = targets.split_off(reserved.as_ref().map_or(0, |r| r.slots().min(targets.len())));
+    if let Some(r) = &reserved
+        && !targets.is_empty()
+    {
+        let lease = Some((r.lease_until(), ending.replica));
+        deliveries.extend(insert_rows_in::<D>(&mut *conn, session, ending, targets, lease).await?);
+    }
+    if !pending.is_empty() {
+        deliveries.extend(insert_rows_in::<D>(&mut *conn, session, ending, pending, None).await?);
+        // Every replica's worker is woken at commit (not at all on rollback).
+        D::wake_at_commit(conn).await?;
+    }
+    deliveries.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    Ok((deliveries, reserved.map(HandOver::new).unwrap_or_default()))
+}
+
+/// Inserts one delivery per target: pending, or leased until `lease.0` to replica `lease.1` with
+/// its first attempt counted (as a claim would).
+async fn insert_rows_in<D: Dialect>(
+    conn: &mut D::Connection,
+    session: &Session,
+    ending: &Ending<'_>,
+    targets: Vec<serde_json::Value>,
+    lease: Option<(UnixMillis, &str)>,
+) -> StoreResult<Vec<Delivery>> {
     let sql = format!(
         "INSERT INTO deliveries (id, session_id, client_id, sub, sid, initiator, status, attempts, total_attempts,
-           next_attempt_at, lease_until, round_started_at, created_at, finished_at, last_error)
-         SELECT {}, $1, t.client, $2, t.sid, $3, 'pending', 0, 0, $4, NULL, $4, $4, NULL, NULL
+           next_attempt_at, lease_until, lease_owner, round_started_at, created_at, finished_at, last_error)
+         SELECT {}, $1, t.client, $2, t.sid, $3, $6, $7, $7, $4, $8, $9, $4, $4, NULL, NULL
          FROM {}
          RETURNING {}",
         D::NEW_ID,
         D::json_rows("$5", "t", TARGET_ROWS),
         delivery_cols!()
     );
+    let (status, attempts) = if lease.is_some() { ("leased", 1_i64) } else { ("pending", 0) };
     let rows = Sql::new(sql)
         .bind(session.id.as_str())
         .bind(session.user_id.as_str())
-        .bind(initiator.as_str())
-        .bind(at)
+        .bind(ending.initiator.as_str())
+        .bind(ending.at)
         .bind(to_json(&targets)?)
+        .bind(status)
+        .bind(attempts)
+        .bind(lease.map(|l| l.0))
+        .bind(lease.map(|l| l.1))
         .fetch_all::<D>(&mut *conn)
         .await?;
-    let mut deliveries = rows.iter().map(rows::delivery).collect::<StoreResult<Vec<_>>>()?;
-    deliveries.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-    // Every replica's worker is woken at commit (not at all on rollback).
-    D::wake_at_commit(conn).await?;
-    Ok(deliveries)
+    rows.iter().map(rows::delivery).collect()
+}
+
+/// What ends sessions inside a transaction: why, who (audited), when, and the worker that takes
+/// the deliveries as they are written (if any) with the replica they are leased to.
+pub(crate) struct Ending<'a> {
+    /// Why.
+    pub(crate) initiator: Initiator,
+    /// Who, as audited.
+    pub(crate) actor: &'a str,
+    /// When.
+    pub(crate) at: UnixMillis,
+    /// This process's worker ([`adieu_core::handoff`]).
+    pub(crate) handoff: Option<&'a dyn Handoff>,
+    /// This store's replica id (the lease owner of handed-over deliveries).
+    pub(crate) replica: &'a str,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// An [`Ending`] by `initiator`, audited as `actor`, at `at`, from this store.
+    pub(crate) fn ending<'a>(&'a self, initiator: Initiator, actor: &'a str, at: UnixMillis) -> Ending<'a> {
+        Ending { initiator, actor, at, handoff: self.handoff(), replica: &self.replica }
+    }
 }
 
 /// Ends one session inside the caller's transaction: marks it ended, revokes its tokens that are
@@ -166,10 +217,9 @@ async fn insert_deliveries_in<D: Dialect>(
 pub(crate) async fn end_session_in<D: Dialect>(
     conn: &mut D::Connection,
     id: &SessionId,
-    initiator: Initiator,
-    actor: &str,
-    at: UnixMillis,
+    ending: &Ending<'_>,
 ) -> StoreResult<Option<EndedSession>> {
+    let Ending { initiator, actor, at, .. } = *ending;
     lock_participants_in::<D>(&mut *conn, id).await?;
     let row = Sql::new(concat!(
         "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL RETURNING ",
@@ -186,7 +236,7 @@ pub(crate) async fn end_session_in<D: Dialect>(
     let revoked = revoke_session_tokens_in::<D>(&mut *conn, id, at).await?;
     let participations = participations_in::<D>(&mut *conn, id).await?;
     let targets = targets_in::<D>(&mut *conn, id, initiator).await?;
-    let deliveries = insert_deliveries_in::<D>(&mut *conn, &session, initiator, targets, at).await?;
+    let (deliveries, handoff) = insert_deliveries_in::<D>(&mut *conn, ending, &session, targets).await?;
     let event = AuditEvent::new(
         AuditKind::SessionEnded,
         actor,
@@ -201,7 +251,7 @@ pub(crate) async fn end_session_in<D: Dialect>(
     .user(session.user_id.as_str())
     .session(id.as_str());
     append_audit_in::<D>(conn, &event).await?;
-    Ok(Some(EndedSession { session, participations, revoked_tokens: revoked, deliveries }))
+    Ok(Some(EndedSession { session, participations, revoked_tokens: revoked, deliveries, handoff }))
 }
 
 /// Ends the sessions `ids` (in that order) inside the caller's transaction; those that had
@@ -209,13 +259,11 @@ pub(crate) async fn end_session_in<D: Dialect>(
 async fn end_sessions_in<D: Dialect>(
     conn: &mut D::Connection,
     ids: Vec<String>,
-    initiator: Initiator,
-    actor: &str,
-    at: UnixMillis,
+    ending: &Ending<'_>,
 ) -> StoreResult<Vec<EndedSession>> {
     let mut ended = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(e) = end_session_in::<D>(&mut *conn, &SessionId::new(id), initiator, actor, at).await? {
+        if let Some(e) = end_session_in::<D>(&mut *conn, &SessionId::new(id), ending).await? {
             ended.push(e);
         }
     }
@@ -226,16 +274,14 @@ async fn end_sessions_in<D: Dialect>(
 pub(crate) async fn end_user_sessions_in<D: Dialect>(
     conn: &mut D::Connection,
     user: &UserId,
-    initiator: Initiator,
-    actor: &str,
-    at: UnixMillis,
+    ending: &Ending<'_>,
 ) -> StoreResult<Vec<EndedSession>> {
     let sql = format!(
         "SELECT id FROM sessions WHERE user_id = $1 AND ended_at IS NULL ORDER BY created_at, id{}",
         D::FOR_UPDATE
     );
     let open = Sql::new(sql).bind(user.as_str()).fetch_texts::<D>(&mut *conn, "id").await?;
-    end_sessions_in::<D>(conn, open, initiator, actor, at).await
+    end_sessions_in::<D>(conn, open, ending).await
 }
 
 /// Revokes every access and refresh token of `user`, offline ones included; returns how many.
@@ -424,7 +470,7 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
         at: UnixMillis,
     ) -> StoreResult<Option<EndedSession>> {
         let mut tx = self.write().await?;
-        let ended = end_session_in::<D>(&mut *tx, id, initiator, actor, at).await?;
+        let ended = end_session_in::<D>(&mut *tx, id, &self.ending(initiator, actor, at)).await?;
         commit::<D>(tx).await?;
         Ok(ended)
     }
@@ -437,7 +483,7 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
         at: UnixMillis,
     ) -> StoreResult<Vec<EndedSession>> {
         let mut tx = self.write().await?;
-        let ended = end_user_sessions_in::<D>(&mut *tx, user, initiator, actor, at).await?;
+        let ended = end_user_sessions_in::<D>(&mut *tx, user, &self.ending(initiator, actor, at)).await?;
         commit::<D>(tx).await?;
         Ok(ended)
     }
@@ -463,7 +509,8 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
             .bind(i64::from(limit))
             .fetch_texts::<D>(&mut *tx, "id")
             .await?;
-        let ended = end_sessions_in::<D>(&mut *tx, ids, Initiator::SessionExpired, &Actor::System.name(), now).await?;
+        let system = Actor::System.name();
+        let ended = end_sessions_in::<D>(&mut *tx, ids, &self.ending(Initiator::SessionExpired, &system, now)).await?;
         commit::<D>(tx).await?;
         Ok(ended)
     }

@@ -153,7 +153,7 @@ impl<D: Dialect> UserStore for SqlStore<D> {
             .execute::<D>(&mut *tx)
             .await?;
         let ended = match initiator {
-            Some(i) => end_user_sessions_in::<D>(&mut *tx, id, i, actor, at).await?,
+            Some(i) => end_user_sessions_in::<D>(&mut *tx, id, &self.ending(i, actor, at)).await?,
             None => Vec::new(),
         };
         // A new password also ends grants that outlive sessions (offline_access).
@@ -174,7 +174,7 @@ impl<D: Dialect> UserStore for SqlStore<D> {
             .await?;
         let Some(username) = row.map(|r| r.text("username")).transpose()? else { return Ok(None) };
         // The sessions keep `user_id` (no foreign key), so the deliveries carry the right `sub`.
-        let ended = end_user_sessions_in::<D>(&mut *tx, id, Initiator::AccountDeleted, actor, at).await?;
+        let ended = end_user_sessions_in::<D>(&mut *tx, id, &self.ending(Initiator::AccountDeleted, actor, at)).await?;
         let revoked = revoke_user_tokens_in::<D>(&mut *tx, id, at).await?;
         for stmt in ["DELETE FROM auth_codes WHERE user_id = $1", "DELETE FROM users WHERE id = $1"] {
             Sql::new(stmt).bind(id.as_str()).execute::<D>(&mut *tx).await?;

@@ -397,3 +397,32 @@ async fn outbound_policy_refuses_names_resolving_to_forbidden_addresses() {
         );
     }
 }
+
+/// `adieu_delivery_handed_over_total` from `/metrics`.
+async fn handed_over(op: &TestOp) -> u64 {
+    let text = reqwest::get(op.url("/metrics")).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("adieu_delivery_handed_over_total ")).expect("the metric");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Proves the hand-off (adieu_core::handoff): a logout's deliveries go straight to this replica's
+/// worker, up to its free slots, and the rest through the queue; each application is told once.
+#[tokio::test]
+async fn a_logout_hands_its_deliveries_to_the_worker_up_to_its_free_slots() {
+    for (slots, expect_handed) in [(256, 2), (1, 1)] {
+        let (ra, rb) = (Receiver::start(Behavior::Status(200)).await, Receiver::start(Behavior::Status(200)).await);
+        let bc = bc_world(&ra.uri, &rb.uri, |s| s.delivery.global_concurrency = slots).await;
+        let (browser, id_a, _) = sign_in_both(&bc).await;
+        assert_eq!(rp_logout(&bc, &browser, &id_a).await.status(), 200);
+        assert_eq!(ra.wait_for(1, WAIT).await.len(), 1);
+        assert_eq!(rb.wait_for(1, WAIT).await.len(), 1);
+        wait_until("both delivered", || async {
+            status_of(&bc.op, "app-a").await == [DeliveryStatus::Delivered]
+                && status_of(&bc.op, "app-b").await == [DeliveryStatus::Delivered]
+        })
+        .await;
+        assert_eq!(handed_over(&bc.op).await, expect_handed, "with {slots} slot(s)");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!((ra.received().len(), rb.received().len()), (1, 1), "each told once");
+    }
+}
