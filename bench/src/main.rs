@@ -110,6 +110,9 @@ struct Args {
     /// h and h1m: the receivers verify every token of the mass logouts, not a sample.
     #[arg(long)]
     verify_all: bool,
+    /// h: the signing algorithms to run (for a shorter A/B run, `--algs ES256`).
+    #[arg(long, value_delimiter = ',', default_value = "ES256,RS256")]
+    algs: Vec<String>,
 }
 
 /// What every scenario needs to know.
@@ -122,6 +125,8 @@ struct Opts {
     deliveries: Option<usize>,
     /// `--verify-all` (h, h1m).
     verify_all: bool,
+    /// `--algs` (h).
+    algs: Vec<String>,
 }
 
 /// One target from the issue with its measurement.
@@ -170,6 +175,7 @@ async fn run(args: Args) -> Result<()> {
         hosts: if args.shared_host { Hosts::Shared } else { Hosts::Distinct },
         deliveries: args.deliveries,
         verify_all: args.verify_all,
+        algs: args.algs.clone(),
     };
     if opts.quick {
         println!("**--quick: a smoke run with few rounds; these numbers are not measurements.**\n");

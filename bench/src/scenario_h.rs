@@ -479,7 +479,7 @@ pub(crate) async fn run(opts: &Opts) -> Result<Vec<Verdict>> {
     let total = plan.sessions * plan.clients;
     let mut rows = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        for alg in ["ES256", "RS256"] {
+        for alg in ["ES256", "RS256"].into_iter().filter(|a| opts.algs.iter().any(|x| x.eq_ignore_ascii_case(a))) {
             rows.extend(configuration(opts, backend, alg, plan).await.with_context(|| format!("{backend:?} {alg}"))?);
         }
     }
@@ -551,6 +551,7 @@ mod tests {
             hosts: Hosts::Distinct,
             deliveries,
             verify_all: false,
+            algs: vec!["ES256".into()],
         };
         let p = Plan::new(&opts(false, None));
         assert_eq!((p.clients, p.sessions, p.rounds), (200, 100, 20));

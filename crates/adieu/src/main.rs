@@ -19,6 +19,11 @@ mod out;
 mod serve;
 mod store;
 
+/// The allocator (feature `mimalloc`, on by default): see `Cargo.toml`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -61,7 +61,7 @@ async fn candidates<D: Dialect>(
 /// The ids to lease, chosen under the claim's limits.
 async fn choose<D: Dialect>(conn: &mut D::Connection, c: &Claim<'_>) -> StoreResult<Vec<String>> {
     let limit = c.limit as usize;
-    let window = i64::from(c.limit).saturating_mul(4).max(64);
+    let window = i64::from(c.limit).saturating_mul(2).max(64);
     let mut skip: Vec<String> = c.exclude_clients.iter().map(|x| x.as_str().to_owned()).collect();
     let mut per_client: HashMap<String, u32> = HashMap::new();
     let mut chosen: Vec<String> = Vec::new();

@@ -1,9 +1,10 @@
 //! The delivery queue (the outbox's reading side): claims (`claim`), recording attempts, the
 //! operator's views and retries, and leases at start and stop.
 //!
-//! Recording locks the batch's rows in id order first, so concurrent recorders and
-//! unsubscriptions (which lock the same way) wait for each other instead of deadlocking. What a
-//! delivery becomes after an attempt is [`DeliveryState::after`]; this file only persists it.
+//! Recording locks the batch's rows in id order first (PostgreSQL; SQLite has one writer), so
+//! concurrent recorders and unsubscriptions (which lock the same way) wait for each other instead
+//! of deadlocking. What a delivery becomes after an attempt is [`DeliveryState::after`]; this file
+//! only persists it.
 
 use super::audit::append_audit_in;
 use super::rows::{self, attempt_cols, delivery_cols};
@@ -66,23 +67,35 @@ impl<'a> Row<'a> {
     }
 }
 
-/// The batch's deliveries, locked in id order: each with its `total_attempts` (the number of the
-/// attempt being recorded).
-async fn lock_batch<D: Dialect>(conn: &mut D::Connection, ids: &[&str]) -> StoreResult<HashMap<String, Delivery>> {
-    let sql = format!(
-        "SELECT {} FROM deliveries WHERE id IN {} ORDER BY id{}",
-        delivery_cols!(),
-        D::json_list("$1"),
-        D::FOR_UPDATE
-    );
+/// Locks the batch's rows in id order where the backend has row locks (PostgreSQL), so
+/// concurrent recorders and unsubscriptions wait for each other instead of deadlocking. SQLite has
+/// one writer, and the transaction already excludes every other.
+async fn lock_batch<D: Dialect>(conn: &mut D::Connection, ids: &[&str]) -> StoreResult<()> {
+    if D::FOR_UPDATE.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("SELECT id FROM deliveries WHERE id IN {} ORDER BY id{}", D::json_list("$1"), D::FOR_UPDATE);
+    Sql::new(sql).bind(to_json(ids)?).fetch_all::<D>(conn).await?;
+    Ok(())
+}
+
+/// The deliveries `ids`, whole (for the audit of failed attempts).
+async fn load_batch<D: Dialect>(conn: &mut D::Connection, ids: &[&str]) -> StoreResult<HashMap<String, Delivery>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!("SELECT {} FROM deliveries WHERE id IN {}", delivery_cols!(), D::json_list("$1"));
     let found = Sql::new(sql).bind(to_json(ids)?).fetch_all::<D>(conn).await?;
     found.iter().map(|r| Ok((r.text("id")?, rows::delivery(r)?))).collect()
 }
 
 /// Writes the attempts (numbered by the delivery's `total_attempts`, so a repeated record
 /// replaces its own row) and the new states of the deliveries still leased, two statements for
-/// the whole batch.
-async fn write_batch<D: Dialect>(conn: &mut D::Connection, batch: &[(usize, Row<'_>)]) -> StoreResult<()> {
+/// the whole batch; the ids of those that were still leased.
+async fn write_batch<D: Dialect>(
+    conn: &mut D::Connection,
+    batch: &[(usize, Row<'_>)],
+) -> StoreResult<std::collections::HashSet<String>> {
     let rows = to_json(&batch.iter().map(|(_, r)| r.json()).collect::<Vec<_>>())?;
     let insert = format!(
         "INSERT INTO delivery_attempts (delivery_id, number, at, latency_ms, http_status, error)
@@ -96,14 +109,15 @@ async fn write_batch<D: Dialect>(conn: &mut D::Connection, batch: &[(usize, Row<
         "UPDATE deliveries SET status = j.status, lease_until = NULL, lease_owner = NULL,
            next_attempt_at = COALESCE(j.next, deliveries.next_attempt_at), finished_at = j.finished,
            last_error = COALESCE(j.reason, deliveries.last_error)
-         FROM {} WHERE deliveries.id = j.id AND deliveries.status || '' = 'leased'",
+         FROM {} WHERE deliveries.id = j.id AND deliveries.status || '' = 'leased'
+         RETURNING deliveries.id",
         D::json_rows("$1", "j", ATTEMPT_ROWS)
     );
     // `status || ''`: an expression, not the column, so that SQLite's planner looks each row up
     // by id instead of walking `deliveries_status` and scanning the batch for every leased row
     // (that plan cost ~200 µs of CPU per delivery in a mass logout, docs/benchmarks.md (h)).
-    Sql::new(update).bind(&rows).execute::<D>(conn).await?;
-    Ok(())
+    let updated = Sql::new(update).bind(&rows).fetch_all::<D>(conn).await?;
+    updated.iter().map(|r| r.text("id")).collect()
 }
 
 /// Audits a failed attempt of `d` (rejected, failed for now, or dead).
@@ -153,17 +167,22 @@ impl<D: Dialect> DeliveryStore for SqlStore<D> {
         let mut ids: Vec<&str> = last.keys().copied().collect();
         ids.sort_unstable();
         let mut tx = self.write().await?;
-        let locked = lock_batch::<D>(&mut *tx, &ids).await?;
+        lock_batch::<D>(&mut *tx, &ids).await?;
         let kept: Vec<(usize, Row<'_>)> = ids.iter().map(|id| (last[id], Row::new(&batch[last[id]]))).collect();
-        write_batch::<D>(&mut *tx, &kept).await?;
+        // Not leased any more: discarded (the client unsubscribed) or finished by another
+        // worker; only the attempt is kept.
+        let leased = write_batch::<D>(&mut *tx, &kept).await?;
+        let failed: Vec<&str> = kept
+            .iter()
+            .filter(|(_, r)| !matches!(r.verdict, Verdict::Delivered) && leased.contains(&r.attempt.delivery_id))
+            .map(|(_, r)| r.attempt.delivery_id.as_str())
+            .collect();
+        let failed = load_batch::<D>(&mut *tx, &failed).await?;
         for (i, r) in &kept {
-            // Not leased: discarded (the client unsubscribed) or finished by another worker;
-            // only the attempt is kept.
-            let Some(d) = locked.get(&r.attempt.delivery_id).filter(|d| d.status == DeliveryStatus::Leased) else {
-                continue;
-            };
-            out[*i] = true;
-            audit_failure::<D>(&mut *tx, d, r).await?;
+            out[*i] = leased.contains(&r.attempt.delivery_id);
+            if let Some(d) = failed.get(&r.attempt.delivery_id) {
+                audit_failure::<D>(&mut *tx, d, r).await?;
+            }
         }
         commit::<D>(tx).await?;
         Ok(out)
