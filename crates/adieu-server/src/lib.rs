@@ -59,6 +59,7 @@ pub(crate) mod rp_logout;
 pub mod session_end;
 pub mod settings;
 pub(crate) mod sign_in;
+pub(crate) mod signed_out;
 pub mod startup_hints;
 pub mod sweeper;
 pub(crate) mod token;
@@ -202,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         .merge(token::routes())
         .merge(userinfo::routes())
         .merge(rp_logout::routes())
+        .merge(signed_out::routes())
         .merge(home::routes())
         .merge(account_page::routes())
         .merge(health::routes())

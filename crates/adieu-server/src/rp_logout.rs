@@ -216,34 +216,23 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: En
         };
         return (jar, Redirect::to(&target)).into_response();
     }
-    let mut apps = Vec::new();
-    if let Some((e, outcomes)) = &ended {
-        let notified: Vec<&ClientId> = e.deliveries.iter().map(|d| &d.client_id).collect();
-        let ids: Vec<ClientId> = e.participations.iter().map(|p| p.client_id.clone()).collect();
-        // The names in one query, not one per application.
-        let names: HashMap<ClientId, String> =
-            state.store.clients_by_ids(&ids).await.unwrap_or_default().into_iter().map(|c| (c.id, c.name)).collect();
-        for p in &e.participations {
-            if let Some(name) = names.get(&p.client_id) {
-                // (state for the badge's style, what it says)
-                let (state, status) = match outcomes.get(&p.client_id) {
-                    Some(Verdict::Delivered) => ("ok", "Signed out"),
-                    Some(Verdict::Rejected | Verdict::Dead { .. }) => ("failed", "Could not be told"),
-                    Some(Verdict::Retry { .. }) | None if notified.contains(&&p.client_id) => {
-                        ("pending", "Being told (it will be retried)")
-                    }
-                    _ => ("none", "Not told: not subscribed to this kind of sign-out"),
-                };
-                apps.push(minijinja::context! { name => name, status => status, state => state });
-            }
+    let (apps, status_url) = match &ended {
+        Some((e, outcomes)) => {
+            let apps = crate::signed_out::lines_after_sign_out(state, e, outcomes).await;
+            let url = crate::signed_out::telling(&apps).then(|| crate::signed_out::status_path(state, &e.session.id));
+            (apps, url)
         }
-    }
+        None => (Vec::new(), None),
+    };
     let note = req.redirect_withheld.then_some(
         "You were not sent back to the application automatically because the request did not prove where it came from.",
     );
     let html = state.pages.render(
         "logged_out.html",
-        context! { ended => ended.is_some(), apps => apps, note => note, home => state.path("/") },
+        context! {
+            ended => ended.is_some(), apps => minijinja::Value::from(minijinja::value::Serde(&apps)), note => note, status_url => status_url,
+            script => crate::signed_out::script_path(state), home => state.path("/")
+        },
     );
-    (jar, html).into_response()
+    (jar, crate::signed_out::page(html)).into_response()
 }

@@ -40,6 +40,7 @@ mod races;
 mod replicas;
 mod retention;
 mod sdk;
+mod signed_out;
 mod support;
 mod token_rules;
 mod upstream;
