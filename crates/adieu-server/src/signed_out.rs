@@ -67,7 +67,7 @@ pub(crate) fn script_path(state: &AppState) -> String {
 pub(crate) enum Badge {
     /// It confirmed (2xx).
     Told,
-    /// Its delivery is pending or being sent (it will be retried).
+    /// Its delivery is being sent, or waits for its next attempt.
     Telling,
     /// It refused, or every attempt failed.
     Failed,
@@ -111,7 +111,7 @@ impl Badge {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Badge::Told => "Signed out",
-            Badge::Telling => "Being told (it will be retried)",
+            Badge::Telling => "Being told",
             Badge::Failed => "Could not be told",
             Badge::NotTold => "Not told: not subscribed to this kind of sign-out",
         }

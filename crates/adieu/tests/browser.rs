@@ -7,6 +7,7 @@
 //! it installs Chromium itself so that `cargo test --workspace` sets itself up on a fresh machine, and
 //! only when that is impossible it says loudly that it skipped.
 
+use adieu_testkit::receiver::Behavior;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -283,4 +284,129 @@ fn readme_demo_tour_in_headless_chromium() {
         log()
     );
     drop(demo);
+}
+
+/// Stops `adieu serve` however the test ends.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the binary with `args` in `dir` to completion, feeding `stdin`; panics with its output if
+/// it fails.
+fn adieu(dir: &Path, args: &[&str], stdin: &str) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ADIEU_ISSUER")
+        .env_remove("ADIEU_DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "adieu {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Proves in headless Chromium, with the provider's Content Security Policy in force: the
+/// signed-out page says an application with a slow back-channel endpoint is being told, and then,
+/// without a reload, that it is signed out (its script reads `/logout/status/…`); the status page
+/// passes axe-core in both colour schemes. Screenshots in target/browser-tour/ (20-, 21-).
+#[test]
+fn signed_out_page_updates_itself_in_headless_chromium() {
+    let root = workspace_root();
+    let browser_dir = root.join("tests/browser");
+    if let Err(why) = prepare(&browser_dir) {
+        assert!(!required(), "live signed-out page: {why} (ADIEU_REQUIRE_BROWSER=1 makes this a failure)");
+        eprintln!("*** SKIPPED the live signed-out page in a browser: {why}");
+        return;
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).filter(|p| p.is_absolute());
+    let out = target.unwrap_or_else(|| root.join("target")).join("browser-live");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+
+    // The application's back-channel endpoint answers 200 after 2.5 s: longer than the page waits
+    // (`logout_wait_ms`, 1 s), so the page shows it being told first.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow = Behavior::Slow(200, Duration::from_millis(2500));
+    let receiver = rt.block_on(adieu_testkit::receiver::Receiver::start(slow));
+    let app = receiver.uri.split("/backchannel").next().unwrap().to_owned();
+    let redirect = format!("{app}/callback");
+
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let provider = format!("http://127.0.0.1:{port}");
+    let config = work.path().join("adieu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"{provider}\"\nlisten = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}/adieu.db\"\n\
+             [delivery]\nallow_private_cidrs = [\"127.0.0.0/8\"]\nlogout_wait_ms = 1000\n",
+            work.path().display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    adieu(work.path(), &["--config", cfg, "migrate"], "");
+    adieu(work.path(), &["--config", cfg, "user", "add", "alice", "--password-stdin"], "correct horse battery\n");
+    let client = [
+        "--config",
+        cfg,
+        "client",
+        "add",
+        "--name",
+        "Slow App",
+        "--client-id",
+        "slow-app",
+        "--redirect-uri",
+        &redirect,
+        "--backchannel-logout-uri",
+        &receiver.uri,
+        "--backchannel-logout-initiators",
+        "all",
+    ];
+    adieu(work.path(), &client, "");
+    let log_path = out.join("serve.log");
+    let child = Command::new(BIN)
+        .args(["--config", cfg, "serve"])
+        .current_dir(work.path())
+        .env_remove("ADIEU_ISSUER")
+        .env_remove("ADIEU_DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let _serve = Serve(child);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        wait_for_page(&provider, Instant::now() + Duration::from_secs(60)),
+        "adieu serve did not come up: {}",
+        log()
+    );
+
+    let status = Command::new("node")
+        .arg(browser_dir.join("live.mjs"))
+        .args(["--provider", &provider, "--client-id", "slow-app", "--redirect-uri", &redirect])
+        .args(["--username", "alice", "--password", "correct horse battery", "--chromium", CHROMIUM])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("running node tests/browser/live.mjs");
+    assert!(
+        status.success(),
+        "tests/browser/live.mjs failed ({status}); screenshots in {}; log:\n{}",
+        out.display(),
+        log()
+    );
+    drop(rt);
 }
