@@ -130,7 +130,7 @@ pub(crate) async fn run(opts: &Opts) -> Result<Vec<Verdict>> {
                 jobs.spawn(async move {
                     let sent = Instant::now();
                     let res = req.send().await?;
-                    ensure!(res.status() == 204, "DELETE user {id} answered {}", res.status());
+                    ensure!(res.status() == 200, "DELETE user {id} answered {}", res.status());
                     Ok(sent.elapsed())
                 });
             }

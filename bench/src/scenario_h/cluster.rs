@@ -220,7 +220,7 @@ impl Api {
     pub(crate) async fn end_session(&self, replica: usize, id: &str) -> Result<()> {
         let base = &self.bases[replica % self.bases.len()];
         let res = self.http.delete(format!("{base}/api/v1/sessions/{id}")).bearer_auth(&self.token).send().await?;
-        ensure!(res.status() == 204, "DELETE /api/v1/sessions/{id} answered {}", res.status());
+        ensure!(res.status() == 200, "DELETE /api/v1/sessions/{id} answered {}", res.status());
         Ok(())
     }
 }

@@ -7,9 +7,9 @@ use crate::AppState;
 use crate::error::OAuthError;
 use crate::user_admin::{self, Ctx};
 use adieu_core::id::SessionId;
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::delete;
 
@@ -19,6 +19,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn revoke(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    user_admin::revoke_session(&Ctx::server(&state, &ACTOR.name()), &SessionId::new(id)).await.map_err(user_error)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let ended = user_admin::revoke_session(&Ctx::server(&state, &ACTOR.name()), &SessionId::new(id))
+        .await
+        .map_err(user_error)?;
+    Ok(Json(super::users::revoked(std::slice::from_ref(&ended))).into_response())
 }

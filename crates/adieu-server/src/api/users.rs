@@ -148,8 +148,8 @@ async fn update(
 }
 
 async fn remove(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
-    user_admin::delete(&Ctx::server(&state, &ACTOR.name()), &UserId::new(id)).await.map_err(user_error)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let ended = user_admin::delete(&Ctx::server(&state, &ACTOR.name()), &UserId::new(id)).await.map_err(user_error)?;
+    Ok(Json(revoked(&ended)).into_response())
 }
 
 async fn sessions(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, OAuthError> {
@@ -163,13 +163,19 @@ async fn revoke_all(_: Admin, State(state): State<AppState>, Path(id): Path<Stri
     let ended = user_admin::revoke_all_sessions(&Ctx::server(&state, &ACTOR.name()), &UserId::new(id))
         .await
         .map_err(user_error)?;
+    Ok(Json(revoked(&ended)).into_response())
+}
+
+/// The answer of every call that ends sessions (`RevokedSessions` in the OpenAPI document): which
+/// sessions ended, which applications were told and which were not (no back-channel logout URI, or
+/// not subscribed to the initiator).
+pub(super) fn revoked(ended: &[adieu_core::session::EndedSession]) -> serde_json::Value {
     let ids: Vec<&str> = ended.iter().map(|e| e.session.id.as_str()).collect();
-    let (told, not) = adieu_core::session::EndedSession::told_and_not(&ended);
-    Ok(Json(json!({
+    let (told, not) = adieu_core::session::EndedSession::told_and_not(ended);
+    json!({
         "sessions_ended": ids.len(),
         "session_ids": ids,
         "notified_clients": told,
         "not_notified_clients": not,
-    }))
-    .into_response())
+    })
 }

@@ -172,7 +172,10 @@ async fn email_identifier_changed_through_the_api_notifies_only_subscribers() {
 async fn account_deleted_through_the_api_notifies_only_subscribers_with_the_sub() {
     let s = scene(Initiator::AccountDeleted, false, |_| {}).await;
     let path = format!("/api/v1/users/{}", s.sub);
-    assert_eq!(api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await.0, 204);
+    let (status, told) = api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await;
+    assert_eq!(status, 200, "{told}");
+    assert_eq!((&told["sessions_ended"], &told["notified_clients"]), (&json!(1), &json!(["app-sub"])), "{told}");
+    assert_eq!(told["not_notified_clients"], json!(["app-unsub"]), "the answer says who is not told: {told}");
     assert_only_subscribed_notified(&s, Initiator::AccountDeleted, "admin-api").await;
     assert_eq!(api(&s.op, Method::GET, &path, Some(ADMIN), None).await.0, 404);
     let (status, err) = api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await;
@@ -204,7 +207,10 @@ async fn session_revoked_through_the_api_notifies_only_subscribers() {
     let id = session["id"].as_str().unwrap();
     assert_ne!(id, s.sid_sub, "the session id is not a sid");
     let path = format!("/api/v1/sessions/{id}");
-    assert_eq!(api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await.0, 204);
+    let (status, told) = api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await;
+    assert_eq!(status, 200, "{told}");
+    assert_eq!((&told["session_ids"], &told["notified_clients"]), (&json!([id]), &json!(["app-sub"])), "{told}");
+    assert_eq!(told["not_notified_clients"], json!(["app-unsub"]), "the answer says who is not told: {told}");
     assert_only_subscribed_notified(&s, Initiator::SessionRevoked, "admin-api").await;
     let (status, err) = api(&s.op, Method::DELETE, &path, Some(ADMIN), None).await;
     assert_eq!(status, 409, "{err}");
@@ -462,7 +468,8 @@ async fn users_crud_paging_and_the_openapi_document() {
     assert_eq!((status, renamed["username"].as_str()), (200, Some("david")));
     let (_, read) = api(&op, Method::GET, &format!("/api/v1/users/{dave}"), Some(ADMIN), None).await;
     assert_eq!(read, renamed);
-    assert_eq!(api(&op, Method::DELETE, &format!("/api/v1/users/{dave}"), Some(ADMIN), None).await.0, 204);
+    let (status, deleted) = api(&op, Method::DELETE, &format!("/api/v1/users/{dave}"), Some(ADMIN), None).await;
+    assert_eq!((status, &deleted["sessions_ended"]), (200, &json!(0)), "{deleted}");
     let (_, log) = api(&op, Method::GET, "/api/v1/logs?type=user.", Some(ADMIN), None).await;
     let kinds: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["user.deleted", "user.updated", "user.created", "user.created", "user.created"]);
