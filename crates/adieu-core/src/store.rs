@@ -236,6 +236,10 @@ pub trait GrantStore: Send + Sync {
     async fn insert_access_token(&self, token: &AccessToken) -> StoreResult<()>;
     /// An access token by hash.
     async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
+    /// A refresh token by hash (rotated and revoked ones too).
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Revokes one access token (RFC 7009); false if there is none or it was revoked already.
+    async fn revoke_access_token(&self, token_hash: &str, at: UnixMillis) -> StoreResult<bool>;
     /// Stores a refresh token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Stores the access and refresh token of one issuance, in one transaction, unless their grant

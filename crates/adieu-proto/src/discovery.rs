@@ -46,4 +46,16 @@ pub struct ProviderMetadata {
     /// Dynamic client registration endpoint, once enabled.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub registration_endpoint: Option<String>,
+    /// Token introspection (RFC 7662), for resource servers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub introspection_endpoint: Option<String>,
+    /// How callers of the introspection endpoint authenticate (RFC 8414).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// Token revocation (RFC 7009).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revocation_endpoint: Option<String>,
+    /// How callers of the revocation endpoint authenticate (RFC 8414).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
 }

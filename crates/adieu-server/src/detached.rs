@@ -324,6 +324,14 @@ impl GrantStore for DetachedStore {
         let token_hash = token_hash.to_owned();
         self.read(move |s| async move { s.access_token(&token_hash).await }).await
     }
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |s| async move { s.refresh_token(&token_hash).await }).await
+    }
+    async fn revoke_access_token(&self, token_hash: &str, at: UnixMillis) -> StoreResult<bool> {
+        let token_hash = token_hash.to_owned();
+        self.write(move |s| async move { s.revoke_access_token(&token_hash, at).await }).await
+    }
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let token = token.clone();
         self.write(move |s| async move { s.insert_refresh_token(&token).await }).await

@@ -53,6 +53,10 @@ pub fn metadata(state: &AppState) -> ProviderMetadata {
         backchannel_logout_supported: true,
         backchannel_logout_session_supported: true,
         registration_endpoint: Some(state.url("/register")),
+        introspection_endpoint: Some(state.url("/introspect")),
+        introspection_endpoint_auth_methods_supported: strings(&["client_secret_basic", "client_secret_post"]),
+        revocation_endpoint: Some(state.url("/revoke")),
+        revocation_endpoint_auth_methods_supported: strings(&["client_secret_basic", "client_secret_post", "none"]),
     }
 }
 

@@ -63,6 +63,7 @@ pub(crate) mod signed_out;
 pub mod startup_hints;
 pub mod sweeper;
 pub(crate) mod token;
+pub(crate) mod token_status;
 pub(crate) mod upstream;
 pub mod user_admin;
 pub(crate) mod userinfo;
@@ -204,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .merge(userinfo::routes())
         .merge(rp_logout::routes())
         .merge(signed_out::routes())
+        .merge(token_status::routes())
         .merge(home::routes())
         .merge(account_page::routes())
         .merge(health::routes())

@@ -201,6 +201,23 @@ impl<D: Dialect> GrantStore for SqlStore<D> {
         row.as_ref().map(rows::access).transpose()
     }
 
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let row = Sql::new(concat!("SELECT ", refresh_cols!(), " FROM refresh_tokens WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional::<D>(&mut *self.read().await?)
+            .await?;
+        row.as_ref().map(rows::refresh).transpose()
+    }
+
+    async fn revoke_access_token(&self, token_hash: &str, at: UnixMillis) -> StoreResult<bool> {
+        let n = Sql::new("UPDATE access_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(token_hash)
+            .execute::<D>(&mut *self.writer().await?)
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
         insert_refresh_in::<D>(&mut *self.writer().await?, t).await
     }

@@ -21,7 +21,23 @@ conformance!(
     pruning_takes_finished_deliveries_past_the_cutoff_with_their_attempts_a_batch_at_a_time,
     pruning_takes_audit_events_by_age,
     tokens_are_not_issued_for_a_revoked_grant,
+    tokens_are_read_by_hash_and_one_access_token_is_revoked_alone,
 );
+
+async fn tokens_are_read_by_hash_and_one_access_token_is_revoked_alone(s: Arc<dyn Store>) -> StoreResult<()> {
+    s.insert_refresh_token(&refresh("rt-1", "s1", "c", false)).await?;
+    let got = s.refresh_token("rt-1").await?.expect("the refresh token");
+    assert_eq!((got.client_id.as_str(), got.grant_id.as_str()), ("c", "g-rt-1"));
+    assert!(s.refresh_token("rt-unknown").await?.is_none());
+    s.insert_access_token(&super::access("at-1", "s1", false)).await?;
+    s.insert_access_token(&super::access("at-2", "s1", false)).await?;
+    assert!(s.revoke_access_token("at-1", T0).await?, "revoked");
+    assert!(!s.revoke_access_token("at-1", T0).await?, "only once");
+    assert!(!s.revoke_access_token("at-unknown", T0).await?);
+    assert_eq!(s.access_token("at-1").await?.unwrap().revoked_at, Some(T0));
+    assert_eq!(s.access_token("at-2").await?.unwrap().revoked_at, None, "the other token of the session stays");
+    Ok(())
+}
 
 async fn pruning_takes_finished_deliveries_past_the_cutoff_with_their_attempts_a_batch_at_a_time(
     s: Arc<dyn Store>,

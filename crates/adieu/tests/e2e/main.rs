@@ -43,5 +43,6 @@ mod sdk;
 mod signed_out;
 mod support;
 mod token_rules;
+mod token_status;
 mod upstream;
 mod upstream_interop;
