@@ -159,6 +159,8 @@ impl Ctx {
             events: logout_events(),
             sub: Some(self.sub.clone()),
             sid: Some(sid.to_owned()),
+            // The provider's tokens carry why the session ended; the same size here.
+            initiator: Some("session-revoked".to_owned()),
         };
         let payload = serde_json::to_vec(&claims)?;
         let mut out = String::with_capacity(64 + payload.len() * 2 + 400);

@@ -31,6 +31,12 @@ pub struct LogoutTokenClaims {
     /// The `sid` from the application's ID token.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sid: Option<String>,
+    /// Why the session ended: adieu's initiator (`rp-logout`, `idp-logout`, `session-revoked`,
+    /// `password-changed`, `email-identifier-changed`, `account-deleted`, `session-expired`).
+    /// Not part of Back-Channel Logout 1.0; recipients ignore claims they do not know (§2.4), and
+    /// an application that knows it can say "your session expired" rather than "you signed out".
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub initiator: Option<String>,
 }
 
 /// The `events` value of a logout token.

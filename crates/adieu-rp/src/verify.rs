@@ -346,6 +346,20 @@ impl VerifiedLogoutToken {
     pub fn subject(&self) -> &LogoutSubject {
         &self.subject
     }
+    /// Why the session ended, if the provider says: adieu's `initiator` claim (`rp-logout`,
+    /// `idp-logout`, `session-revoked`, `password-changed`, `email-identifier-changed`,
+    /// `account-deleted` or `session-expired`). Other providers send none, and a value that is not
+    /// a string reads as none. It lets an application tell the user "your session expired" rather
+    /// than "you signed out"; it changes nothing in what the token ends.
+    ///
+    /// ```
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// # let t = adieu_rp::verify::verify(&token, &keys, &policy, now).unwrap();
+    /// assert_eq!(t.initiator(), Some("session-expired"));
+    /// ```
+    pub fn initiator(&self) -> Option<&str> {
+        self.claims().get("initiator").and_then(Value::as_str)
+    }
     /// Every claim, including ones this crate does not interpret (BC-LT-02).
     ///
     /// ```
@@ -489,7 +503,7 @@ pub fn sample_for_docs() -> (JwkSet, String, VerificationPolicy, i64) {
     let now = 1_800_000_000;
     let claims = serde_json::json!({
         "iss": "https://op.example.com", "aud": "my-client", "iat": now, "exp": now + 120, "jti": "jti-1",
-        "sub": "user-1", "sid": "sid-1", "events": {BACKCHANNEL_LOGOUT_EVENT: {}}
+        "sub": "user-1", "sid": "sid-1", "events": {BACKCHANNEL_LOGOUT_EVENT: {}}, "initiator": "session-expired"
     });
     let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
     header.kid = Some("doc-key".into());

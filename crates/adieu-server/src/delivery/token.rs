@@ -11,7 +11,8 @@ use adieu_proto::logout::{LOGOUT_TOKEN_TYP, LogoutTokenClaims, logout_events};
 pub const LOGOUT_TOKEN_LIFETIME_SECS: i64 = 120;
 
 /// Signs a logout token for `delivery` with the client's algorithm: header `typ: logout+jwt` and
-/// `kid`; claims `iss aud iat exp jti events sub sid`, never `nonce`.
+/// `kid`; claims `iss aud iat exp jti events sub sid` and `initiator` (why the session ended),
+/// never `nonce`.
 pub fn mint(state: &Context, client: &Client, delivery: &Delivery) -> Result<String, KeyError> {
     let now = state.clock.now();
     let iat = now.as_secs();
@@ -24,6 +25,7 @@ pub fn mint(state: &Context, client: &Client, delivery: &Delivery) -> Result<Str
         events: logout_events(),
         sub: Some(delivery.sub.to_string()),
         sid: Some(delivery.sid.to_string()),
+        initiator: Some(delivery.initiator.as_str().to_owned()),
     };
     state.keys.sign(client.id_token_signed_response_alg, LOGOUT_TOKEN_TYP, &claims, now)
 }

@@ -97,6 +97,7 @@ async fn assert_only_subscribed_notified(s: &Scene, initiator: Initiator, actor:
     let claims = verify_logout_token(&s.op, got[0].logout_token(), &s.subscribed.id).await;
     assert_eq!(claims["sub"], s.sub.as_str(), "the token names the user's sub");
     assert_eq!(claims["sid"], s.sid_sub.as_str(), "BC-SID-03: the sid of that application's ID token");
+    assert_eq!(claims["initiator"], initiator.as_str(), "the token says why the session ended");
 
     let deadline = tokio::time::Instant::now() + WAIT;
     while s.op.state.store.queue_stats().await.unwrap().depth > 0 {
