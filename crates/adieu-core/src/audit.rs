@@ -52,11 +52,13 @@ pub enum AuditKind {
     ApiTokenCreated,
     /// An API bearer token was revoked.
     ApiTokenRevoked,
+    /// A Global Token Revocation request ended every session and token of a user.
+    UserTokensRevoked,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 20] = [
+    pub const ALL: [AuditKind; 21] = [
         AuditKind::BackchannelSubscribed,
         AuditKind::BackchannelChanged,
         AuditKind::BackchannelUnsubscribed,
@@ -77,6 +79,7 @@ impl AuditKind {
         AuditKind::KeyRetired,
         AuditKind::ApiTokenCreated,
         AuditKind::ApiTokenRevoked,
+        AuditKind::UserTokensRevoked,
     ];
 
     /// The name it is stored and filtered under, e.g. `session.ended`.
@@ -102,6 +105,7 @@ impl AuditKind {
             AuditKind::KeyRetired => "key.retired",
             AuditKind::ApiTokenCreated => "api_token.created",
             AuditKind::ApiTokenRevoked => "api_token.revoked",
+            AuditKind::UserTokensRevoked => "user.tokens_revoked",
         }
     }
 }

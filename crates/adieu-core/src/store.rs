@@ -73,6 +73,17 @@ pub trait UserStore: Send + Sync {
     /// `user.deleted` is audited with `actor`. Returns the ended sessions, or `None` if there is no
     /// such user.
     async fn delete_user(&self, id: &UserId, actor: &str, at: UnixMillis) -> StoreResult<Option<Vec<EndedSession>>>;
+    /// Global Token Revocation, in one transaction: every open session of the user ends with
+    /// `session-revoked` (the outbox tells the subscribed applications), every access and refresh
+    /// token is revoked (`offline_access` ones included), and `user.tokens_revoked` is audited with
+    /// `actor`. The ended sessions and how many tokens were revoked, or `None` if there is no
+    /// such user.
+    async fn revoke_user_everywhere(
+        &self,
+        id: &UserId,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Option<(Vec<EndedSession>, u64)>>;
 }
 
 /// Registered applications.
@@ -375,6 +386,9 @@ pub enum ApiTokenKind {
     Admin,
     /// An initial access token for dynamic client registration.
     Registration,
+    /// The credential of a caller of the Global Token Revocation endpoint (a security tool, an
+    /// upstream identity provider): it can end a user's sessions and tokens, and nothing else.
+    GlobalRevocation,
 }
 
 impl ApiTokenKind {
@@ -383,6 +397,7 @@ impl ApiTokenKind {
         match self {
             ApiTokenKind::Admin => "admin",
             ApiTokenKind::Registration => "registration",
+            ApiTokenKind::GlobalRevocation => "global-token-revocation",
         }
     }
 }
@@ -393,7 +408,8 @@ impl std::str::FromStr for ApiTokenKind {
         match s {
             "admin" => Ok(ApiTokenKind::Admin),
             "registration" => Ok(ApiTokenKind::Registration),
-            other => Err(format!("unknown token kind {other:?} (admin or registration)")),
+            "global-token-revocation" => Ok(ApiTokenKind::GlobalRevocation),
+            other => Err(format!("unknown token kind {other:?} (admin, registration or global-token-revocation)")),
         }
     }
 }

@@ -58,4 +58,10 @@ pub struct ProviderMetadata {
     /// How callers of the revocation endpoint authenticate (RFC 8414).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// Global Token Revocation (draft-parecki-oauth-global-token-revocation).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub global_token_revocation_endpoint: Option<String>,
+    /// How its callers authenticate: a bearer token.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub global_token_revocation_endpoint_auth_methods_supported: Vec<String>,
 }

@@ -154,6 +154,15 @@ impl UserStore for DetachedStore {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write(move |s| async move { handed(s.delete_user(&id, &actor, at).await, |e| e) }).await
     }
+    async fn revoke_user_everywhere(
+        &self,
+        id: &UserId,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Option<(Vec<EndedSession>, u64)>> {
+        let (id, actor) = (id.clone(), actor.to_owned());
+        self.write(move |s| async move { handed(s.revoke_user_everywhere(&id, &actor, at).await, |(e, _)| e) }).await
+    }
 }
 
 #[async_trait]

@@ -57,6 +57,8 @@ pub fn metadata(state: &AppState) -> ProviderMetadata {
         introspection_endpoint_auth_methods_supported: strings(&["client_secret_basic", "client_secret_post"]),
         revocation_endpoint: Some(state.url("/revoke")),
         revocation_endpoint_auth_methods_supported: strings(&["client_secret_basic", "client_secret_post", "none"]),
+        global_token_revocation_endpoint: Some(state.url("/global-token-revocation")),
+        global_token_revocation_endpoint_auth_methods_supported: strings(&["bearer"]),
     }
 }
 

@@ -42,6 +42,7 @@ pub mod delivery;
 pub(crate) mod detached;
 pub(crate) mod discovery;
 pub(crate) mod error;
+pub(crate) mod global_revocation;
 pub(crate) mod health;
 pub(crate) mod home;
 pub mod http_server;
@@ -206,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rp_logout::routes())
         .merge(signed_out::routes())
         .merge(token_status::routes())
+        .merge(global_revocation::routes())
         .merge(home::routes())
         .merge(account_page::routes())
         .merge(health::routes())

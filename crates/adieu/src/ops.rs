@@ -50,7 +50,8 @@ pub enum DeliveriesCmd {
 pub enum TokenCmd {
     /// Create a bearer token; it is printed once and stored only as a hash.
     Create {
-        /// `admin` (management API, default) or `registration` (initial access token for /register).
+        /// `admin` (management API, default), `registration` (initial access token for /register) or
+        /// `global-token-revocation` (POST /global-token-revocation only).
         #[arg(long, default_value = "admin")]
         kind: String,
         /// A label to recognise it by.

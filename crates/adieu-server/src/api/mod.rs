@@ -56,7 +56,12 @@ pub fn page_limit(limit: Option<u32>) -> Result<Option<u32>, OAuthError> {
 
 /// The bearer token of a request, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_in(&parts.headers)
+}
+
+/// [`bearer`] from the headers alone.
+pub fn bearer_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let t = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?.trim();
     (!t.is_empty() && t.len() <= 256).then_some(t)
 }
@@ -77,6 +82,8 @@ pub async fn token_valid(state: &AppState, token: &str, kind: ApiTokenKind) -> R
     let configured = match kind {
         ApiTokenKind::Admin => vec![&state.settings.admin_token],
         ApiTokenKind::Registration => vec![&state.settings.registration_token, &state.settings.admin_token],
+        // Only tokens made for it (`adieu admin-token create --kind global-token-revocation`).
+        ApiTokenKind::GlobalRevocation => vec![],
     };
     for c in configured.into_iter().flatten() {
         if constant_time_eq(&hash_secret(&c.0), &hash) {

@@ -190,4 +190,29 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         commit::<D>(tx).await?;
         Ok(Some(ended))
     }
+
+    async fn revoke_user_everywhere(
+        &self,
+        id: &UserId,
+        actor: &str,
+        at: UnixMillis,
+    ) -> StoreResult<Option<(Vec<EndedSession>, u64)>> {
+        let mut tx = self.write().await?;
+        let row = Sql::new(format!("SELECT id FROM users WHERE id = $1{}", D::FOR_UPDATE))
+            .bind(id.as_str())
+            .fetch_optional::<D>(&mut *tx)
+            .await?;
+        if row.is_none() {
+            return Ok(None);
+        }
+        let ended = end_user_sessions_in::<D>(&mut *tx, id, &self.ending(Initiator::SessionRevoked, actor, at)).await?;
+        // The sessions' own tokens went with them; this takes the offline ones too.
+        let revoked = revoke_user_tokens_in::<D>(&mut *tx, id, at).await?;
+        let tokens = revoked + ended.iter().map(|e| e.revoked_tokens).sum::<u64>();
+        let detail = json!({ "sessions_ended": ended.len(), "revoked_tokens": tokens });
+        let e = AuditEvent::new(AuditKind::UserTokensRevoked, actor, at, detail).user(id.as_str());
+        append_audit_in::<D>(&mut *tx, &e).await?;
+        commit::<D>(tx).await?;
+        Ok(Some((ended, tokens)))
+    }
 }

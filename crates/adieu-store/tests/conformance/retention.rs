@@ -22,7 +22,28 @@ conformance!(
     pruning_takes_audit_events_by_age,
     tokens_are_not_issued_for_a_revoked_grant,
     tokens_are_read_by_hash_and_one_access_token_is_revoked_alone,
+    revoking_a_user_everywhere_ends_sessions_and_offline_tokens_in_one_call,
 );
+
+async fn revoking_a_user_everywhere_ends_sessions_and_offline_tokens_in_one_call(s: Arc<dyn Store>) -> StoreResult<()> {
+    three_participants(&s).await?;
+    s.create_user(&super::user("alice", None)).await?;
+    let alice = s.user_by_login("alice").await?.unwrap().id;
+    let mut session = super::session("s9", alice.as_str());
+    session.user_id = alice.clone();
+    s.create_session(&session, "cookie9").await?;
+    let mut offline = refresh("rt-off", "s9", "c", true);
+    offline.user_id = alice.clone();
+    s.insert_refresh_token(&offline).await?;
+    let (ended, tokens) = s.revoke_user_everywhere(&alice, "gtr", T0).await?.expect("a user");
+    assert_eq!((ended.len(), tokens), (2, 1), "both of alice's sessions (s1 and s9) and her offline token");
+    assert!(ended.iter().all(|e| e.session.end_reason == Some(Initiator::SessionRevoked)));
+    assert!(s.refresh_token("rt-off").await?.unwrap().revoked_at.is_some(), "the offline token too");
+    let log = s.audit_events(&AuditFilter { kind: Some("user.tokens_revoked".into()), ..Default::default() }).await?;
+    assert_eq!((log.len(), log[0].actor.as_str()), (1, "gtr"));
+    assert!(s.revoke_user_everywhere(&UserId::new("nobody"), "gtr", T0).await?.is_none());
+    Ok(())
+}
 
 async fn tokens_are_read_by_hash_and_one_access_token_is_revoked_alone(s: Arc<dyn Store>) -> StoreResult<()> {
     s.insert_refresh_token(&refresh("rt-1", "s1", "c", false)).await?;
