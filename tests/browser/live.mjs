@@ -71,11 +71,10 @@ try {
   // No bypassCSP here: the page's own policy must let its script run and fetch.
   const context = await browser.newContext({ viewport: { width: 900, height: 640 } });
   context.setDefaultTimeout(TIMEOUT_MS);
-  const page = await context.newPage();
-  const blocked = [];
-  page.on('console', (m) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) blocked.push(m.text());
-  });
+  // Sign-in in one tab; its last navigation (to the test's receiver, which is no web page and
+  // answers slowly) may still be going on when the sign-out starts, so that runs in a tab of its
+  // own (the same browser context: the same cookies).
+  const signIn = await context.newPage();
 
   step = '1. sign in at the provider';
   const verifier = 'v'.repeat(43);
@@ -84,17 +83,22 @@ try {
     response_type: 'code', client_id: args['client-id'], redirect_uri: args['redirect-uri'], scope: 'openid',
     state: 'live', nonce: 'live', code_challenge: challenge, code_challenge_method: 'S256',
   });
-  await page.goto(`${provider}/authorize?${q}`);
-  await page.getByLabel('Username or email').fill(args.username);
-  await page.getByLabel('Password').fill(args.password);
+  await signIn.goto(`${provider}/authorize?${q}`);
+  await signIn.getByLabel('Username or email').fill(args.username);
+  await signIn.getByLabel('Password').fill(args.password);
   // The redirect URI is the test's receiver, which is no web page: the request to it is enough (the
   // provider's session cookie is set by then).
-  const back = page.waitForRequest((r) => r.url().startsWith(args['redirect-uri']), { timeout: TIMEOUT_MS });
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  const back = signIn.waitForRequest((r) => r.url().startsWith(args['redirect-uri']), { timeout: TIMEOUT_MS });
+  await signIn.getByRole('button', { name: 'Sign in' }).click();
   const code = new URL((await back).url()).searchParams.get('code');
   if (!code) fail('the provider did not send a code back to the application');
 
   step = '2. sign out at the provider: the application is being told';
+  const page = await context.newPage();
+  const blocked = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) blocked.push(m.text());
+  });
   await page.goto(`${provider}/logout`);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByText('You are signed out').waitFor();
