@@ -52,6 +52,8 @@ impl JwksSource for StaticJwks {
 struct Cached {
     set: Arc<VerificationKeys>,
     fetched_at: Option<Instant>,
+    /// The last fetch failed (the set is an older one, kept).
+    stale: bool,
 }
 
 /// A cached key set with rate-limited refresh.
@@ -101,6 +103,7 @@ impl KeyCache {
             cached: RwLock::new(Cached {
                 set: Arc::new(VerificationKeys::new(JwkSet { keys: vec![] })),
                 fetched_at: None,
+                stale: false,
             }),
             refreshing: Mutex::new(()),
             min_refresh_interval: interval,
@@ -135,6 +138,22 @@ impl KeyCache {
     /// ```
     pub async fn can_refresh(&self) -> bool {
         self.cached.read().await.fetched_at.is_none_or(|at| at.elapsed() >= self.min_refresh_interval)
+    }
+
+    /// Whether the last fetch failed, so the cached set may lack keys the provider published since
+    /// (a `kid` missing from it is then not proof that the token is invalid).
+    ///
+    /// ```
+    /// # use adieu_rp::keys::{KeyCache, StaticJwks};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let (keys, _, _, _) = adieu_rp::verify::sample_for_docs();
+    /// let cache = KeyCache::new(std::sync::Arc::new(StaticJwks(keys)));
+    /// cache.current().await.unwrap();
+    /// assert!(!cache.is_stale().await);
+    /// # });
+    /// ```
+    pub async fn is_stale(&self) -> bool {
+        self.cached.read().await.stale
     }
 
     /// The cached set, fetching it the first time.
@@ -184,12 +203,14 @@ impl KeyCache {
             Ok(set) => {
                 c.set = Arc::new(VerificationKeys::new(set));
                 c.fetched_at = Some(Instant::now());
+                c.stale = false;
                 Ok(c.set.clone())
             }
             Err(e) => {
                 if c.fetched_at.is_some() {
                     // Keep using the last good set; try again after the interval.
                     c.fetched_at = Some(Instant::now());
+                    c.stale = true;
                     tracing::warn!(error = %e, "refreshing the issuer's keys failed; keeping the cached set");
                     Ok(c.set.clone())
                 } else {

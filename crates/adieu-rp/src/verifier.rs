@@ -122,13 +122,15 @@ impl LogoutVerifier {
         let keys = self.keys.current().await?;
         let verified = match verify_prepared(raw, &keys, &self.policy, now) {
             Err(LogoutTokenError::UnknownKey(kid)) => {
-                let could_fetch = self.keys.can_refresh().await;
+                // Refetch (rate limited) and check once more. A set fetched just now, or within the
+                // refresh interval, is authoritative: a `kid` it lacks is an invalid token (400).
+                // Only a set kept after a failed fetch may lack a key the provider has published
+                // since: then ask the provider to retry later (503).
                 let keys = self.keys.refresh().await?;
                 match verify_prepared(raw, &keys, &self.policy, now) {
-                    // The key may be newer than our last fetch: ask the provider to retry later.
-                    Err(LogoutTokenError::UnknownKey(_)) if !could_fetch => {
+                    Err(LogoutTokenError::UnknownKey(_)) if self.keys.is_stale().await => {
                         return Err(KeyFetchError(format!(
-                            "unknown key {kid:?}; the key set was refreshed moments ago"
+                            "unknown key {kid:?}, and the issuer's keys could not be fetched"
                         ))
                         .into());
                     }
@@ -162,5 +164,61 @@ impl LogoutVerifier {
         let Some(replay) = &self.replay else { return Ok(()) };
         let until = self.policy.acceptable_until(token);
         replay.remember(token.issuer(), token.jti(), until, now).await.map_err(|e| VerifyFailure::Replay(e.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::JwksSource;
+    use crate::testing::{AUD, ISS, NOW, TestKey, claims, set};
+    use jsonwebtoken::jwk::JwkSet;
+    use std::sync::Mutex;
+
+    /// A provider whose JWKS answers `set`, or fails while it is `None`.
+    #[derive(Debug)]
+    struct Provider(Mutex<Option<JwkSet>>);
+
+    #[async_trait::async_trait]
+    impl JwksSource for Provider {
+        async fn fetch(&self) -> Result<JwkSet, KeyFetchError> {
+            self.0.lock().unwrap().clone().ok_or_else(|| KeyFetchError("offline".into()))
+        }
+    }
+
+    fn verifier(provider: Arc<Provider>) -> LogoutVerifier {
+        let policy = VerificationPolicy::new(ISS, AUD).with_algorithms(&[jsonwebtoken::Algorithm::ES256]).unwrap();
+        LogoutVerifier::new(policy, KeyCache::new(provider))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_kid_in_a_freshly_fetched_key_set_is_an_invalid_token() {
+        let (known, other) = (TestKey::ec("k1"), TestKey::ec("k-unpublished"));
+        let provider = Arc::new(Provider(Mutex::new(Some(set(&[&known])))));
+        let v = verifier(provider);
+        v.keys().current().await.unwrap();
+        let token = other.sign("ES256", serde_json::json!({"typ": "logout+jwt"}), &claims());
+        // Fetched moments ago (the refetch is rate limited): the set is authoritative, so 400.
+        let got = v.verify(&token, NOW).await;
+        assert!(matches!(got, Err(VerifyFailure::Invalid(LogoutTokenError::UnknownKey(_)))), "{got:?}");
+        assert!(!got.unwrap_err().is_temporary());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_kid_when_the_keys_cannot_be_fetched_is_temporary() {
+        let (known, rotated) = (TestKey::ec("k1"), TestKey::ec("k2"));
+        let provider = Arc::new(Provider(Mutex::new(Some(set(&[&known])))));
+        let v = verifier(provider.clone());
+        v.keys().current().await.unwrap();
+        *provider.0.lock().unwrap() = None;
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        let token = rotated.sign("ES256", serde_json::json!({"typ": "logout+jwt"}), &claims());
+        // The refetch failed and the kept set may lack the new key: 503, so the provider retries.
+        let got = v.verify(&token, NOW).await;
+        assert!(matches!(got, Err(VerifyFailure::Keys(_))), "{got:?}");
+        // The provider is back with the new key: after the interval the token verifies.
+        *provider.0.lock().unwrap() = Some(set(&[&known, &rotated]));
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        assert!(v.verify(&token, NOW).await.is_ok());
     }
 }
