@@ -71,9 +71,8 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthErr
     if token_valid(state, token, ApiTokenKind::GlobalRevocation).await? {
         return Ok(());
     }
-    if token_valid(state, token, ApiTokenKind::Admin).await?
-        || token_valid(state, token, ApiTokenKind::Registration).await?
-    {
+    // Valid for registration means a registration or an admin token.
+    if token_valid(state, token, ApiTokenKind::Registration).await? {
         return Err(error(
             StatusCode::FORBIDDEN,
             ErrorCode::InvalidRequest,

@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::error::PageError;
 use adieu_core::delivery::{Delivery, DeliveryStatus, Verdict};
 use adieu_core::id::{ClientId, SessionId};
-use adieu_core::session::EndedSession;
+use adieu_core::session::{EndedSession, Participation};
 use adieu_core::store::DeliveryFilter;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -131,19 +131,18 @@ pub(crate) struct AppLine {
     status: &'static str,
 }
 
-/// The lines of `ended`'s applications, in the order they were signed in to, each with the badge
-/// `badge` gives it.
+/// The lines of the applications of `participations`, in the order they were signed in to, each
+/// with the badge `badge` gives it.
 async fn lines(
     state: &AppState,
-    ended: &EndedSession,
+    participations: &[Participation],
     badge: impl Fn(&ClientId) -> Badge,
 ) -> Result<Vec<AppLine>, PageError> {
-    let ids: Vec<ClientId> = ended.participations.iter().map(|p| p.client_id.clone()).collect();
+    let ids: Vec<ClientId> = participations.iter().map(|p| p.client_id.clone()).collect();
     // The names in one query, not one per application.
     let names: HashMap<ClientId, String> =
         state.store.clients_by_ids(&ids).await?.into_iter().map(|c| (c.id, c.name)).collect();
-    Ok(ended
-        .participations
+    Ok(participations
         .iter()
         .filter_map(|p| {
             let name = names.get(&p.client_id)?;
@@ -162,7 +161,7 @@ pub(crate) async fn lines_after_sign_out(
     let written: Vec<&ClientId> = ended.deliveries.iter().map(|d| &d.client_id).collect();
     let badge = |c: &ClientId| Badge::of_verdict(outcomes.get(c), written.contains(&c));
     // The page still shows the user signed out if the names cannot be read.
-    lines(state, ended, badge).await.unwrap_or_default()
+    lines(state, &ended.participations, badge).await.unwrap_or_default()
 }
 
 /// Whether any line is still being told.
@@ -212,14 +211,7 @@ async fn current(state: &AppState, session: &str) -> Result<Option<Vec<AppLine>>
     let filter = DeliveryFilter { session_id: Some(id), limit: Some(1000), ..Default::default() };
     let deliveries = state.store.deliveries(&filter).await?;
     let by_client: HashMap<&ClientId, &Delivery> = deliveries.iter().map(|d| (&d.client_id, d)).collect();
-    let ended = EndedSession {
-        session: s,
-        participations,
-        revoked_tokens: 0,
-        deliveries: Vec::new(),
-        handoff: Default::default(),
-    };
-    Ok(Some(lines(state, &ended, |c| Badge::of_delivery(by_client.get(c).copied())).await?))
+    Ok(Some(lines(state, &participations, |c| Badge::of_delivery(by_client.get(c).copied())).await?))
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

@@ -44,14 +44,7 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
 }
 
 async fn run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
-    }
-    let p = parse_params(body).map_err(OAuthError::invalid_request)?;
+    let p = form_params(headers, body)?;
     let client = authenticate_client(state, headers, &p).await?;
     match p.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
@@ -71,7 +64,21 @@ async fn run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     }
 }
 
-fn invalid_client(basic: bool, description: &str) -> OAuthError {
+/// The parameters of a client's form POST (the token, introspection and revocation endpoints):
+/// `invalid_request` unless the body is `application/x-www-form-urlencoded` with each name once.
+pub(crate) fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+    }
+    parse_params(body).map_err(OAuthError::invalid_request)
+}
+
+/// 401 `invalid_client`, with a Basic challenge when the client tried Basic.
+pub(crate) fn invalid_client(basic: bool, description: &str) -> OAuthError {
     OAuthError {
         status: StatusCode::UNAUTHORIZED,
         code: ErrorCode::InvalidClient,

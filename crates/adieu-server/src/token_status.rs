@@ -18,10 +18,9 @@
 //! tells no one whether a token exists.
 
 use crate::AppState;
-use crate::authorize::parse_params;
 use crate::crypto::hash_secret;
 use crate::error::OAuthError;
-use crate::token::authenticate_client;
+use crate::token::{authenticate_client, form_params, invalid_client};
 use adieu_core::client::{Client, TokenEndpointAuthMethod};
 use adieu_core::grant::{AccessToken, RefreshToken};
 use adieu_core::id::{ClientId, SessionId};
@@ -51,14 +50,7 @@ async fn caller(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Client, HashMap<String, String>, String), OAuthError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
-    }
-    let p = parse_params(body).map_err(OAuthError::invalid_request)?;
+    let p = form_params(headers, body)?;
     let client = authenticate_client(state, headers, &p).await?;
     let token = p.get("token").filter(|t| !t.is_empty()).cloned();
     let token = token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -95,12 +87,7 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Byt
 async fn introspection(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
     let (client, p, token) = caller(state, headers, body).await?;
     if client.token_endpoint_auth_method == TokenEndpointAuthMethod::None {
-        return Err(OAuthError {
-            status: StatusCode::UNAUTHORIZED,
-            code: adieu_proto::ErrorCode::InvalidClient,
-            description: "introspection is for confidential clients (resource servers)".into(),
-            www_authenticate: None,
-        });
+        return Err(invalid_client(false, "introspection is for confidential clients (resource servers)"));
     }
     let inactive = json!({ "active": false });
     let now = state.clock.now();
