@@ -42,6 +42,11 @@ pub struct ClientMetadataRequest {
     pub token_endpoint_auth_method: Option<String>,
     /// `RS256`, `ES256` or `EdDSA`.
     pub id_token_signed_response_alg: Option<String>,
+    /// Front-channel logout URI (FCL §2); JSON `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub frontchannel_logout_uri: Option<Option<String>>,
+    /// Whether `iss` and `sid` are added to the front-channel logout URI.
+    pub frontchannel_logout_session_required: Option<bool>,
     /// Accepted if they are within what adieu supports.
     pub grant_types: Option<Vec<String>>,
     /// Accepted if `["code"]`.
@@ -83,6 +88,12 @@ pub struct ClientMetadataResponse {
     pub token_endpoint_auth_method: String,
     /// ID token (and logout token) algorithm.
     pub id_token_signed_response_alg: String,
+    /// Front-channel logout URI.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub frontchannel_logout_uri: Option<String>,
+    /// Whether `iss` and `sid` are added to the front-channel logout URI.
+    #[serde(default)]
+    pub frontchannel_logout_session_required: bool,
     /// Always `["authorization_code", "refresh_token"]`.
     pub grant_types: Vec<String>,
     /// Always `["code"]`.

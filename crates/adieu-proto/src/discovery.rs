@@ -43,6 +43,12 @@ pub struct ProviderMetadata {
     pub backchannel_logout_supported: bool,
     /// Always `true`: `sid` is in ID tokens and logout tokens (BC-OP-02).
     pub backchannel_logout_session_supported: bool,
+    /// Always `true`: Front-Channel Logout 1.0 for applications without a back channel (FCL §3).
+    #[serde(default)]
+    pub frontchannel_logout_supported: bool,
+    /// Always `true`: `iss` and `sid` are sent on request, and `sid` is in ID tokens (FCL §3).
+    #[serde(default)]
+    pub frontchannel_logout_session_supported: bool,
     /// Dynamic client registration endpoint, once enabled.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub registration_endpoint: Option<String>,

@@ -43,6 +43,10 @@ pub struct ClientRegistration {
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
     /// ID token algorithm.
     pub id_token_signed_response_alg: SigningAlg,
+    /// Front-channel logout URI (FCL §2).
+    pub frontchannel_logout_uri: Option<String>,
+    /// Whether `iss` and `sid` are added to it.
+    pub frontchannel_logout_session_required: bool,
 }
 
 /// Where the provider runs, for the URI rules.
@@ -97,7 +101,7 @@ fn is_loopback_host(u: &Url) -> bool {
     }
 }
 
-fn parse_absolute(field: &str, raw: &str) -> Result<Url, String> {
+pub(crate) fn parse_absolute(field: &str, raw: &str) -> Result<Url, String> {
     // As typed: the URL parser would silently drop TAB, CR and LF.
     adieu_core::text::check(field, raw)?;
     if raw.len() > 2000 {
@@ -210,6 +214,9 @@ pub fn validate(reg: &ClientRegistration, policy: &UriPolicy) -> Result<(), Regi
     if let Some(b) = &reg.backchannel_logout_uri {
         check_backchannel_logout_uri(b, confidential, policy)?;
     }
+    if let Some(f) = &reg.frontchannel_logout_uri {
+        crate::frontchannel::check_uri(f, &reg.redirect_uris).map_err(bad_meta)?;
+    }
     Ok(())
 }
 
@@ -246,6 +253,8 @@ pub async fn register(
         backchannel_logout_initiators: reg.backchannel_logout_initiators,
         token_endpoint_auth_method: reg.token_endpoint_auth_method,
         id_token_signed_response_alg: reg.id_token_signed_response_alg,
+        frontchannel_logout_uri: reg.frontchannel_logout_uri,
+        frontchannel_logout_session_required: reg.frontchannel_logout_session_required,
         created_at: now,
         updated_at: now,
     };
@@ -319,6 +328,8 @@ pub fn registration_from_metadata(
         },
         token_endpoint_auth_method,
         id_token_signed_response_alg,
+        frontchannel_logout_uri: req.frontchannel_logout_uri.flatten(),
+        frontchannel_logout_session_required: req.frontchannel_logout_session_required.unwrap_or(false),
     })
 }
 
@@ -358,6 +369,12 @@ pub fn apply_update(
     if let Some(m) = &req.backchannel_logout_initiators {
         c.backchannel_logout_initiators = parse_initiators(m)?;
     }
+    if let Some(u) = req.frontchannel_logout_uri {
+        c.frontchannel_logout_uri = u;
+    }
+    if let Some(b) = req.frontchannel_logout_session_required {
+        c.frontchannel_logout_session_required = b;
+    }
     if let Some(a) = &req.id_token_signed_response_alg {
         c.id_token_signed_response_alg =
             a.parse().map_err(|e: adieu_proto::alg::UnsupportedAlg| bad_meta(e.to_string()))?;
@@ -372,6 +389,8 @@ pub fn apply_update(
         backchannel_logout_initiators: c.backchannel_logout_initiators.clone(),
         token_endpoint_auth_method: c.token_endpoint_auth_method,
         id_token_signed_response_alg: c.id_token_signed_response_alg,
+        frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
+        frontchannel_logout_session_required: c.frontchannel_logout_session_required,
     };
     validate(&check, policy)?;
     Ok(c)
@@ -429,6 +448,8 @@ pub fn metadata_response(c: &Client, secret: Option<String>) -> ClientMetadataRe
         },
         token_endpoint_auth_method: c.token_endpoint_auth_method.as_str().to_owned(),
         id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
+        frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
+        frontchannel_logout_session_required: c.frontchannel_logout_session_required,
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         response_types: vec!["code".into()],
     }

@@ -52,6 +52,8 @@ pub fn metadata(state: &AppState) -> ProviderMetadata {
         authorization_response_iss_parameter_supported: true,
         backchannel_logout_supported: true,
         backchannel_logout_session_supported: true,
+        frontchannel_logout_supported: true,
+        frontchannel_logout_session_supported: true,
         registration_endpoint: Some(state.url("/register")),
         introspection_endpoint: Some(state.url("/introspect")),
         introspection_endpoint_auth_methods_supported: strings(&["client_secret_basic", "client_secret_post"]),

@@ -42,6 +42,7 @@ pub mod delivery;
 pub(crate) mod detached;
 pub(crate) mod discovery;
 pub(crate) mod error;
+pub(crate) mod frontchannel;
 pub(crate) mod global_revocation;
 pub(crate) mod health;
 pub(crate) mod home;

@@ -206,23 +206,28 @@ async fn end_and_wait(
     Ok(ended.map(|e| (e, outcomes)))
 }
 
-/// Clears the cookie, then redirects (with `state`) or shows the signed-out page.
+/// Clears the cookie, then redirects (with `state`) or shows the signed-out page. With
+/// front-channel applications in the session, the page is shown either way: it loads their frames,
+/// then follows the redirect (`crate::frontchannel`).
 async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: Ended) -> Response {
     let jar = jar.add(state.cookies.session_removal());
-    if let Some(uri) = &req.redirect {
-        let target = match &req.state {
-            Some(s) => with_params(uri, &[("state", s)]),
-            None => uri.clone(),
-        };
-        return (jar, Redirect::to(&target)).into_response();
+    let target = req.redirect.as_ref().map(|uri| match &req.state {
+        Some(s) => with_params(uri, &[("state", s)]),
+        None => uri.clone(),
+    });
+    let apps = match &ended {
+        Some((e, outcomes)) => crate::signed_out::lines_after_sign_out(state, e, outcomes).await,
+        None => Vec::new(),
+    };
+    let frames = crate::signed_out::has_frames(&apps);
+    if let Some(target) = &target
+        && !frames
+    {
+        return (jar, Redirect::to(target)).into_response();
     }
-    let (apps, status_url) = match &ended {
-        Some((e, outcomes)) => {
-            let apps = crate::signed_out::lines_after_sign_out(state, e, outcomes).await;
-            let url = crate::signed_out::telling(&apps).then(|| crate::signed_out::status_path(state, &e.session.id));
-            (apps, url)
-        }
-        None => (Vec::new(), None),
+    let status_url = match &ended {
+        Some((e, _)) if crate::signed_out::telling(&apps) => Some(crate::signed_out::status_path(state, &e.session.id)),
+        _ => None,
     };
     let note = req.redirect_withheld.then_some(
         "You were not sent back to the application automatically because the request did not prove where it came from.",
@@ -230,9 +235,10 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: En
     let html = state.pages.render(
         "logged_out.html",
         context! {
-            ended => ended.is_some(), apps => minijinja::Value::from(minijinja::value::Serde(&apps)), note => note, status_url => status_url,
-            script => crate::signed_out::script_path(state), home => state.path("/")
+            ended => ended.is_some(), apps => minijinja::Value::from(minijinja::value::Serde(&apps)), note => note,
+            status_url => status_url, frames => frames, frame_wait_ms => crate::frontchannel::FRAME_WAIT_MS,
+            continue_url => target, script => crate::signed_out::script_path(state), home => state.path("/")
         },
     );
-    (jar, crate::signed_out::page(html)).into_response()
+    (jar, crate::signed_out::page(html, &apps)).into_response()
 }

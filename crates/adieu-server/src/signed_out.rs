@@ -14,8 +14,10 @@
 
 use crate::AppState;
 use crate::error::PageError;
+use adieu_core::client::{Client, LogoutChannel};
 use adieu_core::delivery::{Delivery, DeliveryStatus, Verdict};
 use adieu_core::id::{ClientId, SessionId};
+use adieu_core::initiator::Initiator;
 use adieu_core::session::{EndedSession, Participation};
 use adieu_core::store::DeliveryFilter;
 use axum::Router;
@@ -52,9 +54,15 @@ async fn script() -> Response {
     (headers, SCRIPT).into_response()
 }
 
-/// The signed-out page `html`, with the policy that lets its script run.
-pub(crate) fn page(html: axum::response::Html<String>) -> Response {
-    ([(header::CONTENT_SECURITY_POLICY, PAGE_CSP)], html).into_response()
+/// The signed-out page `html` showing `apps`, with the policy that lets its script run and its
+/// front-channel frames load.
+pub(crate) fn page(html: axum::response::Html<String>, apps: &[AppLine]) -> Response {
+    let csp = crate::frontchannel::page_csp(PAGE_CSP, apps.iter().filter_map(|a| a.frame.as_deref()));
+    match axum::http::HeaderValue::try_from(csp) {
+        Ok(csp) => ([(header::CONTENT_SECURITY_POLICY, csp)], html).into_response(),
+        // Origins are ASCII serializations; should one not be a header value, no frame may load.
+        Err(_) => ([(header::CONTENT_SECURITY_POLICY, PAGE_CSP)], html).into_response(),
+    }
 }
 
 /// Where the page's script is served.
@@ -74,6 +82,12 @@ pub(crate) enum Badge {
     /// It has no back-channel logout URI, or is not subscribed to this initiator (or unsubscribed
     /// before it was told).
     NotTold,
+    /// Its front-channel frame is loading in this page (the page's script updates it).
+    InBrowser,
+    /// Its front-channel frame was rendered when the user signed out in the browser.
+    SentByBrowser,
+    /// It has only a front channel, and the session did not end in a browser.
+    BrowserOnly,
 }
 
 impl Badge {
@@ -101,9 +115,9 @@ impl Badge {
     pub(crate) fn class(self) -> &'static str {
         match self {
             Badge::Told => "ok",
-            Badge::Telling => "pending",
+            Badge::Telling | Badge::InBrowser => "pending",
             Badge::Failed => "failed",
-            Badge::NotTold => "none",
+            Badge::NotTold | Badge::SentByBrowser | Badge::BrowserOnly => "none",
         }
     }
 
@@ -114,6 +128,9 @@ impl Badge {
             Badge::Telling => "Being told",
             Badge::Failed => "Could not be told",
             Badge::NotTold => "Not told: not subscribed to this kind of sign-out",
+            Badge::InBrowser => "Being told in this browser",
+            Badge::SentByBrowser => "Told through your browser",
+            Badge::BrowserOnly => "Not told: it can be told only through the browser you sign out in",
         }
     }
 }
@@ -129,25 +146,34 @@ pub(crate) struct AppLine {
     state: &'static str,
     /// Badge text.
     status: &'static str,
+    /// The front-channel logout address this page loads in a frame for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frame: Option<String>,
 }
 
 /// The lines of the applications of `participations`, in the order they were signed in to, each
-/// with the badge `badge` gives it.
+/// with the badge (and frame) `line` gives it.
 async fn lines(
     state: &AppState,
     participations: &[Participation],
-    badge: impl Fn(&ClientId) -> Badge,
+    line: impl Fn(&Client, &Participation) -> (Badge, Option<String>),
 ) -> Result<Vec<AppLine>, PageError> {
     let ids: Vec<ClientId> = participations.iter().map(|p| p.client_id.clone()).collect();
-    // The names in one query, not one per application.
-    let names: HashMap<ClientId, String> =
-        state.store.clients_by_ids(&ids).await?.into_iter().map(|c| (c.id, c.name)).collect();
+    // The clients in one query, not one per application.
+    let clients: HashMap<ClientId, Client> =
+        state.store.clients_by_ids(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
     Ok(participations
         .iter()
         .filter_map(|p| {
-            let name = names.get(&p.client_id)?;
-            let b = badge(&p.client_id);
-            Some(AppLine { id: p.client_id.to_string(), name: name.clone(), state: b.class(), status: b.label() })
+            let c = clients.get(&p.client_id)?;
+            let (b, frame) = line(c, p);
+            Some(AppLine {
+                id: p.client_id.to_string(),
+                name: c.name.clone(),
+                state: b.class(),
+                status: b.label(),
+                frame,
+            })
         })
         .collect())
 }
@@ -159,14 +185,27 @@ pub(crate) async fn lines_after_sign_out(
     outcomes: &HashMap<ClientId, Verdict>,
 ) -> Vec<AppLine> {
     let written: Vec<&ClientId> = ended.deliveries.iter().map(|d| &d.client_id).collect();
-    let badge = |c: &ClientId| Badge::of_verdict(outcomes.get(c), written.contains(&c));
+    let browser = ended.session.end_reason == Some(Initiator::RpLogout);
+    let line = |c: &Client, p: &Participation| match c.logout_channel() {
+        LogoutChannel::Front if browser => match c.frontchannel_logout_url(&state.issuer, p.sid.as_str()) {
+            Some(url) => (Badge::InBrowser, Some(url)),
+            None => (Badge::NotTold, None),
+        },
+        LogoutChannel::Front => (Badge::BrowserOnly, None),
+        _ => (Badge::of_verdict(outcomes.get(&c.id), written.contains(&&c.id)), None),
+    };
     // The page still shows the user signed out if the names cannot be read.
-    lines(state, &ended.participations, badge).await.unwrap_or_default()
+    lines(state, &ended.participations, line).await.unwrap_or_default()
 }
 
-/// Whether any line is still being told.
+/// Whether any line is still being told over the back channel.
 pub(crate) fn telling(lines: &[AppLine]) -> bool {
-    lines.iter().any(|l| l.state == Badge::Telling.class())
+    lines.iter().any(|l| l.status == Badge::Telling.label())
+}
+
+/// Whether the page holds front-channel frames.
+pub(crate) fn has_frames(lines: &[AppLine]) -> bool {
+    lines.iter().any(|l| l.frame.is_some())
 }
 
 /// `GET /logout/status/{session}`: the signed-out page, current (JSON if asked).
@@ -178,9 +217,9 @@ async fn status(State(state): State<AppState>, Path(session): Path<String>, head
                 return Json(serde_json::json!({ "done": done, "apps": apps })).into_response();
             }
             let url = (!done).then(|| status_path(&state, &SessionId::new(session)));
-            let apps = minijinja::Value::from(minijinja::value::Serde(&apps));
-            let ctx = context! { ended => true, apps => apps, status_url => url, script => script_path(&state), home => state.path("/") };
-            page(state.pages.render("logged_out.html", ctx))
+            let lines = minijinja::Value::from(minijinja::value::Serde(&apps));
+            let ctx = context! { ended => true, apps => lines, status_url => url, script => script_path(&state), home => state.path("/") };
+            page(state.pages.render("logged_out.html", ctx), &apps)
         }
         Ok(None) if wants_json(&headers) => {
             (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "not_found" }))).into_response()
@@ -211,7 +250,13 @@ async fn current(state: &AppState, session: &str) -> Result<Option<Vec<AppLine>>
     let filter = DeliveryFilter { session_id: Some(id), limit: Some(1000), ..Default::default() };
     let deliveries = state.store.deliveries(&filter).await?;
     let by_client: HashMap<&ClientId, &Delivery> = deliveries.iter().map(|d| (&d.client_id, d)).collect();
-    Ok(Some(lines(state, &participations, |c| Badge::of_delivery(by_client.get(c).copied())).await?))
+    let browser = s.end_reason == Some(Initiator::RpLogout);
+    let line = |c: &Client, _: &Participation| match c.logout_channel() {
+        LogoutChannel::Front if browser => (Badge::SentByBrowser, None),
+        LogoutChannel::Front => (Badge::BrowserOnly, None),
+        _ => (Badge::of_delivery(by_client.get(&c.id).copied()), None),
+    };
+    Ok(Some(lines(state, &participations, line).await?))
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

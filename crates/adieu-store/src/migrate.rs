@@ -36,6 +36,7 @@ pub const SQLITE: &[Migration] = &[
         name: "session_devices",
         sql: include_str!("../migrations/sqlite/0009_session_devices.sql"),
     },
+    Migration { version: 10, name: "frontchannel", sql: include_str!("../migrations/sqlite/0010_frontchannel.sql") },
 ];
 
 /// The PostgreSQL migrations: the same versions and names as [`SQLITE`].
@@ -57,6 +58,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "session_devices",
         sql: include_str!("../migrations/postgres/0009_session_devices.sql"),
     },
+    Migration { version: 10, name: "frontchannel", sql: include_str!("../migrations/postgres/0010_frontchannel.sql") },
 ];
 
 /// Applies every migration of `list` not yet applied, on `conn`, each in its own transaction

@@ -341,6 +341,8 @@ async fn clients_round_trip_with_their_logout_settings(s: Arc<dyn Store>) -> Sto
         },
         token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
         id_token_signed_response_alg: adieu_proto::SigningAlg::ES256,
+        frontchannel_logout_uri: Some("https://a/fc?x=1".into()),
+        frontchannel_logout_session_required: true,
         created_at: T0,
         updated_at: T0,
     };
@@ -375,6 +377,8 @@ fn client_with(id: &str, uri: Option<&str>, sub: adieu_core::initiator::Initiato
         backchannel_logout_initiators: sub,
         token_endpoint_auth_method: adieu_core::client::TokenEndpointAuthMethod::ClientSecretBasic,
         id_token_signed_response_alg: adieu_proto::SigningAlg::RS256,
+        frontchannel_logout_uri: None,
+        frontchannel_logout_session_required: false,
         created_at: T0,
         updated_at: T0,
     }

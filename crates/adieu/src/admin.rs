@@ -174,6 +174,13 @@ pub struct ClientAdd {
     /// ID token algorithm: RS256 (default), ES256 or EdDSA.
     #[arg(long, default_value = "RS256")]
     id_token_signed_response_alg: String,
+    /// Front-channel logout URI, for an application the provider cannot reach (same scheme, host
+    /// and port as a redirect URI); used only when there is no back-channel logout URI.
+    #[arg(long)]
+    frontchannel_logout_uri: Option<String>,
+    /// Add `iss` and `sid` to the front-channel logout URI.
+    #[arg(long)]
+    frontchannel_logout_session_required: bool,
 }
 
 /// Options of `adieu client update`.
@@ -205,6 +212,15 @@ pub struct ClientUpdate {
     /// RS256, ES256 or EdDSA.
     #[arg(long)]
     id_token_signed_response_alg: Option<String>,
+    /// Set the front-channel logout URI.
+    #[arg(long, conflicts_with = "no_frontchannel_logout_uri")]
+    frontchannel_logout_uri: Option<String>,
+    /// Remove the front-channel logout URI.
+    #[arg(long)]
+    no_frontchannel_logout_uri: bool,
+    /// true or false.
+    #[arg(long)]
+    frontchannel_logout_session_required: Option<bool>,
 }
 
 fn initiators_metadata(s: &str) -> adieu_proto::client::InitiatorsMetadata {
@@ -235,6 +251,8 @@ fn client_fields(c: &Client) -> Fields {
         ("backchannel_logout_session_required", json!(c.backchannel_logout_session_required)),
         ("backchannel_logout_initiators", json!(initiators)),
         ("id_token_signed_response_alg", json!(c.id_token_signed_response_alg.to_string())),
+        ("frontchannel_logout_uri", json!(c.frontchannel_logout_uri)),
+        ("frontchannel_logout_session_required", json!(c.frontchannel_logout_session_required)),
         ("created", time(c.created_at)),
         ("updated", time(c.updated_at)),
     ]
@@ -415,6 +433,8 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 },
                 token_endpoint_auth_method: method,
                 id_token_signed_response_alg: alg,
+                frontchannel_logout_uri: a.frontchannel_logout_uri,
+                frontchannel_logout_session_required: a.frontchannel_logout_session_required,
             };
             let policy = UriPolicy::for_settings(&settings);
             let (client, secret) = register(store.as_ref(), reg, &policy, SystemClock.now(), &Actor::Cli.name())
@@ -464,6 +484,12 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 backchannel_logout_session_required: u.backchannel_logout_session_required,
                 backchannel_logout_initiators: u.backchannel_logout_initiators.as_deref().map(initiators_metadata),
                 id_token_signed_response_alg: u.id_token_signed_response_alg,
+                frontchannel_logout_uri: if u.no_frontchannel_logout_uri {
+                    Some(None)
+                } else {
+                    u.frontchannel_logout_uri.map(Some)
+                },
+                frontchannel_logout_session_required: u.frontchannel_logout_session_required,
                 ..Default::default()
             };
             let policy = UriPolicy::for_settings(&settings);

@@ -15,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "browser/frontchannel.rs"]
+mod frontchannel;
+
 const BIN: &str = env!("CARGO_BIN_EXE_adieu");
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -315,6 +318,57 @@ fn adieu(dir: &Path, args: &[&str], stdin: &str) {
     assert!(out.status.success(), "adieu {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// An empty `target/{name}` (or under an absolute `CARGO_TARGET_DIR`) for a test's screenshots.
+fn out_dir(root: &Path, name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).filter(|p| p.is_absolute());
+    let out = target.unwrap_or_else(|| root.join("target")).join(name);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    out
+}
+
+/// Sets up a provider in `work` (SQLite, one user `alice`, and a client per entry of `clients`,
+/// each the arguments of `adieu client add`), starts `adieu serve` with its log in `out`, and waits
+/// until it answers. Returns the process, the provider's address and the log's path.
+fn serve_provider(work: &Path, out: &Path, clients: &[&[&str]]) -> (Serve, String, PathBuf) {
+    let port = free_port();
+    let provider = format!("http://127.0.0.1:{port}");
+    let config = work.join("adieu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"{provider}\"\nlisten = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}/adieu.db\"\n\
+             [delivery]\nallow_private_cidrs = [\"127.0.0.0/8\"]\nlogout_wait_ms = 1000\n",
+            work.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    adieu(work, &["--config", cfg, "migrate"], "");
+    adieu(work, &["--config", cfg, "user", "add", "alice", "--password-stdin"], "correct horse battery\n");
+    for client in clients {
+        let mut args = vec!["--config", cfg, "client", "add"];
+        args.extend_from_slice(client);
+        adieu(work, &args, "");
+    }
+    let log_path = out.join("serve.log");
+    let child = Command::new(BIN)
+        .args(["--config", cfg, "serve"])
+        .current_dir(work)
+        .env_remove("ADIEU_ISSUER")
+        .env_remove("ADIEU_DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let serve = Serve(child);
+    let up = wait_for_page(&provider, Instant::now() + Duration::from_secs(60));
+    assert!(up, "adieu serve did not come up: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    (serve, provider, log_path)
+}
+
 /// Proves in headless Chromium, with the provider's Content Security Policy in force: the
 /// signed-out page says an application with a slow back-channel endpoint is being told, and then,
 /// without a reload, that it is signed out (its script reads `/logout/status/…`); the status page
@@ -328,10 +382,7 @@ fn signed_out_page_updates_itself_in_headless_chromium() {
         eprintln!("*** SKIPPED the live signed-out page in a browser: {why}");
         return;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).filter(|p| p.is_absolute());
-    let out = target.unwrap_or_else(|| root.join("target")).join("browser-live");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
+    let out = out_dir(&root, "browser-live");
 
     // The application's back-channel endpoint answers 200 after 2.5 s: longer than the page waits
     // (`logout_wait_ms`, 1 s), so the page shows it being told first.
@@ -342,26 +393,7 @@ fn signed_out_page_updates_itself_in_headless_chromium() {
     let redirect = format!("{app}/callback");
 
     let work = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let provider = format!("http://127.0.0.1:{port}");
-    let config = work.path().join("adieu.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "issuer = \"{provider}\"\nlisten = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}/adieu.db\"\n\
-             [delivery]\nallow_private_cidrs = [\"127.0.0.0/8\"]\nlogout_wait_ms = 1000\n",
-            work.path().display()
-        ),
-    )
-    .unwrap();
-    let cfg = config.to_str().unwrap();
-    adieu(work.path(), &["--config", cfg, "migrate"], "");
-    adieu(work.path(), &["--config", cfg, "user", "add", "alice", "--password-stdin"], "correct horse battery\n");
-    let client = [
-        "--config",
-        cfg,
-        "client",
-        "add",
+    let client: &[&str] = &[
         "--name",
         "Slow App",
         "--client-id",
@@ -373,26 +405,8 @@ fn signed_out_page_updates_itself_in_headless_chromium() {
         "--backchannel-logout-initiators",
         "all",
     ];
-    adieu(work.path(), &client, "");
-    let log_path = out.join("serve.log");
-    let child = Command::new(BIN)
-        .args(["--config", cfg, "serve"])
-        .current_dir(work.path())
-        .env_remove("ADIEU_ISSUER")
-        .env_remove("ADIEU_DATABASE_URL")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let _serve = Serve(child);
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    assert!(
-        wait_for_page(&provider, Instant::now() + Duration::from_secs(60)),
-        "adieu serve did not come up: {}",
-        log()
-    );
+    let (_serve, provider, log) = serve_provider(work.path(), &out, &[client]);
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let status = Command::new("node")
         .arg(browser_dir.join("live.mjs"))

@@ -29,6 +29,7 @@ mod connections;
 mod disk_full;
 mod end_session_rules;
 mod flow;
+mod frontchannel;
 mod global_revocation;
 mod hostile;
 mod initiators;

@@ -73,7 +73,8 @@ async fn an_access_token_introspects_as_active_with_its_claims() {
 
 /// Proves: the access token turns inactive the moment its session ends, whatever ends it:
 /// rp-logout, session-revoked, password-changed, email-changed, account-deleted and
-/// session-expired (by the clock, before any sweep). Inactive answers carry nothing else.
+/// session-expired (by the clock, before any sweep); idp-logout is shown in `upstream.rs`
+/// (`bc_rp_02_…`). Inactive answers carry nothing else.
 #[tokio::test]
 async fn an_access_token_is_inactive_once_its_session_ends_by_each_initiator() {
     for how in

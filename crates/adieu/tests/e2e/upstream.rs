@@ -608,13 +608,21 @@ async fn upstream_id_token_nonce_issuer_audience_and_signature_are_checked() {
 
 /// BC-RP-02/12: a logout token with a forged signature is refused with 400 and ends nothing; a
 /// valid one naming the session's upstream `sid` ends it with `idp-logout` and the application is
-/// told (BC-SEND-09); a replay is refused (BC-RP-08).
+/// told (BC-SEND-09), and a resource server introspecting the application's access token sees it
+/// inactive (issue 16); a replay is refused (BC-RP-08).
 #[tokio::test]
 async fn bc_rp_02_forged_upstream_logout_token_is_400_and_a_valid_one_ends_the_session() {
     let s = fake_scene().await;
     let (browser, code) = signed_in_through_fake(&s, "up-dana", "up-sid-1").await;
     let t = exchange(&s.down, &s.app, &code, &[]).await;
     let sid = peek_claims(t["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
+    let rs = s.down.add_simple_client("resource-server", "http://127.0.0.1:9302/cb").await.unwrap();
+    let introspect = || async {
+        let req = reqwest::Client::new().post(s.down.url("/introspect")).basic_auth(&rs.id, rs.secret.as_deref());
+        let res = req.form(&[("token", t["access_token"].as_str().unwrap())]).send().await.unwrap();
+        res.json::<Value>().await.unwrap()["active"].clone()
+    };
+    assert_eq!(introspect().await, true);
 
     let claims = s.fake.logout_claims(Some("up-dana"), Some("up-sid-1"), now_secs());
     let forged = sign(&ed_key(9), &claims, Some("logout+jwt"));
@@ -628,6 +636,7 @@ async fn bc_rp_02_forged_upstream_logout_token_is_400_and_a_valid_one_ends_the_s
     let valid = sign(&s.fake.key, &claims, Some("logout+jwt"));
     assert_eq!(post_logout_token(&s, "fake", &valid).await, (200, Some("no-store".into())));
     assert!(!signed_in(&browser, &s.down).await);
+    assert_eq!(introspect().await, false, "idp-logout ends the access token with the session");
     let got = s.r_app.wait_for(1, WAIT).await;
     let lt = verify_logout_token(&s.down, got[0].logout_token(), "app-a").await;
     assert_eq!(lt["sid"], sid.as_str());
