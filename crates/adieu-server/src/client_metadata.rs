@@ -80,11 +80,12 @@ pub struct RegistrationError {
     pub code: ErrorCode,
     /// What is wrong.
     pub description: String,
-    /// The metadata is well formed but conflicts with the client as it is (409 in the API).
+    /// The metadata is well formed but conflicts with the client as it is, or with the other
+    /// members (409 in the management API; 400 at dynamic registration).
     pub conflict: bool,
 }
 
-fn bad_meta(d: impl Into<String>) -> RegistrationError {
+pub(crate) fn bad_meta(d: impl Into<String>) -> RegistrationError {
     RegistrationError { code: ErrorCode::InvalidClientMetadata, description: d.into(), conflict: false }
 }
 
@@ -215,7 +216,7 @@ pub fn validate(reg: &ClientRegistration, policy: &UriPolicy) -> Result<(), Regi
         check_backchannel_logout_uri(b, confidential, policy)?;
     }
     if let Some(f) = &reg.frontchannel_logout_uri {
-        crate::frontchannel::check_uri(f, &reg.redirect_uris).map_err(bad_meta)?;
+        crate::frontchannel::check_uri(f, &reg.redirect_uris)?;
     }
     Ok(())
 }

@@ -16,6 +16,7 @@
 //!   frames in: front-channel applications of those sessions are not told, and the status page
 //!   says so.
 
+use crate::client_metadata::{RegistrationError, bad_meta};
 use std::collections::BTreeSet;
 use url::Url;
 
@@ -24,20 +25,22 @@ use url::Url;
 pub(crate) const FRAME_WAIT_MS: u64 = 5_000;
 
 /// Checks a `frontchannel_logout_uri` against the rules above; `redirect_uris` are the client's
-/// (already checked) redirect URIs.
-pub(crate) fn check_uri(raw: &str, redirect_uris: &[String]) -> Result<(), String> {
-    let u = crate::client_metadata::parse_absolute("frontchannel_logout_uri", raw)?;
+/// (already checked) redirect URIs. A well-formed URI on another origin than every redirect URI
+/// is a conflict with the other members (409 in the management API, 400 at registration).
+pub(crate) fn check_uri(raw: &str, redirect_uris: &[String]) -> Result<(), RegistrationError> {
+    let u = crate::client_metadata::parse_absolute("frontchannel_logout_uri", raw).map_err(bad_meta)?;
     if !matches!(u.scheme(), "https" | "http") || u.host().is_none() {
-        return Err(format!("frontchannel_logout_uri {raw:?} must be an https (or loopback http) address"));
+        return Err(bad_meta(format!("frontchannel_logout_uri {raw:?} must be an https (or loopback http) address")));
     }
     if !u.username().is_empty() || u.password().is_some() {
-        return Err("frontchannel_logout_uri must not contain credentials".into());
+        return Err(bad_meta("frontchannel_logout_uri must not contain credentials"));
     }
     let same_origin = redirect_uris.iter().filter_map(|r| Url::parse(r).ok()).any(|r| r.origin() == u.origin());
     if !same_origin {
-        return Err(format!(
+        let d = format!(
             "frontchannel_logout_uri {raw:?} must have the scheme, host and port of a registered redirect_uri (FCL §2)"
-        ));
+        );
+        return Err(RegistrationError { conflict: true, ..bad_meta(d) });
     }
     Ok(())
 }
@@ -72,7 +75,7 @@ mod tests {
             "http://app.example.com/fc",
             "http://127.0.0.1:8081/fc",
         ] {
-            assert!(check_uri(bad, &redirects()).is_err(), "{bad}");
+            assert!(check_uri(bad, &redirects()).unwrap_err().conflict, "{bad}");
         }
     }
 
@@ -85,7 +88,7 @@ mod tests {
             "javascript:alert(1)",
             "https://app.example.com/f\nc",
         ] {
-            assert!(check_uri(bad, &redirects()).is_err(), "{bad:?}");
+            assert!(!check_uri(bad, &redirects()).unwrap_err().conflict, "{bad:?}");
         }
     }
 

@@ -6,7 +6,9 @@
 use crate::AppState;
 use crate::api::clients::{metadata_body, register_error, uri_policy};
 use crate::api::{bearer, token_valid, unauthorized};
-use crate::client_metadata::{metadata_response, register, registration_from_metadata};
+use crate::client_metadata::{
+    RegisterError, RegistrationError, metadata_response, register, registration_from_metadata,
+};
 use crate::error::OAuthError;
 use adieu_core::audit::Actor;
 use adieu_core::store::ApiTokenKind;
@@ -20,6 +22,14 @@ use axum::{Json, Router};
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/register", post(register_client))
+}
+
+/// RFC 7591 §3.2.2: every metadata error is a 400 here, a conflict between members included.
+fn registration_error(e: RegisterError) -> OAuthError {
+    match e {
+        RegisterError::Invalid(e) => register_error(RegisterError::Invalid(RegistrationError { conflict: false, ..e })),
+        e => register_error(e),
+    }
 }
 
 async fn register_client(State(state): State<AppState>, req: Request) -> Response {
@@ -37,7 +47,7 @@ async fn register_client(State(state): State<AppState>, req: Request) -> Respons
         let (client, secret) =
             register(state.store.as_ref(), reg, &uri_policy(&state), state.clock.now(), &Actor::Registration.name())
                 .await
-                .map_err(register_error)?;
+                .map_err(registration_error)?;
         let mut res = (StatusCode::CREATED, Json(metadata_response(&client, secret))).into_response();
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok::<_, OAuthError>(res)
