@@ -1,6 +1,8 @@
 //! panva's `oidc-provider` for Node.js (`tests/interop/op.mjs`, version pinned in its lockfile):
 //! a provider we did not write, for the interoperability tests of `adieu-rp` (the demo
-//! application) and of adieu's upstream sign-in.
+//! application) and of adieu's upstream sign-in; and panva's `openid-client`
+//! (`tests/interop/token_status.mjs`), a client we did not write, against adieu's introspection
+//! and revocation endpoints.
 //!
 //! ```no_run
 //! # async fn run() {
@@ -39,7 +41,8 @@ pub fn tool_version(tool: &str) -> Option<String> {
 /// `npm ci` from the committed lockfile when the packages are not installed yet.
 pub fn ensure_node_modules() {
     let dir = dir();
-    if dir.join("node_modules/oidc-provider/package.json").exists() {
+    let installed = ["oidc-provider", "openid-client"];
+    if installed.iter().all(|p| dir.join(format!("node_modules/{p}/package.json")).exists()) {
         return;
     }
     let out = std::process::Command::new("npm")

@@ -170,3 +170,46 @@ async fn revoking_a_refresh_token_ends_its_grant_and_other_clients_tokens_are_un
     let res = token_request(&w.op, &w.app, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
     assert_eq!(res.status(), 200, "the refresh token of that grant still works");
 }
+
+/// Proves, with panva's `openid-client` from npm (`tests/interop/token_status.mjs`), a client we
+/// did not write: it discovers both endpoints, introspects an active access token (with its `sub`,
+/// `sid` and `client_id`) and the application's own refresh token, revokes the refresh token, and
+/// then both introspect as inactive. Skipped without Node.js and npm, a failure when
+/// `ADIEU_REQUIRE_INTEROP=1` (CI sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_from_npm_introspects_and_revokes() {
+    use adieu_testkit::interop;
+    let required = std::env::var("ADIEU_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+    if interop::tool_version("node").is_none() || interop::tool_version("npm").is_none() {
+        assert!(!required, "ADIEU_REQUIRE_INTEROP=1 but node or npm is not on PATH");
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "!!!! SKIPPED openid-client interop: node or npm is not on PATH");
+        return;
+    }
+    interop::ensure_node_modules();
+    let w = world("openid offline_access").await;
+    let id = peek_claims(w.tokens["id_token"].as_str().unwrap());
+    let out = tokio::process::Command::new("node")
+        .arg("token_status.mjs")
+        .args(["--issuer", &w.op.issuer, "--rs-id", &w.rs.id, "--rs-secret", w.rs.secret.as_deref().unwrap()])
+        .args(["--app-id", &w.app.id, "--app-secret", w.app.secret.as_deref().unwrap()])
+        .args(["--access-token", &access(&w), "--refresh-token", w.tokens["refresh_token"].as_str().unwrap()])
+        .current_dir(interop::dir())
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "token_status.mjs failed:\n{stdout}\n{stderr}");
+    let steps: std::collections::HashMap<String, Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .map(|v| (v["step"].as_str().unwrap().to_owned(), v))
+        .collect();
+    let before = &steps["access-before"];
+    assert_eq!(before["active"], true, "{before}");
+    assert_eq!((&before["sub"], &before["sid"], &before["client_id"]), (&id["sub"], &id["sid"], &json!("app")));
+    assert_eq!(steps["refresh-as-app"]["active"], true, "{stdout}");
+    assert!(steps.contains_key("revoked"), "{stdout}");
+    assert_eq!(steps["access-after"]["active"], false, "{stdout}");
+    assert_eq!(steps["refresh-after"]["active"], false, "{stdout}");
+}
