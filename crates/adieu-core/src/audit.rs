@@ -54,11 +54,15 @@ pub enum AuditKind {
     ApiTokenRevoked,
     /// A Global Token Revocation request ended every session and token of a user.
     UserTokensRevoked,
+    /// A user allowed an application scopes on the consent screen.
+    ConsentGranted,
+    /// A user withdrew what they had allowed an application.
+    ConsentWithdrawn,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 21] = [
+    pub const ALL: [AuditKind; 23] = [
         AuditKind::BackchannelSubscribed,
         AuditKind::BackchannelChanged,
         AuditKind::BackchannelUnsubscribed,
@@ -80,6 +84,8 @@ impl AuditKind {
         AuditKind::ApiTokenCreated,
         AuditKind::ApiTokenRevoked,
         AuditKind::UserTokensRevoked,
+        AuditKind::ConsentGranted,
+        AuditKind::ConsentWithdrawn,
     ];
 
     /// The name it is stored and filtered under, e.g. `session.ended`.
@@ -106,6 +112,8 @@ impl AuditKind {
             AuditKind::ApiTokenCreated => "api_token.created",
             AuditKind::ApiTokenRevoked => "api_token.revoked",
             AuditKind::UserTokensRevoked => "user.tokens_revoked",
+            AuditKind::ConsentGranted => "consent.granted",
+            AuditKind::ConsentWithdrawn => "consent.withdrawn",
         }
     }
 }

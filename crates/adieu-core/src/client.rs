@@ -80,6 +80,8 @@ pub struct Client {
     pub frontchannel_logout_uri: Option<String>,
     /// Whether `iss` and `sid` are added to the front-channel logout URI (FCL §2).
     pub frontchannel_logout_session_required: bool,
+    /// A third-party application: users are asked before it signs them in ([`crate::consent`]).
+    pub third_party: bool,
     /// Creation time.
     pub created_at: UnixMillis,
     /// Last change.
@@ -150,6 +152,7 @@ mod tests {
             id_token_signed_response_alg: SigningAlg::RS256,
             frontchannel_logout_uri: front.map(Into::into),
             frontchannel_logout_session_required: session_required,
+            third_party: false,
             created_at: UnixMillis(0),
             updated_at: UnixMillis(0),
         }

@@ -114,4 +114,7 @@ pub struct PendingAuthorization {
     pub max_age: Option<u64>,
     /// Whether `prompt=login` was requested (re-authentication even with a session).
     pub prompt_login: bool,
+    /// Whether `prompt=consent` was requested (the consent screen even if consent was given).
+    #[serde(default)]
+    pub prompt_consent: bool,
 }

@@ -4,6 +4,7 @@
 //!   passed where another is expected (a `Sid` is never a cookie value).
 //! - [`time`]: [`UnixMillis`] and the [`Clock`] trait; time is a parameter so tests control it.
 //! - [`client`]: registered applications and their logout settings.
+//! - [`consent`]: what users allowed applications, and when the consent screen is shown.
 //! - [`delivery`]: back-channel logout deliveries: the state machine and the retry policy.
 //! - [`audit`]: audit log events.
 //! - [`initiator`]: the seven ways a session ends and a client's subscription to them.
@@ -17,6 +18,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod consent;
 pub mod delivery;
 pub mod grant;
 pub mod handoff;

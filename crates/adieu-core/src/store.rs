@@ -229,6 +229,9 @@ pub trait GrantStore: Send + Sync {
     async fn pending_authorization(&self, id: &str, now: UnixMillis) -> StoreResult<Option<PendingAuthorization>>;
     /// Forgets a pending request (after use).
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<()>;
+    /// Removes a pending request that has not expired and returns it, in one step: of callers
+    /// racing for one request, one gets it.
+    async fn take_pending_authorization(&self, id: &str, now: UnixMillis) -> StoreResult<Option<PendingAuthorization>>;
     /// Stores a new authorization code.
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
     /// A code by hash, used or not, without changing it (to check the client and `redirect_uri`
@@ -565,6 +568,7 @@ pub trait Store:
     + ClientStore
     + SessionStore
     + GrantStore
+    + crate::consent::ConsentStore
     + KeyStore
     + DeliveryStore
     + AuditStore
@@ -582,6 +586,7 @@ impl<T> Store for T where
         + ClientStore
         + SessionStore
         + GrantStore
+        + crate::consent::ConsentStore
         + KeyStore
         + DeliveryStore
         + AuditStore

@@ -47,6 +47,9 @@ pub struct ClientMetadataRequest {
     pub frontchannel_logout_uri: Option<Option<String>>,
     /// Whether `iss` and `sid` are added to the front-channel logout URI.
     pub frontchannel_logout_session_required: Option<bool>,
+    /// adieu's own member: a third-party application, whose users are asked for consent. Always
+    /// `true` for dynamically registered clients.
+    pub third_party: Option<bool>,
     /// Accepted if they are within what adieu supports.
     pub grant_types: Option<Vec<String>>,
     /// Accepted if `["code"]`.
@@ -94,6 +97,9 @@ pub struct ClientMetadataResponse {
     /// Whether `iss` and `sid` are added to the front-channel logout URI.
     #[serde(default)]
     pub frontchannel_logout_session_required: bool,
+    /// Whether users are asked for consent before this application signs them in.
+    #[serde(default)]
+    pub third_party: bool,
     /// Always `["authorization_code", "refresh_token"]`.
     pub grant_types: Vec<String>,
     /// Always `["code"]`.

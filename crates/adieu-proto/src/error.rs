@@ -28,6 +28,8 @@ pub enum ErrorCode {
     ServerError,
     /// `prompt=none` and nobody is signed in.
     LoginRequired,
+    /// `prompt=none` and the user would have to be asked for consent (Core §3.1.2.6).
+    ConsentRequired,
     /// The bearer access token is invalid, expired or revoked (RFC 6750).
     InvalidToken,
     /// Too many requests.
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ServerError => "server_error",
             ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",

@@ -6,7 +6,8 @@
 //! 3. [`check_request`]: `response_type=code`, no request objects, `openid` scope, PKCE S256
 //!    (required for public clients), `prompt`, `max_age`; errors now go back to the client;
 //! 4. sign-in if needed (`prompt=none` answers `login_required` instead);
-//! 5. [`issue_code`]: the participation (and its `sid`) and a one-time code.
+//! 5. consent if needed ([`crate::consent_page`]; `prompt=none` answers `consent_required`);
+//! 6. [`issue_code`]: the participation (and its `sid`) and a one-time code.
 
 use crate::AppState;
 use crate::browser::{ClientAddr, current_session};
@@ -117,7 +118,10 @@ async fn run(state: &AppState, addr: IpAddr, jar: &CookieJar, raw: &[u8]) -> Res
     };
     let prompt_none = p.get("prompt").is_some_and(|v| v.split(' ').any(|x| x == "none"));
     match session {
-        Some(s) if !needs_login => issue_code(state, &s, &client, &request).await,
+        Some(s) if !needs_login => {
+            let after = crate::consent_page::After { prompt_none, addr: Some(addr) };
+            crate::consent_page::proceed(state, &s, &client, &request, after).await
+        }
         _ if prompt_none => Ok(error_redirect(
             state,
             &redirect_uri,
@@ -203,6 +207,7 @@ pub fn check_request(
         code_challenge,
         max_age,
         prompt_login,
+        prompt_consent: p.get("prompt").is_some_and(|v| v.split(' ').any(|x| x == "consent")),
     })
 }
 

@@ -47,6 +47,8 @@ pub struct ClientRegistration {
     pub frontchannel_logout_uri: Option<String>,
     /// Whether `iss` and `sid` are added to it.
     pub frontchannel_logout_session_required: bool,
+    /// A third-party application: users are asked for consent ([`adieu_core::consent`]).
+    pub third_party: bool,
 }
 
 /// Where the provider runs, for the URI rules.
@@ -256,6 +258,7 @@ pub async fn register(
         id_token_signed_response_alg: reg.id_token_signed_response_alg,
         frontchannel_logout_uri: reg.frontchannel_logout_uri,
         frontchannel_logout_session_required: reg.frontchannel_logout_session_required,
+        third_party: reg.third_party,
         created_at: now,
         updated_at: now,
     };
@@ -331,6 +334,7 @@ pub fn registration_from_metadata(
         id_token_signed_response_alg,
         frontchannel_logout_uri: req.frontchannel_logout_uri.flatten(),
         frontchannel_logout_session_required: req.frontchannel_logout_session_required.unwrap_or(false),
+        third_party: req.third_party.unwrap_or(false),
     })
 }
 
@@ -376,6 +380,9 @@ pub fn apply_update(
     if let Some(b) = req.frontchannel_logout_session_required {
         c.frontchannel_logout_session_required = b;
     }
+    if let Some(t) = req.third_party {
+        c.third_party = t;
+    }
     if let Some(a) = &req.id_token_signed_response_alg {
         c.id_token_signed_response_alg =
             a.parse().map_err(|e: adieu_proto::alg::UnsupportedAlg| bad_meta(e.to_string()))?;
@@ -392,6 +399,7 @@ pub fn apply_update(
         id_token_signed_response_alg: c.id_token_signed_response_alg,
         frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
         frontchannel_logout_session_required: c.frontchannel_logout_session_required,
+        third_party: c.third_party,
     };
     validate(&check, policy)?;
     Ok(c)
@@ -451,6 +459,7 @@ pub fn metadata_response(c: &Client, secret: Option<String>) -> ClientMetadataRe
         id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
         frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
         frontchannel_logout_session_required: c.frontchannel_logout_session_required,
+        third_party: c.third_party,
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         response_types: vec!["code".into()],
     }

@@ -16,6 +16,7 @@
 
 use adieu_core::audit::{AuditEvent, AuditFilter};
 use adieu_core::client::Client;
+use adieu_core::consent::{Consent, ConsentStore};
 use adieu_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use adieu_core::grant::{AccessToken, AuthCode, PendingAuthorization, RefreshToken};
 use adieu_core::id::{ClientId, SessionId, Sid, UserId};
@@ -287,6 +288,26 @@ impl SessionStore for DetachedStore {
 }
 
 #[async_trait]
+impl ConsentStore for DetachedStore {
+    async fn consent(&self, user: &UserId, client: &ClientId) -> StoreResult<Option<Consent>> {
+        let (user, client) = (user.clone(), client.clone());
+        self.read(move |s| async move { s.consent(&user, &client).await }).await
+    }
+    async fn put_consent(&self, consent: &Consent) -> StoreResult<()> {
+        let consent = consent.clone();
+        self.write(move |s| async move { s.put_consent(&consent).await }).await
+    }
+    async fn consents_of_user(&self, user: &UserId) -> StoreResult<Vec<Consent>> {
+        let user = user.clone();
+        self.read(move |s| async move { s.consents_of_user(&user).await }).await
+    }
+    async fn delete_consent(&self, user: &UserId, client: &ClientId, at: UnixMillis) -> StoreResult<bool> {
+        let (user, client) = (user.clone(), client.clone());
+        self.write(move |s| async move { s.delete_consent(&user, &client, at).await }).await
+    }
+}
+
+#[async_trait]
 impl GrantStore for DetachedStore {
     async fn put_pending_authorization(
         &self,
@@ -304,6 +325,10 @@ impl GrantStore for DetachedStore {
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
         self.write(move |s| async move { s.delete_pending_authorization(&id).await }).await
+    }
+    async fn take_pending_authorization(&self, id: &str, now: UnixMillis) -> StoreResult<Option<PendingAuthorization>> {
+        let id = id.to_owned();
+        self.write(move |s| async move { s.take_pending_authorization(&id, now).await }).await
     }
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {
         let code = code.clone();

@@ -37,6 +37,7 @@ pub(crate) mod api;
 pub(crate) mod authorize;
 pub(crate) mod browser;
 pub mod client_metadata;
+pub(crate) mod consent_page;
 pub mod crypto;
 pub mod delivery;
 pub(crate) mod detached;
@@ -203,6 +204,7 @@ pub fn router(state: AppState) -> Router {
         .merge(discovery::routes())
         .merge(authorize::routes())
         .merge(login::routes())
+        .merge(consent_page::routes())
         .merge(token::routes())
         .merge(userinfo::routes())
         .merge(rp_logout::routes())

@@ -7,7 +7,6 @@
 //! time). Failure always says the same thing. Success rotates the session cookie (no fixation).
 
 use crate::AppState;
-use crate::authorize::issue_code;
 use crate::browser::{ClientAddr, check_csrf, csrf_token};
 use crate::error::PageError;
 use crate::ratelimit::Account;
@@ -174,7 +173,8 @@ async fn submit(
     match pend {
         Some((id, req, client)) => {
             state.store.delete_pending_authorization(&id).await?;
-            let res = issue_code(&state, &session, &client, &req).await?;
+            let after = crate::consent_page::After { prompt_none: false, addr: Some(addr) };
+            let res = crate::consent_page::proceed(&state, &session, &client, &req, after).await?;
             Ok((jar, res).into_response())
         }
         None => Ok((jar, Redirect::to(&state.path("/"))).into_response()),

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The embedded templates, by name.
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("../templates/base.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("message.html", include_str!("../templates/message.html")),
@@ -27,6 +27,7 @@ const TEMPLATES: [(&str, &str); 7] = [
     ("logged_out.html", include_str!("../templates/logged_out.html")),
     ("home.html", include_str!("../templates/home.html")),
     ("account.html", include_str!("../templates/account.html")),
+    ("consent.html", include_str!("../templates/consent.html")),
 ];
 
 /// Largest logo file accepted.

@@ -43,7 +43,10 @@ async fn register_client(State(state): State<AppState>, req: Request) -> Respons
             .await
             .map_err(|_| OAuthError::invalid_request("the body is too large or unreadable"))?;
         let meta = metadata_body(&body)?;
-        let reg = registration_from_metadata(meta, false).map_err(|e| register_error(e.into()))?;
+        let mut reg = registration_from_metadata(meta, false).map_err(|e| register_error(e.into()))?;
+        // Anyone holding the initial access token registers here: such clients are third-party
+        // (their users are asked for consent), whatever the request says.
+        reg.third_party = true;
         let (client, secret) =
             register(state.store.as_ref(), reg, &uri_policy(&state), state.clock.now(), &Actor::Registration.name())
                 .await

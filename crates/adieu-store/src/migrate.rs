@@ -37,6 +37,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0009_session_devices.sql"),
     },
     Migration { version: 10, name: "frontchannel", sql: include_str!("../migrations/sqlite/0010_frontchannel.sql") },
+    Migration { version: 11, name: "consent", sql: include_str!("../migrations/sqlite/0011_consent.sql") },
 ];
 
 /// The PostgreSQL migrations: the same versions and names as [`SQLITE`].
@@ -59,6 +60,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0009_session_devices.sql"),
     },
     Migration { version: 10, name: "frontchannel", sql: include_str!("../migrations/postgres/0010_frontchannel.sql") },
+    Migration { version: 11, name: "consent", sql: include_str!("../migrations/postgres/0011_consent.sql") },
 ];
 
 /// Applies every migration of `list` not yet applied, on `conn`, each in its own transaction

@@ -109,6 +109,10 @@ mod keys;
 #[path = "conformance/handoff.rs"]
 mod handoff;
 
+/// Consents and pending authorizations, with the same macro.
+#[path = "conformance/consents.rs"]
+mod consents;
+
 /// Retention and revoked grants, with the same macro.
 #[path = "conformance/retention.rs"]
 mod retention;
@@ -343,6 +347,7 @@ async fn clients_round_trip_with_their_logout_settings(s: Arc<dyn Store>) -> Sto
         id_token_signed_response_alg: adieu_proto::SigningAlg::ES256,
         frontchannel_logout_uri: Some("https://a/fc?x=1".into()),
         frontchannel_logout_session_required: true,
+        third_party: true,
         created_at: T0,
         updated_at: T0,
     };
@@ -379,6 +384,7 @@ fn client_with(id: &str, uri: Option<&str>, sub: adieu_core::initiator::Initiato
         id_token_signed_response_alg: adieu_proto::SigningAlg::RS256,
         frontchannel_logout_uri: None,
         frontchannel_logout_session_required: false,
+        third_party: false,
         created_at: T0,
         updated_at: T0,
     }

@@ -299,6 +299,9 @@ impl Browser {
         url.query_pairs_mut().extend_pairs(params);
         let res = self.http.get(url).send().await?;
         let loc = location(&res)?;
+        if loc.contains("/consent?request=") {
+            return self.answer_consent(issuer, &loc, true).await;
+        }
         if !loc.contains("/login?request=") {
             return Ok(loc);
         }
@@ -313,6 +316,29 @@ impl Browser {
             .form(&[("username", username), ("password", password), ("csrf", &csrf), ("request", &request)])
             .send()
             .await?;
-        location(&res).with_context(|| format!("login did not redirect (status {})", res.status()))
+        let loc = location(&res).with_context(|| format!("login did not redirect (status {})", res.status()))?;
+        if loc.contains("/consent?request=") {
+            return self.answer_consent(issuer, &loc, true).await;
+        }
+        Ok(loc)
+    }
+
+    /// Answers the consent screen at `consent` (a path from the provider's redirect): "Allow" if
+    /// `allow`, otherwise "Deny". Returns where the provider sends the browser next.
+    /// [`Browser::authorize`] allows whenever it is asked, as a user who wants to sign in would.
+    pub async fn answer_consent(&self, issuer: &str, consent: &str, allow: bool) -> anyhow::Result<String> {
+        let page = self.get(issuer, consent).await?;
+        anyhow::ensure!(page.status() == 200, "consent page answered {}", page.status());
+        let html = page.text().await?;
+        let csrf = hidden_field(&html, "csrf").context("no csrf field on the consent page")?;
+        let request = hidden_field(&html, "request").context("no request field on the consent page")?;
+        let decision = if allow { "allow" } else { "deny" };
+        let res = self
+            .http
+            .post(format!("{issuer}/consent"))
+            .form(&[("csrf", csrf.as_str()), ("request", request.as_str()), ("decision", decision)])
+            .send()
+            .await?;
+        location(&res).with_context(|| format!("consent did not redirect (status {})", res.status()))
     }
 }

@@ -181,6 +181,9 @@ pub struct ClientAdd {
     /// Add `iss` and `sid` to the front-channel logout URI.
     #[arg(long)]
     frontchannel_logout_session_required: bool,
+    /// A third-party application: users are asked for consent before it signs them in.
+    #[arg(long)]
+    third_party: bool,
 }
 
 /// Options of `adieu client update`.
@@ -221,6 +224,9 @@ pub struct ClientUpdate {
     /// true or false.
     #[arg(long)]
     frontchannel_logout_session_required: Option<bool>,
+    /// true or false: whether users are asked for consent.
+    #[arg(long)]
+    third_party: Option<bool>,
 }
 
 fn initiators_metadata(s: &str) -> adieu_proto::client::InitiatorsMetadata {
@@ -253,6 +259,7 @@ fn client_fields(c: &Client) -> Fields {
         ("id_token_signed_response_alg", json!(c.id_token_signed_response_alg.to_string())),
         ("frontchannel_logout_uri", json!(c.frontchannel_logout_uri)),
         ("frontchannel_logout_session_required", json!(c.frontchannel_logout_session_required)),
+        ("third_party", json!(c.third_party)),
         ("created", time(c.created_at)),
         ("updated", time(c.updated_at)),
     ]
@@ -435,6 +442,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                 id_token_signed_response_alg: alg,
                 frontchannel_logout_uri: a.frontchannel_logout_uri,
                 frontchannel_logout_session_required: a.frontchannel_logout_session_required,
+                third_party: a.third_party,
             };
             let policy = UriPolicy::for_settings(&settings);
             let (client, secret) = register(store.as_ref(), reg, &policy, SystemClock.now(), &Actor::Cli.name())
@@ -490,6 +498,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> anyhow::Result<()> {
                     u.frontchannel_logout_uri.map(Some)
                 },
                 frontchannel_logout_session_required: u.frontchannel_logout_session_required,
+                third_party: u.third_party,
                 ..Default::default()
             };
             let policy = UriPolicy::for_settings(&settings);

@@ -20,7 +20,6 @@
 use super::account::link_or_create;
 use super::registry::{Discovered, Upstream, read_limited};
 use crate::AppState;
-use crate::authorize::issue_code;
 use crate::browser::ClientAddr;
 use crate::crypto::{constant_time_eq, hash_secret, pkce_s256, random_secret};
 use crate::delivery::outbound::Outbound;
@@ -375,7 +374,8 @@ async fn resume(
     let req = state.store.pending_authorization(id, now).await?.ok_or_else(expired)?;
     let client = state.store.client_by_id(&req.client_id).await?.ok_or_else(expired)?;
     state.store.delete_pending_authorization(id).await?;
-    let res = issue_code(state, session, &client, &req).await?;
+    let after = crate::consent_page::After { prompt_none: false, addr: None };
+    let res = crate::consent_page::proceed(state, session, &client, &req, after).await?;
     Ok((jar, res))
 }
 

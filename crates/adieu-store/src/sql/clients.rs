@@ -59,7 +59,7 @@ async fn audit_uri_change<D: Dialect>(
     Ok(())
 }
 
-/// Binds a client's metadata, `name` to `frontchannel_logout_session_required` (eleven values),
+/// Binds a client's metadata, `name` to `third_party` (twelve values),
 /// the order both the insert and the update take them in.
 fn bind_metadata(q: Sql, c: &Client) -> StoreResult<Sql> {
     Ok(q.bind(&c.name)
@@ -72,7 +72,8 @@ fn bind_metadata(q: Sql, c: &Client) -> StoreResult<Sql> {
         .bind(c.token_endpoint_auth_method.as_str())
         .bind(c.id_token_signed_response_alg.as_str())
         .bind(&c.frontchannel_logout_uri)
-        .bind(c.frontchannel_logout_session_required))
+        .bind(c.frontchannel_logout_session_required)
+        .bind(c.third_party))
 }
 
 #[async_trait]
@@ -83,8 +84,8 @@ impl<D: Dialect> ClientStore for SqlStore<D> {
             "INSERT INTO clients (id, name, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri,
                backchannel_logout_session_required, backchannel_logout_initiators, token_endpoint_auth_method,
                id_token_signed_response_alg, frontchannel_logout_uri, frontchannel_logout_session_required,
-               created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+               third_party, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(c.id.as_str());
         bind_metadata(q, c)?.bind(c.created_at).bind(c.updated_at).execute::<D>(&mut *tx).await?;
@@ -109,8 +110,8 @@ impl<D: Dialect> ClientStore for SqlStore<D> {
             "UPDATE clients SET name = $1, secret_hash = $2, redirect_uris = $3, post_logout_redirect_uris = $4,
                backchannel_logout_uri = $5, backchannel_logout_session_required = $6, backchannel_logout_initiators = $7,
                token_endpoint_auth_method = $8, id_token_signed_response_alg = $9, frontchannel_logout_uri = $10,
-               frontchannel_logout_session_required = $11, updated_at = $12
-             WHERE id = $13",
+               frontchannel_logout_session_required = $11, third_party = $12, updated_at = $13
+             WHERE id = $14",
         );
         bind_metadata(q, c)?.bind(at).bind(c.id.as_str()).execute::<D>(&mut *tx).await?;
         let e = AuditEvent::new(AuditKind::ClientUpdated, actor, at, json!({})).client(c.id.as_str());
@@ -165,6 +166,7 @@ impl<D: Dialect> ClientStore for SqlStore<D> {
             "DELETE FROM refresh_tokens WHERE client_id = $1",
             "DELETE FROM access_tokens WHERE client_id = $1",
             "DELETE FROM participations WHERE client_id = $1",
+            "DELETE FROM consents WHERE client_id = $1",
         ] {
             Sql::new(stmt).bind(id.as_str()).execute::<D>(&mut *tx).await?;
         }

@@ -121,6 +121,15 @@ impl<D: Dialect> GrantStore for SqlStore<D> {
         Ok(())
     }
 
+    async fn take_pending_authorization(&self, id: &str, now: UnixMillis) -> StoreResult<Option<PendingAuthorization>> {
+        let row = Sql::new("DELETE FROM pending_authorizations WHERE id = $1 AND expires_at > $2 RETURNING request")
+            .bind(id)
+            .bind(now)
+            .fetch_optional::<D>(&mut *self.writer().await?)
+            .await?;
+        row.map(|r| r.json("request")).transpose()
+    }
+
     async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
         Sql::new(
             "INSERT INTO auth_codes (code_hash, grant_id, client_id, redirect_uri, user_id, session_id, sid, scope, nonce,

@@ -19,6 +19,7 @@
 mod audit;
 mod claim;
 mod clients;
+mod consents;
 mod deliveries;
 mod grants;
 mod keys;

@@ -18,7 +18,7 @@ macro_rules! client_cols {
         "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri,
          backchannel_logout_session_required, backchannel_logout_initiators, token_endpoint_auth_method,
          id_token_signed_response_alg, frontchannel_logout_uri, frontchannel_logout_session_required,
-         created_at, updated_at"
+         third_party, created_at, updated_at"
     };
 }
 /// The columns of `sessions` that [`session`] reads.
@@ -118,6 +118,7 @@ pub(crate) fn client(r: &impl Read) -> StoreResult<Client> {
             .map_err(|e| StoreError::Backend(format!("{e}")))?,
         frontchannel_logout_uri: r.opt_text("frontchannel_logout_uri")?,
         frontchannel_logout_session_required: r.flag("frontchannel_logout_session_required")?,
+        third_party: r.flag("third_party")?,
         created_at: r.ms("created_at")?,
         updated_at: r.ms("updated_at")?,
     })

@@ -176,7 +176,11 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         // The sessions keep `user_id` (no foreign key), so the deliveries carry the right `sub`.
         let ended = end_user_sessions_in::<D>(&mut *tx, id, &self.ending(Initiator::AccountDeleted, actor, at)).await?;
         let revoked = revoke_user_tokens_in::<D>(&mut *tx, id, at).await?;
-        for stmt in ["DELETE FROM auth_codes WHERE user_id = $1", "DELETE FROM users WHERE id = $1"] {
+        for stmt in [
+            "DELETE FROM auth_codes WHERE user_id = $1",
+            "DELETE FROM consents WHERE user_id = $1",
+            "DELETE FROM users WHERE id = $1",
+        ] {
             Sql::new(stmt).bind(id.as_str()).execute::<D>(&mut *tx).await?;
         }
         let e = AuditEvent::new(

@@ -165,6 +165,7 @@ async fn seed(db: &Database, users: usize, per_user: usize, apps: &[(&str, &str)
             id_token_signed_response_alg: adieu_proto::SigningAlg::ES256,
             frontchannel_logout_uri: None,
             frontchannel_logout_session_required: false,
+            third_party: false,
             created_at: now,
             updated_at: now,
         };
