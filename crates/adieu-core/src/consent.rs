@@ -81,8 +81,10 @@ pub trait ConsentStore: Send + Sync {
     async fn put_consent(&self, consent: &Consent) -> StoreResult<()>;
     /// The user's consents, most recent first.
     async fn consents_of_user(&self, user: &UserId) -> StoreResult<Vec<Consent>>;
-    /// Withdraws what `user` allowed `client` (audited as `consent.withdrawn`); whether there was
-    /// a consent.
+    /// Withdraws what `user` allowed `client`, in one transaction with what it let the client
+    /// hold: the user's unused codes for it are deleted and its access and refresh tokens for the
+    /// user (offline ones included) revoked. Audited as `consent.withdrawn`; whether there was a
+    /// consent.
     async fn delete_consent(&self, user: &UserId, client: &ClientId, at: UnixMillis) -> StoreResult<bool>;
 }
 

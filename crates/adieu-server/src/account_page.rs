@@ -188,6 +188,8 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "session-ended" => Some("The session was signed out."),
         "session-already-ended" => Some("That session had already ended."),
         "email-unchanged" => Some("Your email address is unchanged."),
+        "consent-withdrawn" => Some("The application's access was withdrawn; it will ask again."),
+        "consent-already-withdrawn" => Some("That application had nothing allowed any more."),
         _ => None,
     }
 }
@@ -278,6 +280,8 @@ async fn page(
             csrf => csrf,
             notice => notice,
             error => error.map(|(field, message)| context! { field => field, message => message }),
+            allowed => crate::consent_page::allowed(state, &who.user.id).await?,
+            withdraw_action => state.path("/account/consents/withdraw"),
             everywhere_tells => told(&clients, &all, Initiator::SessionRevoked).value(),
             password_tells => told(&clients, &all, Initiator::PasswordChanged).value(),
             email_tells => told(&clients, &all, Initiator::EmailIdentifierChanged).value(),
@@ -486,7 +490,7 @@ async fn change_email(
 
 /// `2025-03-01 14:05 UTC` for a Unix time in milliseconds (proleptic Gregorian calendar; Howard
 /// Hinnant's `civil_from_days`).
-fn utc(t: UnixMillis) -> String {
+pub(crate) fn utc(t: UnixMillis) -> String {
     let secs = t.0.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

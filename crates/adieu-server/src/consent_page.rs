@@ -18,22 +18,30 @@ use crate::error::PageError;
 use adieu_core::client::Client;
 use adieu_core::consent::{self, Consent};
 use adieu_core::grant::PendingAuthorization;
+use adieu_core::id::{ClientId, UserId};
 use adieu_core::session::Session;
+use adieu_core::store::StoreResult;
 use adieu_proto::ErrorCode;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use axum_extra::extract::CookieJar;
 use minijinja::context;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 /// Routes of this module.
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/consent", get(show).post(decide))
+    Router::new().route("/consent", get(show).post(decide)).route("/account/consents/withdraw", post(withdraw)).layer(
+        tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ),
+    )
 }
 
 /// How the request reached [`proceed`].
@@ -179,4 +187,59 @@ async fn decide(
     state.store.put_consent(&given).await?;
     tracing::info!(sub = %session.user_id, client = %client.id, scope = %req.scope, "consent given");
     issue_code(&state, &session, &client, &req).await
+}
+
+/// The account page's list of what the user allowed, most recent first: each application's id,
+/// name, what it may do and since when.
+pub(crate) async fn allowed(state: &AppState, user: &UserId) -> StoreResult<Vec<minijinja::Value>> {
+    let consents = state.store.consents_of_user(user).await?;
+    let ids: Vec<ClientId> = consents.iter().map(|c| c.client_id.clone()).collect();
+    let names: HashMap<ClientId, String> =
+        state.store.clients_by_ids(&ids).await?.into_iter().map(|c| (c.id, c.name)).collect();
+    Ok(consents
+        .iter()
+        .filter_map(|c| {
+            let scopes: Vec<&str> = c.scopes.iter().filter_map(|s| describe(s)).collect();
+            Some(context! {
+                client => c.client_id.as_str(), name => names.get(&c.client_id)?, scopes => scopes,
+                granted => crate::account_page::utc(c.granted_at),
+            })
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+struct WithdrawForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    client: String,
+}
+
+/// `POST /account/consents/withdraw`: the account page's "Withdraw" (CSRF-checked, own consents
+/// only: another user's cannot be named).
+async fn withdraw(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(form): Form<WithdrawForm>,
+) -> Result<Response, PageError> {
+    if check_csrf(&state, &jar, &headers, &form.csrf).is_err() {
+        return Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            title: "Please try again".into(),
+            message:
+                "The form expired or was sent from another site. Nothing was changed. Reload the page and try again."
+                    .into(),
+        });
+    }
+    let session = current_session(&state, &jar).await?.ok_or_else(signed_out)?;
+    let client = ClientId::new(form.client.trim());
+    let withdrawn = match client.as_str().len() {
+        1..=128 => state.store.delete_consent(&session.user_id, &client, state.clock.now()).await?,
+        _ => false,
+    };
+    tracing::info!(sub = %session.user_id, %client, withdrawn, "account page: consent withdrawn");
+    let notice = if withdrawn { "consent-withdrawn" } else { "consent-already-withdrawn" };
+    Ok(Redirect::to(&state.path(&format!("/account?notice={notice}"))).into_response())
 }

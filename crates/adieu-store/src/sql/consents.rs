@@ -72,8 +72,23 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
             .execute::<D>(&mut *tx)
             .await?;
         if n > 0 {
+            // What the consent let the application hold goes with it: its unused codes and its
+            // tokens for this user (the offline ones included).
+            Sql::new("DELETE FROM auth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL")
+                .bind(user.as_str())
+                .bind(client.as_str())
+                .execute::<D>(&mut *tx)
+                .await?;
+            let mut revoked = 0;
+            for stmt in [
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+                "UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+            ] {
+                revoked +=
+                    Sql::new(stmt).bind(at).bind(user.as_str()).bind(client.as_str()).execute::<D>(&mut *tx).await?;
+            }
             let actor = Actor::Account(user.as_str()).name();
-            let e = AuditEvent::new(AuditKind::ConsentWithdrawn, &actor, at, json!({}))
+            let e = AuditEvent::new(AuditKind::ConsentWithdrawn, &actor, at, json!({ "revoked_tokens": revoked }))
                 .user(user.as_str())
                 .client(client.as_str());
             append_audit_in::<D>(&mut *tx, &e).await?;

@@ -144,7 +144,20 @@ impl Op {
             .send()
             .await
             .unwrap();
-        let loc = res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let mut loc = res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        // `offline_access` is granted after consent: the user allows it the first time.
+        if let Some(request) = loc.strip_prefix("/consent?request=") {
+            let form = [("csrf", "hostile-csrf"), ("request", request), ("decision", "allow")];
+            let res = self
+                .http
+                .post(format!("{}/consent", self.base))
+                .header("cookie", format!("adieu_session={cookie}; adieu_csrf=hostile-csrf"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            loc = res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        }
         adieu_testkit::query_param(&loc, "code").unwrap_or_else(|| panic!("no code: {} {loc}", res.status()))
     }
 

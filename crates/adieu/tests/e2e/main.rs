@@ -26,6 +26,7 @@ mod backchannel;
 mod binary;
 mod cli;
 mod connections;
+mod consent;
 mod disk_full;
 mod end_session_rules;
 mod flow;
