@@ -146,12 +146,39 @@ async function audit(p, what) {
   }
 }
 
+// The application is third-party: the first sign-in asks for consent (audited in each language
+// before it is allowed); later ones do not ask again.
+let consentSeen = false;
+// The address `url` (a GET page) in English, German, French and Spanish, each audited like
+// `audit`, in a context of its own that lets axe-core in (bypassCSP) and has `from`'s cookies.
+async function auditLanguages(from, url, what) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 640 }, bypassCSP: true });
+  await context.addCookies(await from.cookies());
+  for (const lang of ['en', 'de', 'fr', 'es']) {
+    const view = await context.newPage();
+    await view.setExtraHTTPHeaders({ 'Accept-Language': lang });
+    await view.goto(url);
+    const tag = await view.evaluate(() => document.documentElement.lang);
+    if (tag !== lang) fail(`${what} answered <html lang="${tag}"> to Accept-Language ${lang}`);
+    await audit(view, `${what} (${lang})`);
+    await view.screenshot({ path: join(out, `29-consent-${lang}.png`), fullPage: true });
+    await view.close();
+  }
+  await context.close();
+}
+
 async function signIn(p) {
   current = p;
   await p.goto(`${rp}/login`);
   await p.getByLabel('Username or email').fill(args.username);
   await p.getByLabel('Password').fill(args.password);
   await p.getByRole('button', { name: 'Sign in' }).click();
+  if (!consentSeen) {
+    await p.getByRole('button', { name: 'Allow' }).waitFor();
+    consentSeen = true;
+    await auditLanguages(p.context(), p.url(), 'the consent screen');
+    await p.getByRole('button', { name: 'Allow' }).click();
+  }
   await p.getByText('Signed in as').waitFor();
   const [s] = [...sessions.values()].slice(-1);
   return s.sid;
@@ -213,16 +240,28 @@ try {
   await tab.getByText('Not signed in').waitFor();
   if (blocked.length) fail(`the browser blocked something:\n${blocked.join('\n')}`);
 
-  step = '4. a signed-out page with a frame passes axe-core';
-  const auditing = await browser.newContext({ viewport: { width: 900, height: 640 }, bypassCSP: true });
-  auditing.setDefaultTimeout(TIMEOUT_MS);
-  const view = await auditing.newPage();
-  const sid3 = await signIn(view);
-  await view.goto(`${provider}/logout`);
-  await view.getByRole('button', { name: 'Sign out' }).click();
-  await view.locator('ul.apps li .badge.ok', { hasText: 'Signed out' }).waitFor();
-  expectHit(3, sid3);
-  await audit(view, 'the signed-out page with a front-channel frame');
+  step = '4. a signed-out page with a frame passes axe-core, in each language';
+  let hits = 2;
+  for (const [lang, signOut, told] of [
+    ['en', 'Sign out', 'Signed out'],
+    ['de', 'Abmelden', 'Abgemeldet'],
+    ['fr', 'Se déconnecter', 'Déconnecté'],
+    ['es', 'Cerrar sesión', 'Sesión cerrada'],
+  ]) {
+    const auditing = await browser.newContext({ viewport: { width: 900, height: 640 }, bypassCSP: true });
+    auditing.setDefaultTimeout(TIMEOUT_MS);
+    const view = await auditing.newPage();
+    await view.setExtraHTTPHeaders({ 'Accept-Language': 'en' });
+    const sid3 = await signIn(view);
+    await view.setExtraHTTPHeaders({ 'Accept-Language': lang });
+    await view.goto(`${provider}/logout`);
+    await view.getByRole('button', { name: signOut, exact: true }).click();
+    await view.locator('ul.apps li .badge.ok', { hasText: told }).waitFor();
+    expectHit(++hits, sid3);
+    await audit(view, `the signed-out page with a front-channel frame (${lang})`);
+    await view.screenshot({ path: join(out, `35-signed-out-${lang}.png`), fullPage: true });
+    await auditing.close();
+  }
 
   step = '5. a frame that never loads is given up on after the bounded wait';
   hang = true;
@@ -232,7 +271,7 @@ try {
   await tab.getByText('Being told in this browser').waitFor();
   await tab.locator('ul.apps li .badge.failed', { hasText: 'Could not be told' }).waitFor();
   await tab.getByText('Some applications could not be told through this browser').waitFor();
-  expectHit(4, sid4);
+  expectHit(hits + 1, sid4);
   await tab.screenshot({ path: join(out, '34-provider-could-not-tell.png'), fullPage: true });
   console.log('frontchannel: every step passed');
 } catch (e) {

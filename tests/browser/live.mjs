@@ -123,6 +123,16 @@ try {
   await view.goto(`${provider}${link}`);
   await view.getByText('You are signed out').waitFor();
   await audit(view, "a sign-out's status page");
+  for (const lang of ['de', 'fr', 'es']) {
+    const other = await auditing.newPage();
+    await other.setExtraHTTPHeaders({ 'Accept-Language': lang });
+    await other.goto(`${provider}${link}`);
+    const tag = await other.evaluate(() => document.documentElement.lang);
+    if (tag !== lang) fail(`the status page answered <html lang="${tag}"> to Accept-Language ${lang}`);
+    await audit(other, `a sign-out's status page (${lang})`);
+    await other.screenshot({ path: join(out, `22-status-${lang}.png`), fullPage: true });
+    await other.close();
+  }
   await page.emulateMedia({ colorScheme: 'light' });
   console.log('live: every step passed');
 } catch (e) {

@@ -86,7 +86,7 @@ async function seeText(page, text, what) {
 // and the dark colour scheme. Every violation is a failure naming the rule, the elements and the page.
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const audited = [];
-async function audit(page, what) {
+async function auditHere(page, what, lang) {
   for (const scheme of ['light', 'dark']) {
     await page.emulateMedia({ colorScheme: scheme });
     await page.addScriptTag({ path: AXE });
@@ -96,10 +96,32 @@ async function audit(page, what) {
     const found = result.violations.map(
       (v) => `${v.id} (${v.impact}): ${v.help}; at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
     );
-    expect(found.length === 0, `axe-core found ${found.length} violation(s) on ${what} (${scheme}, ${page.url()}):\n${found.join('\n')}`);
-    audited.push(`${what} (${scheme}): ${result.passes.length} rules passed`);
+    expect(found.length === 0, `axe-core found ${found.length} violation(s) on ${what} (${lang}, ${scheme}, ${page.url()}):\n${found.join('\n')}`);
+    audited.push(`${what} (${lang}, ${scheme}): ${result.passes.length} rules passed`);
   }
   await page.emulateMedia({ colorScheme: 'light' });
+}
+
+// The page as it is now (English), then the same address in German, French and Spanish
+// (Accept-Language, in a tab of its own so the page in use keeps what was typed into it): each
+// must say it is in that language (<html lang>) and pass axe-core in both colour schemes.
+const LANGUAGES = ['de', 'fr', 'es'];
+async function audit(page, what) {
+  await auditHere(page, what, 'en');
+  for (const lang of LANGUAGES) {
+    const view = await page.context().newPage();
+    try {
+      await view.setExtraHTTPHeaders({ 'Accept-Language': `${lang};q=1, en;q=0.5` });
+      await view.goto(page.url());
+      const tag = await view.evaluate(() => document.documentElement.lang);
+      expect(tag === lang, `${what} answered <html lang="${tag}"> to Accept-Language ${lang}`);
+      await auditHere(view, what, lang);
+      const slug = what.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+      await shot(view, `lang-${lang}-${slug}.png`);
+    } finally {
+      await view.close();
+    }
+  }
 }
 
 // Waits until the page's URL passes `test`; on a timeout the message names where the browser got

@@ -39,6 +39,9 @@ pub struct ProviderMetadata {
     pub prompt_values_supported: Vec<String>,
     /// RFC 9207: authorization responses carry `iss`.
     pub authorization_response_iss_parameter_supported: bool,
+    /// The languages of the provider's pages (`ui_locales`, Core §3.1.2.1; Discovery §3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ui_locales_supported: Vec<String>,
     /// Always `true` (BC-OP-01).
     pub backchannel_logout_supported: bool,
     /// Always `true`: `sid` is in ID tokens and logout tokens (BC-OP-02).

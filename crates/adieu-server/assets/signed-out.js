@@ -6,7 +6,8 @@
 // Front channel: it loads each application's front-channel logout frame (`data-src`; a <noscript>
 // copy loads it without JavaScript), marks the application "Signed out" when the frame has loaded
 // or "Could not be told" after `data-wait` milliseconds, and then follows the "Continue" link if
-// the page has one. The list is `aria-live`, so screen readers hear the changes.
+// the page has one. The list is `aria-live`, so screen readers hear the changes. The texts it
+// writes come from the page's `data-` attributes, in the page's language.
 (function () {
   "use strict";
   function badge(id, state, text) {
@@ -24,7 +25,7 @@
     function show(s) {
       s.apps.forEach(function (a) { if (!front[a.id]) { badge(a.id, a.state, a.status); } });
       if (s.done) {
-        note.textContent = "Every application has now been told, or has been given up on.";
+        note.textContent = note.dataset.done;
       } else if (++tries < 60) {
         setTimeout(tick, 1000);
       }
@@ -44,9 +45,7 @@
     function settled(ok) {
       if (!ok) { failed++; }
       if (--left > 0) { return; }
-      note.textContent = failed === 0
-        ? "Every application has been told through this browser."
-        : "Some applications could not be told through this browser.";
+      note.textContent = failed === 0 ? note.dataset.allTold : note.dataset.someFailed;
       var go = document.getElementById("continue");
       if (go) { window.location.assign(go.href); }
     }
@@ -55,14 +54,14 @@
       var timer = setTimeout(function () {
         if (done) { return; }
         done = true;
-        badge(f.dataset.app, "failed", "Could not be told");
+        badge(f.dataset.app, "failed", note.dataset.failed);
         settled(false);
       }, wait);
       f.addEventListener("load", function () {
         if (done) { return; }
         done = true;
         clearTimeout(timer);
-        badge(f.dataset.app, "ok", "Signed out");
+        badge(f.dataset.app, "ok", note.dataset.told);
         settled(true);
       });
       f.src = f.dataset.src;

@@ -27,6 +27,7 @@
 use crate::AppState;
 use crate::browser::{ClientAddr, check_csrf, csrf_token, current_session};
 use crate::error::PageError;
+use crate::i18n::{msg, tr, tr_with};
 use crate::password::check_policy;
 use crate::ratelimit::Account;
 use crate::user_admin::{self, Ctx, UserError, UserPatch};
@@ -64,9 +65,9 @@ pub fn actor(user: &User) -> String {
     Actor::Account(user.id.as_str()).name().into_owned()
 }
 
-const WRONG_PASSWORD: &str = "The current password is incorrect. Nothing was changed.";
-const TOO_MANY: &str = "Too many attempts with a wrong password. Please wait a few minutes and try again.";
-const UNAVAILABLE: &str = "Something went wrong on our side. Nothing was changed; please try again later.";
+const WRONG_PASSWORD: &str = msg("The current password is incorrect. Nothing was changed.");
+const TOO_MANY: &str = msg("Too many attempts with a wrong password. Please wait a few minutes and try again.");
+const UNAVAILABLE: &str = msg("Something went wrong on our side. Nothing was changed; please try again later.");
 
 /// A page shown instead of carrying out a form.
 #[derive(Debug)]
@@ -95,12 +96,14 @@ impl From<UserError> for Refusal {
         let page = |status, title: &str, message: String| PageError { status, title: title.into(), message };
         match e {
             UserError::Store(e) => PageError::from(e),
-            UserError::NoSuchUser => {
-                page(StatusCode::UNAUTHORIZED, "You are not signed in", "This account no longer exists.".into())
-            }
+            UserError::NoSuchUser => page(
+                StatusCode::UNAUTHORIZED,
+                msg("You are not signed in"),
+                msg("This account no longer exists.").into(),
+            ),
             UserError::NoSuchSession => not_found(),
             e @ (UserError::Invalid(_) | UserError::Taken(_) | UserError::SessionEnded(_)) => {
-                page(StatusCode::BAD_REQUEST, "Nothing was changed", e.to_string())
+                page(StatusCode::BAD_REQUEST, msg("Nothing was changed"), e.to_string())
             }
         }
         .into()
@@ -110,8 +113,8 @@ impl From<UserError> for Refusal {
 fn not_found() -> PageError {
     PageError {
         status: StatusCode::NOT_FOUND,
-        title: "No such session".into(),
-        message: "You have no session with this id. Nothing was changed.".into(),
+        title: msg("No such session").into(),
+        message: msg("You have no session with this id. Nothing was changed.").into(),
     }
 }
 
@@ -132,10 +135,10 @@ fn not_signed_in(state: &AppState) -> Response {
     let html = state.pages.render(
         "message.html",
         context! {
-            title => "You are not signed in",
-            message => "Sign in to see where you are signed in and to change your password or email address.",
+            title => msg("You are not signed in"),
+            message => msg("Sign in to see where you are signed in and to change your password or email address."),
             link => state.path("/login"),
-            link_text => "Sign in",
+            link_text => msg("Sign in"),
         },
     );
     (StatusCode::UNAUTHORIZED, html).into_response()
@@ -146,10 +149,11 @@ async fn check_form(state: &AppState, jar: &CookieJar, headers: &HeaderMap, csrf
     if check_csrf(state, jar, headers, csrf).is_err() {
         return Err(PageError {
             status: StatusCode::FORBIDDEN,
-            title: "Please try again".into(),
-            message:
-                "The form expired or was sent from another site. Nothing was changed. Reload the page and try again."
-                    .into(),
+            title: msg("Please try again").into(),
+            message: msg(
+                "The form expired or was sent from another site. Nothing was changed. Reload the page and try again.",
+            )
+            .into(),
         }
         .into());
     }
@@ -185,11 +189,11 @@ async fn check_current_password(
 /// the URL is reflected.
 fn notice_text(code: &str) -> Option<&'static str> {
     match code {
-        "session-ended" => Some("The session was signed out."),
-        "session-already-ended" => Some("That session had already ended."),
-        "email-unchanged" => Some("Your email address is unchanged."),
-        "consent-withdrawn" => Some("The application's access was withdrawn; it will ask again."),
-        "consent-already-withdrawn" => Some("That application had nothing allowed any more."),
+        "session-ended" => Some(msg("The session was signed out.")),
+        "session-already-ended" => Some(msg("That session had already ended.")),
+        "email-unchanged" => Some(msg("Your email address is unchanged.")),
+        "consent-withdrawn" => Some(msg("The application's access was withdrawn; it will ask again.")),
+        "consent-already-withdrawn" => Some(msg("That application had nothing allowed any more.")),
         _ => None,
     }
 }
@@ -298,7 +302,7 @@ async fn page(
 fn signed_out(state: &AppState, jar: CookieJar, title: &str, message: &str) -> Response {
     let html = state.pages.render(
         "message.html",
-        context! { title => title, message => message, link => state.path("/login"), link_text => "Sign in again" },
+        context! { title => title, message => message, link => state.path("/login"), link_text => msg("Sign in again") },
     );
     (jar.add(state.cookies.session_removal()), html).into_response()
 }
@@ -330,14 +334,15 @@ async fn sign_out_everywhere(
     let mut names: Vec<String> = state.store.clients_by_ids(&told_ids).await?.into_iter().map(|c| c.name).collect();
     names.sort();
     let tells = match names.as_slice() {
-        [] => "No application was subscribed to be told.".to_owned(),
-        names => format!("Being told: {}.", names.join(", ")),
+        [] => tr("No application was subscribed to be told."),
+        names => tr_with("Being told: {names}.", &[("names", &names.join(", "))]),
     };
-    let message = match ended.len() {
-        0 | 1 => format!("Your session in this browser has ended. {tells}"),
-        n => format!("All {n} of your sessions have ended, the one in this browser too. {tells}"),
+    let ended_text = match ended.len() {
+        0 | 1 => tr("Your session in this browser has ended."),
+        n => tr_with("All {n} of your sessions have ended, the one in this browser too.", &[("n", &n.to_string())]),
     };
-    Ok(signed_out(&state, jar, "You are signed out everywhere", &message))
+    let message = format!("{ended_text} {tells}");
+    Ok(signed_out(&state, jar, msg("You are signed out everywhere"), &message))
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,7 +370,7 @@ async fn revoke_session(
     let actor = actor(&who.user);
     match user_admin::revoke_session(&Ctx::server(&state, &actor), &target.id).await {
         Ok(_) if target.id == who.session.id => {
-            Ok(signed_out(&state, jar, "You are signed out", "The session in this browser has ended."))
+            Ok(signed_out(&state, jar, msg("You are signed out"), msg("The session in this browser has ended.")))
         }
         Ok(_) => Ok(Redirect::to(&state.path("/account?notice=session-ended")).into_response()),
         Err(UserError::SessionEnded(_)) => {
@@ -404,11 +409,12 @@ async fn change_password(
     let who = check_form(&state, &jar, &headers, &form.csrf).await?;
     // Cheap checks first: no password is checked (and no attempt counted) for a form that cannot succeed.
     if form.new_password != form.new_password_again {
-        let error = "The two new passwords are not the same. Nothing was changed.";
+        let error = msg("The two new passwords are not the same. Nothing was changed.");
         return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("new_password_again", error))).await;
     }
     if let Err(e) = check_policy(&form.new_password) {
-        let error = format!("The new password is not accepted: {e}. Nothing was changed.");
+        let error =
+            tr_with("The new password is not accepted: {reason}. Nothing was changed.", &[("reason", &e.to_string())]);
         return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("new_password", &error))).await;
     }
     if let Err((status, error)) = check_current_password(&state, addr, &who.user, &form.current_password).await {
@@ -419,9 +425,9 @@ async fn change_password(
     match user_admin::update(&Ctx::server(&state, &actor), &who.user.id, patch).await {
         Ok(up) => {
             tracing::info!(sub = %who.user.id, sessions = up.ended.len(), "account page: password changed");
-            let message = "You were signed out everywhere, in this browser too, and the applications are being \
-                           told. Sign in again with your new password.";
-            Ok(signed_out(&state, jar, "Your password was changed", message))
+            let message = msg("You were signed out everywhere, in this browser too, and the applications are being \
+                           told. Sign in again with your new password.");
+            Ok(signed_out(&state, jar, msg("Your password was changed"), message))
         }
         Err(UserError::Invalid(e)) => {
             page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("new_password", &e))).await
@@ -461,7 +467,10 @@ async fn change_email(
         raw => match normalize_email(raw) {
             Ok(e) => Some(e),
             Err(e) => {
-                let error = format!("The email address is not accepted: {e}. Nothing was changed.");
+                let error = tr_with(
+                    "The email address is not accepted: {reason}. Nothing was changed.",
+                    &[("reason", &e.to_string())],
+                );
                 return page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("email", &error))).await;
             }
         },
@@ -474,14 +483,14 @@ async fn change_email(
     match user_admin::update(&Ctx::server(&state, &actor), &who.user.id, patch).await {
         Ok(up) if up.initiator.is_some() => {
             tracing::info!(sub = %who.user.id, sessions = up.ended.len(), "account page: email changed");
-            let message = "You were signed out everywhere, in this browser too, and the applications are being \
-                           told. Sign in again.";
-            Ok(signed_out(&state, jar, "Your email address was changed", message))
+            let message = msg("You were signed out everywhere, in this browser too, and the applications are being \
+                           told. Sign in again.");
+            Ok(signed_out(&state, jar, msg("Your email address was changed"), message))
         }
         Ok(_) => Ok(Redirect::to(&state.path("/account?notice=email-unchanged")).into_response()),
         Err(UserError::Invalid(e)) => page(&state, jar, &who, StatusCode::BAD_REQUEST, None, Some(("email", &e))).await,
         Err(UserError::Taken(_)) => {
-            let error = "Another account uses this email address. Nothing was changed.";
+            let error = msg("Another account uses this email address. Nothing was changed.");
             page(&state, jar, &who, StatusCode::CONFLICT, None, Some(("email", error))).await
         }
         Err(e) => Err(e.into()),

@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::browser::{ClientAddr, current_session};
 use crate::crypto::{hash_secret, is_pkce_value, random_id, random_secret};
 use crate::error::PageError;
+use crate::i18n::msg;
 use adieu_core::client::Client;
 use adieu_core::grant::{AuthCode, PendingAuthorization};
 use adieu_core::id::{ClientId, Sid};
@@ -96,7 +97,7 @@ async fn authorize(state: AppState, addr: IpAddr, jar: CookieJar, raw: &[u8]) ->
 }
 
 async fn run(state: &AppState, addr: IpAddr, jar: &CookieJar, raw: &[u8]) -> Result<Response, PageError> {
-    let p = parse_params(raw).map_err(|e| PageError::bad_request("Invalid sign-in request", e))?;
+    let p = parse_params(raw).map_err(|e| PageError::bad_request(msg("Invalid sign-in request"), e))?;
     let client = check_client(state, &p).await?;
     let redirect_uri = check_redirect_uri(&client, &p)?;
     // A `state` too long to keep is not echoed either: the error goes back without it.
@@ -146,13 +147,16 @@ async fn run(state: &AppState, addr: IpAddr, jar: &CookieJar, raw: &[u8]) -> Res
 pub async fn check_client(state: &AppState, p: &HashMap<String, String>) -> Result<Client, PageError> {
     let id = p.get("client_id").ok_or_else(|| {
         PageError::bad_request(
-            "Invalid sign-in request",
-            "The link that brought you here does not say which application you are signing in to. \
-             Go back to the application and try again.",
+            msg("Invalid sign-in request"),
+            msg("The link that brought you here does not say which application you are signing in to. \
+             Go back to the application and try again."),
         )
     })?;
     state.store.client_by_id(&ClientId::new(id.clone())).await?.ok_or_else(|| {
-        PageError::bad_request("Unknown application", "The application asking you to sign in is not registered here.")
+        PageError::bad_request(
+            msg("Unknown application"),
+            msg("The application asking you to sign in is not registered here."),
+        )
     })
 }
 
@@ -160,10 +164,10 @@ pub async fn check_client(state: &AppState, p: &HashMap<String, String>) -> Resu
 pub fn check_redirect_uri(client: &Client, p: &HashMap<String, String>) -> Result<String, PageError> {
     let wrong = || {
         PageError::bad_request(
-            "Invalid sign-in request",
-            "The application asked to send you back to an address it has not registered, so you cannot be \
+            msg("Invalid sign-in request"),
+            msg("The application asked to send you back to an address it has not registered, so you cannot be \
              sent back. Go back to the application and try again; if this keeps happening, its administrator \
-             must fix its settings.",
+             must fix its settings."),
         )
     };
     match p.get("redirect_uri") {

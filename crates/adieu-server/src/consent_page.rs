@@ -15,6 +15,7 @@ use crate::authorize::{RedirectError, error_redirect, issue_code};
 use crate::browser::{check_csrf, csrf_token, current_session};
 use crate::crypto::random_secret;
 use crate::error::PageError;
+use crate::i18n::msg;
 use adieu_core::client::Client;
 use adieu_core::consent::{self, Consent};
 use adieu_core::grant::PendingAuthorization;
@@ -87,27 +88,29 @@ pub(crate) async fn proceed(
 
 fn expired() -> PageError {
     PageError::bad_request(
-        "This request has expired",
-        "The application's request is unknown, already answered or too old. Go back to the application and start again.",
+        msg("This request has expired"),
+        msg(
+            "The application's request is unknown, already answered or too old. Go back to the application and start again.",
+        ),
     )
 }
 
 fn signed_out() -> PageError {
     PageError::bad_request(
-        "You are no longer signed in",
-        "Go back to the application and sign in again; you will then be asked again.",
+        msg("You are no longer signed in"),
+        msg("Go back to the application and sign in again; you will then be asked again."),
     )
 }
 
 /// What each scope lets the application do, in the words the screen uses.
 fn describe(scope: &str) -> Option<&'static str> {
     match scope {
-        "openid" => Some("Know who you are: an identifier of your account for this application"),
-        "profile" => Some("See your username"),
-        "email" => Some("See your email address"),
-        consent::OFFLINE_ACCESS => Some(
+        "openid" => Some(msg("Know who you are: an identifier of your account for this application")),
+        "profile" => Some(msg("See your username")),
+        "email" => Some(msg("See your email address")),
+        consent::OFFLINE_ACCESS => Some(msg(
             "Keep access to your account when you are not using it, also after you sign out, until you withdraw it",
-        ),
+        )),
         _ => None,
     }
 }
@@ -159,15 +162,15 @@ async fn decide(
     if check_csrf(&state, &jar, &headers, &form.csrf).is_err() {
         return Err(PageError {
             status: StatusCode::FORBIDDEN,
-            title: "Please try again".into(),
-            message: "The form expired or was sent from another site. Go back to the application and start again."
+            title: msg("Please try again").into(),
+            message: msg("The form expired or was sent from another site. Go back to the application and start again.")
                 .into(),
         });
     }
     let allow = match form.decision.as_str() {
         "allow" => true,
         "deny" => false,
-        _ => return Err(PageError::bad_request("Invalid answer", "Choose Allow or Deny.")),
+        _ => return Err(PageError::bad_request(msg("Invalid answer"), msg("Choose Allow or Deny."))),
     };
     if form.request.is_empty() || form.request.len() > 100 {
         return Err(expired());
@@ -227,10 +230,11 @@ async fn withdraw(
     if check_csrf(&state, &jar, &headers, &form.csrf).is_err() {
         return Err(PageError {
             status: StatusCode::FORBIDDEN,
-            title: "Please try again".into(),
-            message:
-                "The form expired or was sent from another site. Nothing was changed. Reload the page and try again."
-                    .into(),
+            title: msg("Please try again").into(),
+            message: msg(
+                "The form expired or was sent from another site. Nothing was changed. Reload the page and try again.",
+            )
+            .into(),
         });
     }
     let session = current_session(&state, &jar).await?.ok_or_else(signed_out)?;

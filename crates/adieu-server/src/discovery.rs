@@ -50,6 +50,7 @@ pub fn metadata(state: &AppState) -> ProviderMetadata {
         ]),
         prompt_values_supported: strings(&["none", "login", "consent", "select_account"]),
         authorization_response_iss_parameter_supported: true,
+        ui_locales_supported: crate::i18n::SUPPORTED.iter().map(|l| l.tag().to_owned()).collect(),
         backchannel_logout_supported: true,
         backchannel_logout_session_supported: true,
         frontchannel_logout_supported: true,

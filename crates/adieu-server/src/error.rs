@@ -6,6 +6,7 @@
 //!
 //! Internal detail is logged once, where the failure is converted, and never sent to the client.
 
+use crate::i18n::msg;
 use adieu_core::StoreError;
 use adieu_proto::{ErrorBody, ErrorCode};
 use axum::Json;
@@ -110,8 +111,8 @@ impl PageError {
     pub fn too_many_pending_sign_ins() -> Self {
         PageError {
             status: StatusCode::TOO_MANY_REQUESTS,
-            title: "Too many sign-in attempts".into(),
-            message: "Too many sign-ins were started from your network. Please wait a few minutes and try again."
+            title: msg("Too many sign-in attempts").into(),
+            message: msg("Too many sign-ins were started from your network. Please wait a few minutes and try again.")
                 .into(),
         }
     }
@@ -121,8 +122,8 @@ impl PageError {
         tracing::error!(error = %e, "internal error");
         PageError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            title: "Something went wrong".into(),
-            message: "The sign-in service had an internal problem. Please try again in a moment.".into(),
+            title: msg("Something went wrong").into(),
+            message: msg("The sign-in service had an internal problem. Please try again in a moment.").into(),
         }
     }
 }
@@ -134,10 +135,10 @@ impl From<StoreError> for PageError {
                 tracing::debug!(error = %e, "storage unavailable");
                 PageError {
                     status: StatusCode::SERVICE_UNAVAILABLE,
-                    title: "Please try again in a moment".into(),
-                    message: "The sign-in service cannot save changes right now. Nothing was lost; \
-                              please try again in a moment."
-                        .into(),
+                    title: msg("Please try again in a moment").into(),
+                    message: msg("The sign-in service cannot save changes right now. Nothing was lost; \
+                              please try again in a moment.")
+                    .into(),
                 }
             }
             e => PageError::internal(e),

@@ -4,6 +4,7 @@
 use crate::AppState;
 use crate::browser::{csrf_token, current_session};
 use crate::error::PageError;
+use crate::i18n::msg;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -25,10 +26,10 @@ pub async fn not_found(State(state): State<AppState>, uri: Uri) -> Response {
     let html = state.pages.render(
         "message.html",
         context! {
-            title => "Page not found",
-            message => "There is no page at this address. Check the link, or start again from the start page.",
+            title => msg("Page not found"),
+            message => msg("There is no page at this address. Check the link, or start again from the start page."),
             link => state.path("/"),
-            link_text => "Go to the start page",
+            link_text => msg("Go to the start page"),
         },
     );
     (StatusCode::NOT_FOUND, html).into_response()

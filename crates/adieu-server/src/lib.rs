@@ -48,6 +48,7 @@ pub(crate) mod global_revocation;
 pub(crate) mod health;
 pub(crate) mod home;
 pub mod http_server;
+pub mod i18n;
 pub(crate) mod id_token;
 pub mod keys;
 pub(crate) mod login;
@@ -221,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::routes())
         .fallback(home::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), error::brand_error_pages))
+        .layer(axum::middleware::from_fn(i18n::negotiate))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::http::track));
     let prefix = state.settings.issuer.path().trim_end_matches('/').to_owned();
     let app = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app) };

@@ -9,6 +9,7 @@
 use crate::AppState;
 use crate::browser::{ClientAddr, check_csrf, csrf_token};
 use crate::error::PageError;
+use crate::i18n::msg;
 use crate::ratelimit::Account;
 use crate::sign_in::{SignInFrom, sign_in_from};
 use adieu_core::client::Client;
@@ -27,8 +28,8 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/login", get(show).post(submit))
 }
 
-const BAD_CREDENTIALS: &str = "The username or password is incorrect.";
-const TOO_MANY: &str = "Too many sign-in attempts. Please wait a few minutes and try again.";
+const BAD_CREDENTIALS: &str = msg("The username or password is incorrect.");
+const TOO_MANY: &str = msg("Too many sign-in attempts. Please wait a few minutes and try again.");
 
 #[derive(Debug, Deserialize)]
 struct ShowQuery {
@@ -60,8 +61,8 @@ async fn pending(
     let Some(id) = id.filter(|s| !s.is_empty()) else { return Ok(None) };
     let expired = || {
         PageError::bad_request(
-            "This sign-in has expired",
-            "The sign-in request is unknown or too old. Go back to the application and start again.",
+            msg("This sign-in has expired"),
+            msg("The sign-in request is unknown or too old. Go back to the application and start again."),
         )
     };
     if id.len() > 100 {
@@ -125,8 +126,8 @@ async fn submit(
     if check_csrf(&state, &jar, &headers, &form.csrf).is_err() {
         return Err(PageError {
             status: StatusCode::FORBIDDEN,
-            title: "Please try again".into(),
-            message: "The sign-in form expired or was sent from another site. Reload the page and sign in again."
+            title: msg("Please try again").into(),
+            message: msg("The sign-in form expired or was sent from another site. Reload the page and sign in again.")
                 .into(),
         });
     }

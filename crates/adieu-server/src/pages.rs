@@ -117,6 +117,7 @@ impl Pages {
         );
         let logo = s.logo_file.as_deref().map(read_logo).transpose()?;
         let mut env = Environment::new();
+        env.add_filter("t", crate::i18n::filter);
         for (file, src) in TEMPLATES {
             let custom = match &s.template_dir {
                 Some(dir) if dir.join(file).is_file() => Some(std::fs::read_to_string(dir.join(file))?),
@@ -134,10 +135,11 @@ impl Pages {
         Ok(Pages { env, brand, logo })
     }
 
-    /// Renders a template with `ctx` and `brand`. A rendering failure is a bug (or a broken
+    /// Renders a template with `ctx`, `brand` and `lang` (the request's language, whose catalogue
+    /// the `t` filter reads: [`crate::i18n`]). A rendering failure is a bug (or a broken
     /// override): it is logged and a plain page shown.
     pub fn render(&self, name: &str, ctx: Value) -> Html<String> {
-        let ctx = context! { brand => self.brand.clone(), ..ctx };
+        let ctx = context! { brand => self.brand.clone(), lang => crate::i18n::current().tag(), ..ctx };
         match self.env.get_template(name).and_then(|t| t.render(ctx)) {
             Ok(s) => Html(s),
             Err(e) => {

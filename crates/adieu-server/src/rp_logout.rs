@@ -12,6 +12,7 @@ use crate::AppState;
 use crate::authorize::{parse_params, with_params};
 use crate::browser::{check_csrf, csrf_token, current_session};
 use crate::error::PageError;
+use crate::i18n::msg;
 use crate::id_token::{HintClaims, verify_hint};
 use adieu_core::client::Client;
 use adieu_core::delivery::Verdict;
@@ -52,7 +53,7 @@ pub struct LogoutRequest {
 }
 
 fn invalid(message: &str) -> PageError {
-    PageError::bad_request("Sign-out request not accepted", message)
+    PageError::bad_request(msg("Sign-out request not accepted"), message)
 }
 
 /// Validates the request (RPI-03, RPI-04, RPI-07, RPI-09). Any failure aborts the whole request:
@@ -61,7 +62,7 @@ pub async fn validate(state: &AppState, p: &HashMap<String, String>) -> Result<L
     // RPI-04: the hint must have been issued by us; an expired one is fine.
     let hint = match p.get("id_token_hint") {
         Some(h) => {
-            Some(verify_hint(state, h).map_err(|_| invalid("The application sent a sign-out request that this provider did not issue, so it is not accepted. Nothing was signed out; go back to the application and try again."))?)
+            Some(verify_hint(state, h).map_err(|_| invalid(msg("The application sent a sign-out request that this provider did not issue, so it is not accepted. Nothing was signed out; go back to the application and try again.")))?)
         }
         None => None,
     };
@@ -69,9 +70,9 @@ pub async fn validate(state: &AppState, p: &HashMap<String, String>) -> Result<L
     if let (Some(cid), Some(h)) = (p.get("client_id"), &hint)
         && !h.aud.contains(cid)
     {
-        return Err(invalid(
+        return Err(invalid(msg(
             "The sign-out request names one application but was issued to another, so it is not accepted. Nothing was signed out; go back to the application and try again.",
-        ));
+        )));
     }
     let client_id = p.get("client_id").map(String::as_str).or_else(|| hint.as_ref().and_then(|h| h.aud.first()));
     let client = match client_id {
@@ -80,7 +81,7 @@ pub async fn validate(state: &AppState, p: &HashMap<String, String>) -> Result<L
                 .store
                 .client_by_id(&ClientId::new(id))
                 .await?
-                .ok_or_else(|| invalid("The application asking to sign you out is not registered here."))?,
+                .ok_or_else(|| invalid(msg("The application asking to sign you out is not registered here.")))?,
         ),
         None => None,
     };
@@ -90,11 +91,11 @@ pub async fn validate(state: &AppState, p: &HashMap<String, String>) -> Result<L
     if let Some(uri) = p.get("post_logout_redirect_uri") {
         let client = client
             .as_ref()
-            .ok_or_else(|| invalid("The sign-out request asks to send you back to an address without saying which application it is from, so it is not accepted. Nothing was signed out."))?;
+            .ok_or_else(|| invalid(msg("The sign-out request asks to send you back to an address without saying which application it is from, so it is not accepted. Nothing was signed out.")))?;
         if !client.post_logout_redirect_uris.iter().any(|r| r == uri) {
-            return Err(invalid(
+            return Err(invalid(msg(
                 "The application asked to send you back to an address it has not registered, so the sign-out request is not accepted. Nothing was signed out.",
-            ));
+            )));
         }
         if hint.is_some() {
             redirect = Some(uri.clone());
@@ -167,8 +168,9 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
     if check_csrf(&state, &jar, &headers, &csrf).is_err() {
         return Err(PageError {
             status: StatusCode::FORBIDDEN,
-            title: "Please try again".into(),
-            message: "The sign-out form expired or was sent from another site. Reload the page and try again.".into(),
+            title: msg("Please try again").into(),
+            message: msg("The sign-out form expired or was sent from another site. Reload the page and try again.")
+                .into(),
         });
     }
     let yes = p.remove("confirm").is_some_and(|c| c == "yes");
@@ -176,7 +178,7 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
     if !yes {
         let html = state.pages.render(
             "message.html",
-            context! { title => "You are still signed in", message => "Nothing was changed. You can close this page." },
+            context! { title => msg("You are still signed in"), message => msg("Nothing was changed. You can close this page.") },
         );
         return Ok(html.into_response());
     }
@@ -229,9 +231,9 @@ async fn finish(state: &AppState, jar: CookieJar, req: &LogoutRequest, ended: En
         Some((e, _)) if crate::signed_out::telling(&apps) => Some(crate::signed_out::status_path(state, &e.session.id)),
         _ => None,
     };
-    let note = req.redirect_withheld.then_some(
+    let note = req.redirect_withheld.then_some(msg(
         "You were not sent back to the application automatically because the request did not prove where it came from.",
-    );
+    ));
     let html = state.pages.render(
         "logged_out.html",
         context! {

@@ -14,6 +14,7 @@
 
 use crate::AppState;
 use crate::error::PageError;
+use crate::i18n::msg;
 use adieu_core::client::{Client, LogoutChannel};
 use adieu_core::delivery::{Delivery, DeliveryStatus, Verdict};
 use adieu_core::id::{ClientId, SessionId};
@@ -124,13 +125,13 @@ impl Badge {
     /// What it says.
     pub(crate) fn label(self) -> &'static str {
         match self {
-            Badge::Told => "Signed out",
-            Badge::Telling => "Being told",
-            Badge::Failed => "Could not be told",
-            Badge::NotTold => "Not told: not subscribed to this kind of sign-out",
-            Badge::InBrowser => "Being told in this browser",
-            Badge::SentByBrowser => "Told through your browser",
-            Badge::BrowserOnly => "Not told: it can be told only through the browser you sign out in",
+            Badge::Told => msg("Signed out"),
+            Badge::Telling => msg("Being told"),
+            Badge::Failed => msg("Could not be told"),
+            Badge::NotTold => msg("Not told: not subscribed to this kind of sign-out"),
+            Badge::InBrowser => msg("Being told in this browser"),
+            Badge::SentByBrowser => msg("Told through your browser"),
+            Badge::BrowserOnly => msg("Not told: it can be told only through the browser you sign out in"),
         }
     }
 }
@@ -144,8 +145,11 @@ pub(crate) struct AppLine {
     name: String,
     /// Badge style.
     state: &'static str,
-    /// Badge text.
-    status: &'static str,
+    /// Badge text, in the request's language.
+    status: String,
+    /// Whether it is still being told over the back channel.
+    #[serde(skip)]
+    telling: bool,
     /// The front-channel logout address this page loads in a frame for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     frame: Option<String>,
@@ -171,7 +175,8 @@ async fn lines(
                 id: p.client_id.to_string(),
                 name: c.name.clone(),
                 state: b.class(),
-                status: b.label(),
+                status: crate::i18n::tr(b.label()),
+                telling: b == Badge::Telling,
                 frame,
             })
         })
@@ -200,7 +205,7 @@ pub(crate) async fn lines_after_sign_out(
 
 /// Whether any line is still being told over the back channel.
 pub(crate) fn telling(lines: &[AppLine]) -> bool {
-    lines.iter().any(|l| l.status == Badge::Telling.label())
+    lines.iter().any(|l| l.telling)
 }
 
 /// Whether the page holds front-channel frames.
@@ -226,8 +231,9 @@ async fn status(State(state): State<AppState>, Path(session): Path<String>, head
         }
         Ok(None) => PageError {
             status: StatusCode::NOT_FOUND,
-            title: "Nothing to show".into(),
-            message: "There is no recent sign-out at this address. Sign-outs are shown here for 15 minutes.".into(),
+            title: msg("Nothing to show").into(),
+            message: msg("There is no recent sign-out at this address. Sign-outs are shown here for 15 minutes.")
+                .into(),
         }
         .into_response(),
         Err(e) => e.into_response(),

@@ -24,6 +24,7 @@ use crate::browser::ClientAddr;
 use crate::crypto::{constant_time_eq, hash_secret, pkce_s256, random_secret};
 use crate::delivery::outbound::Outbound;
 use crate::error::PageError;
+use crate::i18n::msg;
 use crate::sign_in::SignInFrom;
 use adieu_core::upstream::{PendingUpstreamLogin, UpstreamSignIn};
 use adieu_rp::id_token::{IdTokenError, VerifiedIdToken, verify_id_token_cached};
@@ -63,28 +64,28 @@ fn state_cookie_removal(state: &AppState) -> Cookie<'static> {
 pub fn check_upstream(state: &AppState, id: &str) -> Result<Arc<Upstream>, PageError> {
     state.upstreams.get(id).cloned().ok_or_else(|| PageError {
         status: StatusCode::NOT_FOUND,
-        title: "Unknown sign-in provider".into(),
-        message: "This sign-in provider is not configured here.".into(),
+        title: msg("Unknown sign-in provider").into(),
+        message: msg("This sign-in provider is not configured here.").into(),
     })
 }
 
 fn unavailable(upstream: &Upstream) -> PageError {
     PageError {
         status: StatusCode::BAD_GATEWAY,
-        title: "Sign-in is not available".into(),
-        message: format!(
-            "{} cannot be reached right now. Please try again in a moment, or sign in another way.",
-            upstream.settings.display_name
+        title: msg("Sign-in is not available").into(),
+        message: crate::i18n::tr_with(
+            "{name} cannot be reached right now. Please try again in a moment, or sign in another way.",
+            &[("name", &upstream.settings.display_name)],
         ),
     }
 }
 
 fn failed(upstream: &Upstream) -> PageError {
     PageError::bad_request(
-        "Sign-in failed",
-        format!(
-            "The sign-in with {} could not be completed. Go back to the application and start again.",
-            upstream.settings.display_name
+        msg("Sign-in failed"),
+        crate::i18n::tr_with(
+            "The sign-in with {name} could not be completed. Go back to the application and start again.",
+            &[("name", &upstream.settings.display_name)],
         ),
     )
 }
@@ -118,8 +119,8 @@ pub(super) async fn start(
     };
     if request.is_some() && pending.is_none() {
         return Err(PageError::bad_request(
-            "This sign-in has expired",
-            "The sign-in request is unknown or too old. Go back to the application and start again.",
+            msg("This sign-in has expired"),
+            msg("The sign-in request is unknown or too old. Go back to the application and start again."),
         ));
     }
     let discovered = upstream.discovered().await.map_err(|_| unavailable(&upstream))?;
@@ -202,10 +203,10 @@ async fn finish(
     if let Some(e) = &q.error {
         tracing::info!(upstream = %upstream.settings.id, error = %e.chars().take(64).collect::<String>(), "the upstream answered an error");
         return Err(PageError::bad_request(
-            "Sign-in cancelled",
-            format!(
-                "{} did not sign you in. Go back to the application and start again.",
-                upstream.settings.display_name
+            msg("Sign-in cancelled"),
+            crate::i18n::tr_with(
+                "{name} did not sign you in. Go back to the application and start again.",
+                &[("name", &upstream.settings.display_name)],
             ),
         ));
     }
@@ -253,9 +254,9 @@ pub async fn check_state(
     let refused = |why: &str| {
         tracing::warn!(upstream = %upstream.settings.id, why, "upstream callback refused");
         PageError::bad_request(
-            "Sign-in failed",
-            "This sign-in did not start in this browser, was already completed, or took too long. \
-             Go back to the application and start again.",
+            msg("Sign-in failed"),
+            msg("This sign-in did not start in this browser, was already completed, or took too long. \
+             Go back to the application and start again."),
         )
     };
     let st = st.filter(|s| !s.is_empty() && s.len() <= 100).ok_or_else(|| refused("no state"))?;
@@ -367,8 +368,10 @@ async fn resume(
     let Some(id) = request_id else { return Ok((jar, Redirect::to(&state.path("/")).into_response())) };
     let expired = || {
         PageError::bad_request(
-            "This sign-in has expired",
-            "You are signed in, but the application's request is too old. Go back to the application and start again.",
+            msg("This sign-in has expired"),
+            msg(
+                "You are signed in, but the application's request is too old. Go back to the application and start again.",
+            ),
         )
     };
     let req = state.store.pending_authorization(id, now).await?.ok_or_else(expired)?;
