@@ -10,7 +10,9 @@
 //      and the application's page then says "Not signed in";
 //   3. sign in again and sign out from the application (id_token_hint, post_logout_redirect_uri,
 //      state): the provider loads the frame first, then sends the browser back with `state`;
-//   4. axe-core audits a signed-out page holding a frame, in both colour schemes;
+//   4. axe-core audits the consent screen, the account page listing the allowed application, the
+//      sign-out confirmation and a signed-out page holding a frame, in four languages and both
+//      colour schemes;
 //   5. a frame that never loads: after the bounded wait the application is "Could not be told".
 //
 // Usage:
@@ -151,7 +153,7 @@ async function audit(p, what) {
 let consentSeen = false;
 // The address `url` (a GET page) in English, German, French and Spanish, each audited like
 // `audit`, in a context of its own that lets axe-core in (bypassCSP) and has `from`'s cookies.
-async function auditLanguages(from, url, what) {
+async function auditLanguages(from, url, what, prefix) {
   const context = await browser.newContext({ viewport: { width: 900, height: 640 }, bypassCSP: true });
   await context.addCookies(await from.cookies());
   for (const lang of ['en', 'de', 'fr', 'es']) {
@@ -161,7 +163,7 @@ async function auditLanguages(from, url, what) {
     const tag = await view.evaluate(() => document.documentElement.lang);
     if (tag !== lang) fail(`${what} answered <html lang="${tag}"> to Accept-Language ${lang}`);
     await audit(view, `${what} (${lang})`);
-    await view.screenshot({ path: join(out, `29-consent-${lang}.png`), fullPage: true });
+    await view.screenshot({ path: join(out, `${prefix}-${lang}.png`), fullPage: true });
     await view.close();
   }
   await context.close();
@@ -176,7 +178,7 @@ async function signIn(p) {
   if (!consentSeen) {
     await p.getByRole('button', { name: 'Allow' }).waitFor();
     consentSeen = true;
-    await auditLanguages(p.context(), p.url(), 'the consent screen');
+    await auditLanguages(p.context(), p.url(), 'the consent screen', '29-consent');
     await p.getByRole('button', { name: 'Allow' }).click();
   }
   await p.getByText('Signed in as').waitFor();
@@ -214,6 +216,8 @@ try {
   step = '1. sign in to the application';
   const sid = await signIn(tab);
   await tab.screenshot({ path: join(out, '30-app-signed-in.png'), fullPage: true });
+  await auditLanguages(context, `${provider}/account`, 'the account page with an allowed application', '30-account');
+  await auditLanguages(context, `${provider}/logout`, 'the sign-out confirmation', '30-logout-confirm');
 
   step = '2. sign out at the provider: the frame tells the application';
   await tab.goto(`${provider}/logout`);

@@ -8,6 +8,7 @@
 //! - [`delivery`]: back-channel logout deliveries: the state machine and the retry policy.
 //! - [`audit`]: audit log events.
 //! - [`initiator`]: the seven ways a session ends and a client's subscription to them.
+//! - [`rp_check`]: the probes `adieu check-rp` sends to an application and the verdict on each.
 //! - [`net`]: which IP addresses the provider may call on an application's behalf (SSRF defence).
 //! - [`user`]: user accounts, identifier rules, and which initiator a change of account ends sessions with.
 //! - [`session`]: OP sessions, their lifetimes, and participations `(session, client, sid)`.
@@ -26,6 +27,7 @@ pub mod id;
 pub mod initiator;
 pub mod keys;
 pub mod net;
+pub mod rp_check;
 pub mod session;
 pub mod store;
 pub mod text;

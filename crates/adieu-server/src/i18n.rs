@@ -130,6 +130,7 @@ pub(crate) fn filter(value: String, kwargs: minijinja::value::Kwargs) -> Result<
     Ok(minijinja::Value::from_safe_string(fill(&text, &pairs, escape)))
 }
 
+/// Escapes like minijinja's HTML autoescape, so a value reads the same inside and outside `t`.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -139,6 +140,7 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#x27;"),
+            '/' => out.push_str("&#x2f;"),
             c => out.push(c),
         }
     }

@@ -36,6 +36,7 @@ pub(crate) mod account_page;
 pub(crate) mod api;
 pub(crate) mod authorize;
 pub(crate) mod browser;
+pub mod check_rp;
 pub mod client_metadata;
 pub(crate) mod consent_page;
 pub mod crypto;

@@ -10,6 +10,7 @@
 //! - [`keys`]: signing keys (list, rotate, retire) and the key-encryption key.
 
 mod admin;
+mod check_rp;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
@@ -64,6 +65,14 @@ enum Command {
     /// Manage clients (applications).
     #[command(subcommand)]
     Client(admin::ClientCmd),
+    /// Test a client's back-channel logout endpoint: a valid token for a session it does not have
+    /// (expects 200), tokens invalid in each way the spec names (expects 400), and malformed
+    /// requests; reports what it answered, what is required and what to fix. Exits 1 if any failed.
+    #[command(name = "check-rp")]
+    CheckRp {
+        /// The client id.
+        client_id: String,
+    },
     /// Inspect and retry back-channel logout deliveries.
     #[command(subcommand)]
     Deliveries(ops::DeliveriesCmd),
@@ -170,6 +179,7 @@ async fn run(cli: Cli, config: config::Config) -> anyhow::Result<()> {
         Command::User(cmd) => admin::user(&config, cmd).await,
         Command::Session(cmd) => admin::session(&config, cmd).await,
         Command::Client(cmd) => admin::client(&config, cmd).await,
+        Command::CheckRp { client_id } => check_rp::run(&config, &client_id).await,
         Command::Deliveries(cmd) => ops::deliveries(&config, cmd).await,
         Command::Logs(args) => ops::logs(&config, args).await,
         Command::AdminToken(cmd) => ops::token(&config, cmd).await,

@@ -11,6 +11,7 @@
 //! Authentication: `Authorization: Bearer <token>` where the token is the configured
 //! `admin_token` or one created with `adieu admin-token create` (stored as a hash).
 
+pub mod check;
 pub mod clients;
 pub mod deliveries;
 pub mod logs;
@@ -33,6 +34,7 @@ use serde::de::DeserializeOwned;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(clients::routes())
+        .merge(check::routes())
         .merge(deliveries::routes())
         .merge(logs::routes())
         .merge(users::routes())

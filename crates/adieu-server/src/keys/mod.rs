@@ -370,9 +370,22 @@ impl Keys {
         claims: &C,
         now: UnixMillis,
     ) -> Result<String, KeyError> {
+        self.sign_under(alg, typ, None, claims, now)
+    }
+
+    /// [`Keys::sign`], with `kid` in the header instead of the signing key's own when given (for
+    /// `adieu check-rp`'s unknown-`kid` probe; the signature is still the real key's).
+    pub fn sign_under<C: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        kid: Option<&str>,
+        claims: &C,
+        now: UnixMillis,
+    ) -> Result<String, KeyError> {
         let set = self.current();
         let key = signer_index(&set.keys, alg, now).map(|i| &set.keys[i]).ok_or(KeyError::NoKey(alg))?;
-        let header = json!({ "alg": alg.as_str(), "typ": typ, "kid": key.kid });
+        let header = json!({ "alg": alg.as_str(), "typ": typ, "kid": kid.unwrap_or(&key.kid) });
         let header = serde_json::to_vec(&header).map_err(|_| KeyError::Signing)?;
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Signing)?;
         let mut out = String::with_capacity(64 + payload.len() * 2 + 400);
