@@ -41,7 +41,7 @@ pub fn tool_version(tool: &str) -> Option<String> {
 /// `npm ci` from the committed lockfile when the packages are not installed yet.
 pub fn ensure_node_modules() {
     let dir = dir();
-    let installed = ["oidc-provider", "openid-client"];
+    let installed = ["oidc-provider", "openid-client", "express-openid-connect", "express-session"];
     if installed.iter().all(|p| dir.join(format!("node_modules/{p}/package.json")).exists()) {
         return;
     }
