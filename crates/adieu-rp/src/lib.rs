@@ -10,33 +10,40 @@
 //! - [`replay`]: `jti` replay protection (BC-RP-08), recorded only after a successful logout.
 //! - [`verifier`]: policy + cached keys + replay cache; retries once after a key refresh.
 //! - [`index`]: which application sessions a token ends, and ending them (eagerly or lazily).
-//! - [`index_sql`] (features `sqlite`, `postgres`): the session index, logged-out markers and
+//! - `index_sql` (features `sqlite`, `postgres`): the session index, logged-out markers and
 //!   replay cache in a database, shared by several replicas.
-//! - [`index_redis`] (feature `redis`): the same in Redis.
-//! - [`tower_sessions`] (feature `tower-sessions`): eager ending by deleting from a
+//! - `index_redis` (feature `redis`): the same in Redis.
+//! - `tower_sessions` (feature `tower-sessions`): eager ending by deleting from a
 //!   `tower-sessions` store.
-//! - [`layer`] (feature `axum`): lazy ending, a tower layer that refuses ended sessions.
-//! - [`discovery`] (feature `http`): provider discovery and fetching the JWK Set.
-//! - [`axum`] (feature `axum`): the back-channel logout endpoint and a verified-token extractor.
+//! - `layer` (feature `axum`): lazy ending, a tower layer that refuses ended sessions.
+//! - `discovery` (feature `http`): provider discovery and fetching the JWK Set.
+//! - `axum` (feature `axum`): the back-channel logout endpoint and a verified-token extractor.
 //!
 //! jsonwebtoken chooses its crypto backend at run time; call [`install_crypto`] once at start-up
 //! (the other entry points of this crate do it for you).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod discovery;
 pub mod id_token;
 pub mod index;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod index_redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod index_sql;
 pub mod keys;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod layer;
 pub mod replay;
 #[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower_sessions;
 pub mod verifier;
 pub mod verify;

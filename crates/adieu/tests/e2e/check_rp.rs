@@ -172,7 +172,10 @@ async fn express_openid_connect_is_reported_to_accept_a_token_without_exp() {
     assert!(ready.await.unwrap_or(false), "express_rp.mjs did not start");
     let (status, report) = api(&op, Method::POST, "/api/v1/clients/express/check", Some(ADMIN), None).await;
     assert_eq!(status, 200, "{report}");
-    eprintln!("express-openid-connect: {}", verdicts(&report).iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>().join(" "));
+    eprintln!(
+        "express-openid-connect: {}",
+        verdicts(&report).iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>().join(" ")
+    );
     let of = |probe: &str| report["results"].as_array().unwrap().iter().find(|r| r["probe"] == probe).unwrap().clone();
     let no_exp = of("no-exp");
     assert_eq!(

@@ -195,7 +195,16 @@ async fn serve_log(env: &[(&str, &str)]) -> String {
         .spawn()
         .unwrap();
     // The log is read whether it came up or not (the caller's assertions say what is missing).
-    healthy(port).await;
+    // The log is written by a background thread, and a killed process loses what it had not
+    // written yet: wait (a bounded time) for the start-up line before stopping it.
+    if healthy(port).await {
+        for _ in 0..100 {
+            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("adieu is listening")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     child.kill().await.unwrap();
     std::fs::read_to_string(&log).unwrap()
 }
