@@ -104,6 +104,15 @@ fn is_loopback_host(u: &Url) -> bool {
     }
 }
 
+/// A host name of letters, digits, hyphens and dots (IDNs arrive as `xn--` punycode): no `*` or
+/// other characters the URL standard lets through but no DNS name has.
+fn plain_host(u: &Url) -> bool {
+    match u.host() {
+        Some(Host::Domain(d)) => !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+        _ => true,
+    }
+}
+
 pub(crate) fn parse_absolute(field: &str, raw: &str) -> Result<Url, String> {
     // As typed: the URL parser would silently drop TAB, CR and LF.
     adieu_core::text::check(field, raw)?;
@@ -113,6 +122,9 @@ pub(crate) fn parse_absolute(field: &str, raw: &str) -> Result<Url, String> {
     let u = Url::parse(raw).map_err(|e| format!("{field} {raw:?} is not an absolute URI: {e}"))?;
     if u.fragment().is_some() || raw.contains('#') {
         return Err(format!("{field} {raw:?} must not contain a fragment"));
+    }
+    if !plain_host(&u) {
+        return Err(format!("{field} {raw:?} has a host name with characters no DNS name has"));
     }
     Ok(u)
 }
@@ -576,6 +588,9 @@ mod tests {
         assert!(check_redirect_uri("https://rp.example.com/cb#frag").is_err());
         assert!(check_redirect_uri("relative/cb").is_err());
         assert!(check_redirect_uri("javascript:alert(1)").is_err());
+        assert!(check_redirect_uri("https://a*/cb").is_err(), "no wildcard or odd characters in a host");
+        assert!(check_redirect_uri("https://a_b.example.com/cb").is_err());
+        check_redirect_uri("https://xn--bcher-kva.example/cb").unwrap();
     }
 
     #[test]
