@@ -108,7 +108,9 @@ fn is_loopback_host(u: &Url) -> bool {
 /// other characters the URL standard lets through but no DNS name has.
 fn plain_host(u: &Url) -> bool {
     match u.host() {
-        Some(Host::Domain(d)) => !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+        Some(Host::Domain(d)) => {
+            !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
         _ => true,
     }
 }
