@@ -210,3 +210,39 @@ impl JwksSource for HttpJwks {
         serde_json::from_slice(&bytes).map_err(|e| KeyFetchError(format!("the key set is not a JWK Set: {e}")))
     }
 }
+
+/// One-call setup of the back-channel logout endpoint (features `http` and `axum`).
+#[cfg(feature = "axum")]
+impl crate::axum::BackchannelLogout {
+    /// Discovers `issuer`, fetches its keys over HTTPS (cached, refetched for a new `kid`),
+    /// verifies logout tokens for `client_id` with the default [`crate::verify::VerificationPolicy`]
+    /// and replay protection in memory, and ends the sessions `index` finds with `ender`. For
+    /// several replicas, a custom policy or a shared replay cache, build the parts yourself and
+    /// use [`crate::axum::BackchannelLogout::new`].
+    ///
+    /// ```no_run
+    /// use adieu_rp::axum::BackchannelLogout;
+    /// use adieu_rp::index::{LogoutMarkers, MemorySessionIndex};
+    /// use std::sync::Arc;
+    /// # async fn run() -> Result<(), adieu_rp::discovery::DiscoveryError> {
+    /// let index = Arc::new(MemorySessionIndex::default()); // record each login here
+    /// let markers = Arc::new(LogoutMarkers::default()); // or your session store as a SessionEnder
+    /// let logout = BackchannelLogout::discover("https://id.example.com", "my-app", index, markers).await?;
+    /// let app: axum::Router = axum::Router::new().route("/backchannel-logout", logout.method_router());
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn discover(
+        issuer: &str,
+        client_id: &str,
+        index: std::sync::Arc<dyn crate::index::SessionIndex>,
+        ender: std::sync::Arc<dyn crate::index::SessionEnder>,
+    ) -> Result<Self, DiscoveryError> {
+        let provider = Provider::discover(issuer).await?;
+        let keys = crate::keys::KeyCache::new(std::sync::Arc::new(HttpJwks::new(&provider.jwks_uri)?));
+        let policy = crate::verify::VerificationPolicy::new(&provider.issuer, client_id);
+        let verifier = crate::verifier::LogoutVerifier::new(policy, keys);
+        Ok(Self::new(std::sync::Arc::new(verifier), index, ender))
+    }
+}

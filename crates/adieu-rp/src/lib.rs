@@ -19,6 +19,10 @@
 //! - `discovery` (feature `http`): provider discovery and fetching the JWK Set.
 //! - `axum` (feature `axum`): the back-channel logout endpoint and a verified-token extractor.
 //!
+//! The common path is re-exported here. The shortest setup is
+//! [`BackchannelLogout::discover`](crate::axum::BackchannelLogout) with features `http` and `axum`
+//! (on by default): discovery, keys, the default policy and replay protection in one call.
+//!
 //! jsonwebtoken chooses its crypto backend at run time; call [`install_crypto`] once at start-up
 //! (the other entry points of this crate do it for you).
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -47,6 +51,16 @@ pub mod replay;
 pub mod tower_sessions;
 pub mod verifier;
 pub mod verify;
+
+// The common path, at the root.
+#[cfg(feature = "axum")]
+pub use crate::axum::{BackchannelLogout, VerifiedLogout};
+#[cfg(feature = "http")]
+pub use crate::discovery::{DiscoveryError, HttpJwks, Provider};
+pub use crate::index::{LoginRecord, LogoutMarkers, MemorySessionIndex, SessionEnder, SessionIndex};
+pub use crate::keys::KeyCache;
+pub use crate::verifier::{LogoutVerifier, VerifyFailure};
+pub use crate::verify::{LogoutTokenError, VerificationPolicy, VerifiedLogoutToken};
 
 #[cfg(test)]
 mod suite;

@@ -1,4 +1,6 @@
-//! [`LogoutVerifier`]: a policy, the issuer's cached keys and an optional replay cache, together.
+//! [`LogoutVerifier`]: a policy, the issuer's cached keys and a replay cache, together. Replay
+//! protection is on by default (an in-memory `jti` cache); opting out is
+//! [`LogoutVerifier::danger_without_replay_protection`].
 //! On an unknown `kid` it refreshes the keys (rate limited) and tries once more (key rotation).
 
 use crate::keys::{KeyCache, KeyFetchError};
@@ -55,22 +57,50 @@ impl VerifyFailure {
 }
 
 impl LogoutVerifier {
-    /// A verifier without replay protection.
+    /// A verifier with `jti` replay protection (BC-RP-08) in this process's memory
+    /// ([`crate::replay::MemoryReplayCache`]). Several replicas of one application share a cache
+    /// with [`LogoutVerifier::with_replay_cache`] instead.
     ///
     /// ```
-    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier, verify::VerificationPolicy};
-    /// let v = LogoutVerifier::new(
-    ///     VerificationPolicy::new("https://op.example.com", "c"),
-    ///     KeyCache::new(std::sync::Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: vec![] }))),
-    /// );
-    /// # let _ = v;
+    /// use adieu_rp::keys::{KeyCache, StaticJwks};
+    /// use adieu_rp::verifier::{LogoutVerifier, VerifyFailure};
+    /// use adieu_rp::verify::LogoutTokenError;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// let v = LogoutVerifier::new(policy, KeyCache::new(std::sync::Arc::new(StaticJwks(keys))));
+    /// let first = v.verify(&token, now).await.unwrap();
+    /// v.logout_succeeded(&first, now).await.unwrap();
+    /// // Replay protection is on by default.
+    /// assert_eq!(v.verify(&token, now).await.unwrap_err(), VerifyFailure::Invalid(LogoutTokenError::Replayed));
+    /// # });
     /// ```
     pub fn new(policy: VerificationPolicy, keys: KeyCache) -> Self {
         crate::install_crypto();
-        LogoutVerifier { policy, keys, replay: None }
+        let replay: Arc<dyn ReplayCache> = Arc::new(crate::replay::MemoryReplayCache::default());
+        LogoutVerifier { policy, keys, replay: Some(replay) }
     }
 
-    /// Adds `jti` replay protection (BC-RP-08).
+    /// Turns replay protection off: a captured logout token can then be used again until it
+    /// expires. Its sessions are already ended, so a replay ends no more than the original did;
+    /// the cache is defence in depth, and only tests usually want it gone.
+    ///
+    /// ```
+    /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier, verify::VerificationPolicy};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let (keys, token, policy, now) = adieu_rp::verify::sample_for_docs();
+    /// let v = LogoutVerifier::new(policy, KeyCache::new(std::sync::Arc::new(StaticJwks(keys))))
+    ///     .danger_without_replay_protection();
+    /// let first = v.verify(&token, now).await.unwrap();
+    /// v.logout_succeeded(&first, now).await.unwrap();
+    /// assert!(v.verify(&token, now).await.is_ok(), "the same token again");
+    /// # });
+    /// ```
+    pub fn danger_without_replay_protection(mut self) -> Self {
+        self.replay = None;
+        self
+    }
+
+    /// Replaces the replay cache, e.g. with one shared by every replica (BC-RP-08).
     ///
     /// ```
     /// # use adieu_rp::{keys::{KeyCache, StaticJwks}, verifier::LogoutVerifier, verify::VerificationPolicy};

@@ -102,3 +102,40 @@ async fn sdk_ends_the_application_session_when_the_provider_session_ends() {
         assert!(!rp.markers.is_logged_out("app-session-1"), "{alg}: the other browser's session stays");
     }
 }
+
+/// Proves: the one-call setup (`BackchannelLogout::discover`, root re-exports only) verifies
+/// adieu's logout tokens with the default policy and ends the application session; replay
+/// protection is on without being asked for.
+#[tokio::test]
+async fn the_one_call_setup_ends_the_application_session() {
+    use adieu_rp::{BackchannelLogout, LoginRecord, LogoutMarkers, MemorySessionIndex, SessionIndex};
+    let op = TestOp::start().await.unwrap();
+    op.add_user("alice", None, PASSWORD).await.unwrap();
+    let (index, markers) = (Arc::new(MemorySessionIndex::default()), Arc::new(LogoutMarkers::default()));
+    let logout = BackchannelLogout::discover(&op.issuer, "quick", index.clone(), markers.clone()).await.unwrap();
+    let app = axum::Router::new().route("/backchannel-logout", logout.method_router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/backchannel-logout", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let sub = adieu_core::initiator::InitiatorSubscription::default();
+    let client = op.add_bc_client("quick", "http://127.0.0.1:9951/cb", &uri, sub).await.unwrap();
+    let browser = Browser::new();
+    let tokens = exchange(&op, &client, &get_code(&browser, &op, &client, &[]).await, &[]).await;
+    let claims = verify_id_token(&op, tokens["id_token"].as_str().unwrap(), "quick").await;
+    let login = LoginRecord {
+        issuer: claims["iss"].as_str().unwrap().into(),
+        sub: claims["sub"].as_str().unwrap().into(),
+        sid: claims["sid"].as_str().map(str::to_owned),
+        session_id: "app-session".into(),
+        created_at: claims["iat"].as_i64().unwrap(),
+    };
+    index.record(login).await.unwrap();
+    let hint = tokens["id_token"].as_str().unwrap();
+    browser.http.get(op.url("/logout")).query(&[("id_token_hint", hint)]).send().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !markers.is_logged_out("app-session") {
+        assert!(tokio::time::Instant::now() < deadline, "the application session was not ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.abort();
+}
