@@ -546,7 +546,7 @@ mod tests {
         #[async_trait::async_trait]
         impl crate::keys::JwksSource for Down {
             async fn fetch(&self) -> Result<jsonwebtoken::jwk::JwkSet, crate::keys::KeyFetchError> {
-                Err(crate::keys::KeyFetchError("connect to https://op.internal:8443/jwks refused".into()))
+                Err(crate::keys::KeyFetchError::new("connect to https://op.internal:8443/jwks refused"))
             }
         }
         crate::install_crypto();

@@ -199,15 +199,16 @@ impl HttpJwks {
 #[async_trait]
 impl JwksSource for HttpJwks {
     async fn fetch(&self) -> Result<JwkSet, KeyFetchError> {
-        let res = self.http.get(&self.uri).send().await.map_err(|e| KeyFetchError(e.to_string()))?;
+        let res = self.http.get(&self.uri).send().await.map_err(|e| KeyFetchError::with_source(e.to_string(), e))?;
         if !res.status().is_success() {
-            return Err(KeyFetchError(format!("{} answered {}", self.uri, res.status())));
+            return Err(KeyFetchError::new(format!("{} answered {}", self.uri, res.status())));
         }
-        let bytes = res.bytes().await.map_err(|e| KeyFetchError(e.to_string()))?;
+        let bytes = res.bytes().await.map_err(|e| KeyFetchError::with_source(e.to_string(), e))?;
         if bytes.len() > 512 * 1024 {
-            return Err(KeyFetchError("the key set is larger than 512 KiB".into()));
+            return Err(KeyFetchError::new("the key set is larger than 512 KiB"));
         }
-        serde_json::from_slice(&bytes).map_err(|e| KeyFetchError(format!("the key set is not a JWK Set: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| KeyFetchError::with_source(format!("the key set is not a JWK Set: {e}"), e))
     }
 }
 

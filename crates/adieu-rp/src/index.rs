@@ -38,10 +38,12 @@ pub struct LoginRecord {
     pub created_at: i64,
 }
 
-/// The index or the session store failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("session index: {0}")]
-pub struct IndexError(pub String);
+crate::sourced::sourced_error!(
+    /// The index or the session store failed; the store's error is its `source`.
+    IndexError,
+    "session index",
+    "index::IndexError"
+);
 
 /// Maps provider sessions and users to application sessions.
 ///

@@ -26,7 +26,7 @@ use fred::prelude::{
 use std::collections::HashMap;
 
 fn err(e: fred::error::Error) -> IndexError {
-    IndexError(format!("redis: {e}"))
+    IndexError::with_source(format!("redis: {e}"), e)
 }
 
 /// A session index (and marker store and replay cache) in Redis.
@@ -155,7 +155,7 @@ impl RedisSessionIndex {
             sub: sub.clone(),
             sid: h.get("sid").filter(|s| !s.is_empty()).cloned(),
             session_id: id.to_owned(),
-            created_at: at.parse().map_err(|_| IndexError(format!("redis: bad created-at for session {id}")))?,
+            created_at: at.parse().map_err(|_| IndexError::new(format!("redis: bad created-at for session {id}")))?,
         }))
     }
 
@@ -268,8 +268,11 @@ impl LogoutMarkerStore for RedisSessionIndex {
 #[async_trait]
 impl ReplayCache for RedisSessionIndex {
     async fn seen(&self, issuer: &str, jti: &str, now: i64) -> Result<bool, ReplayError> {
-        let until: Option<i64> =
-            self.client.get(self.jti_key(issuer, jti)).await.map_err(|e| ReplayError(format!("redis: {e}")))?;
+        let until: Option<i64> = self
+            .client
+            .get(self.jti_key(issuer, jti))
+            .await
+            .map_err(|e| ReplayError::with_source(format!("redis: {e}"), e))?;
         Ok(until.is_some_and(|u| u >= now))
     }
 
@@ -282,7 +285,7 @@ impl ReplayCache for RedisSessionIndex {
             .client
             .set(self.jti_key(issuer, jti), until, Some(Expiration::EXAT(until + 1)), None, false)
             .await
-            .map_err(|e| ReplayError(format!("redis: {e}")))?;
+            .map_err(|e| ReplayError::with_source(format!("redis: {e}"), e))?;
         Ok(())
     }
 }

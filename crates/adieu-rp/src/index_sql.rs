@@ -14,11 +14,11 @@ use crate::verify::{LogoutSubject, VerifiedLogoutToken};
 use async_trait::async_trait;
 
 fn err(e: sqlx::Error) -> IndexError {
-    IndexError(e.to_string())
+    IndexError::with_source(e.to_string(), e)
 }
 
 fn replay_err(e: sqlx::Error) -> ReplayError {
-    ReplayError(e.to_string())
+    ReplayError::with_source(e.to_string(), e)
 }
 
 fn ttl_secs(ttl: std::time::Duration) -> i64 {

@@ -27,10 +27,12 @@ pub trait JwksSource: Send + Sync + std::fmt::Debug {
     async fn fetch(&self) -> Result<JwkSet, KeyFetchError>;
 }
 
-/// Fetching the key set failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("fetching the issuer's keys failed: {0}")]
-pub struct KeyFetchError(pub String);
+crate::sourced::sourced_error!(
+    /// Fetching the key set failed; the HTTP or parse error underneath is its `source`.
+    KeyFetchError,
+    "fetching the issuer's keys failed",
+    "keys::KeyFetchError"
+);
 
 /// A fixed key set.
 ///
@@ -238,7 +240,7 @@ mod tests {
         async fn fetch(&self) -> Result<JwkSet, KeyFetchError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             let sets = self.sets.lock().unwrap();
-            sets.last().cloned().ok_or_else(|| KeyFetchError("offline".into()))
+            sets.last().cloned().ok_or_else(|| KeyFetchError::new("offline"))
         }
     }
 

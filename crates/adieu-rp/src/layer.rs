@@ -211,13 +211,13 @@ mod tests {
     #[async_trait]
     impl SessionEnder for Broken {
         async fn end_sessions(&self, _: &[String]) -> Result<(), IndexError> {
-            Err(IndexError("down".into()))
+            Err(IndexError::new("down"))
         }
     }
     #[async_trait]
     impl LogoutMarkerStore for Broken {
         async fn is_logged_out(&self, _: &str) -> Result<bool, IndexError> {
-            Err(IndexError("down".into()))
+            Err(IndexError::new("down"))
         }
     }
 

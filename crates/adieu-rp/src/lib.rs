@@ -46,6 +46,7 @@ pub mod keys;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod layer;
 pub mod replay;
+mod sourced;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower_sessions;

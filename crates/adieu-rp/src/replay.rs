@@ -25,10 +25,12 @@ pub trait ReplayCache: Send + Sync + std::fmt::Debug {
     async fn remember(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), ReplayError>;
 }
 
-/// The replay store failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("replay cache: {0}")]
-pub struct ReplayError(pub String);
+crate::sourced::sourced_error!(
+    /// The replay store failed; the database's error is its `source`.
+    ReplayError,
+    "replay cache",
+    "replay::ReplayError"
+);
 
 /// An in-memory replay cache for a single process, bounded by expiry (expired entries are
 /// dropped as new ones arrive).

@@ -61,7 +61,10 @@ impl<S: SessionStore> SessionEnder for TowerSessionsEnder<S> {
                 tracing::warn!("the index holds a session id that is not a tower-sessions id; ignored");
                 continue;
             };
-            self.store.delete(&id).await.map_err(|e| IndexError(format!("tower-sessions store: {e}")))?;
+            self.store
+                .delete(&id)
+                .await
+                .map_err(|e| IndexError::with_source(format!("tower-sessions store: {e}"), e))?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! On an unknown `kid` it refreshes the keys (rate limited) and tries once more (key rotation).
 
 use crate::keys::{KeyCache, KeyFetchError};
-use crate::replay::ReplayCache;
+use crate::replay::{ReplayCache, ReplayError};
 use crate::verify::{LogoutTokenError, VerificationPolicy, VerifiedLogoutToken, verify_prepared};
 use std::sync::Arc;
 
@@ -38,9 +38,9 @@ pub enum VerifyFailure {
     /// limited (answer 503: a provider that retries will try again).
     #[error(transparent)]
     Keys(#[from] KeyFetchError),
-    /// The replay cache failed (answer 503).
+    /// The replay cache failed (answer 503); the cache's error is kept.
     #[error("replay cache unavailable: {0}")]
-    Replay(String),
+    Replay(#[source] ReplayError),
 }
 
 impl VerifyFailure {
@@ -159,7 +159,7 @@ impl LogoutVerifier {
                 let keys = self.keys.refresh().await?;
                 match verify_prepared(raw, &keys, &self.policy, now) {
                     Err(LogoutTokenError::UnknownKey(_)) if self.keys.is_stale().await => {
-                        return Err(KeyFetchError(format!(
+                        return Err(KeyFetchError::new(format!(
                             "unknown key {kid:?}, and the issuer's keys could not be fetched"
                         ))
                         .into());
@@ -170,7 +170,7 @@ impl LogoutVerifier {
             other => other?,
         };
         if let Some(replay) = &self.replay
-            && replay.seen(verified.issuer(), verified.jti(), now).await.map_err(|e| VerifyFailure::Replay(e.0))?
+            && replay.seen(verified.issuer(), verified.jti(), now).await.map_err(VerifyFailure::Replay)?
         {
             return Err(LogoutTokenError::Replayed.into());
         }
@@ -193,7 +193,7 @@ impl LogoutVerifier {
     pub async fn logout_succeeded(&self, token: &VerifiedLogoutToken, now: i64) -> Result<(), VerifyFailure> {
         let Some(replay) = &self.replay else { return Ok(()) };
         let until = self.policy.acceptable_until(token);
-        replay.remember(token.issuer(), token.jti(), until, now).await.map_err(|e| VerifyFailure::Replay(e.0))
+        replay.remember(token.issuer(), token.jti(), until, now).await.map_err(VerifyFailure::Replay)
     }
 }
 
@@ -212,7 +212,7 @@ mod tests {
     #[async_trait::async_trait]
     impl JwksSource for Provider {
         async fn fetch(&self) -> Result<JwkSet, KeyFetchError> {
-            self.0.lock().unwrap().clone().ok_or_else(|| KeyFetchError("offline".into()))
+            self.0.lock().unwrap().clone().ok_or_else(|| KeyFetchError::new("offline"))
         }
     }
 

@@ -237,8 +237,9 @@ struct OutboundJwks {
 #[async_trait]
 impl JwksSource for OutboundJwks {
     async fn fetch(&self) -> Result<JwkSet, KeyFetchError> {
-        let body = get(&self.outbound, &self.uri, None).await.map_err(KeyFetchError)?;
-        serde_json::from_slice(&body).map_err(|e| KeyFetchError(format!("the key set is not a JWK Set: {e}")))
+        let body = get(&self.outbound, &self.uri, None).await.map_err(KeyFetchError::new)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| KeyFetchError::with_source(format!("the key set is not a JWK Set: {e}"), e))
     }
 }
 
