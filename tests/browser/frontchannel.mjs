@@ -25,7 +25,7 @@ import { chromium } from 'playwright-core';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
+import { axeBothSchemes, openInLanguage } from './axe.mjs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -134,17 +134,10 @@ await new Promise((ok) => server.listen(Number(args['rp-port']), '127.0.0.1', ok
 
 // ---- The browser ------------------------------------------------------------------------------
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-async function audit(p, what) {
-  for (const scheme of ['light', 'dark']) {
-    await p.emulateMedia({ colorScheme: scheme });
-    await p.addScriptTag({ path: AXE });
-    const result = await p.evaluate(() =>
-      globalThis.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }),
-    );
-    const found = result.violations.map((v) => `${v.id} (${v.impact}): ${v.help}; at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-    if (found.length) fail(`axe-core found ${found.length} violation(s) on ${what} (${scheme}):\n${found.join('\n')}`);
-    console.log(`  axe-core: ${what} (${scheme}): ${result.passes.length} rules passed`);
+async function audit(page, what) {
+  for (const { scheme, violations, passes } of await axeBothSchemes(page)) {
+    if (violations.length) fail(`axe-core found ${violations.length} violation(s) on ${what} (${scheme}):\n${violations.join('\n')}`);
+    console.log(`  axe-core: ${what} (${scheme}): ${passes} rules passed`);
   }
 }
 
@@ -157,11 +150,7 @@ async function auditLanguages(from, url, what, prefix) {
   const context = await browser.newContext({ viewport: { width: 900, height: 640 }, bypassCSP: true });
   await context.addCookies(await from.cookies());
   for (const lang of ['en', 'de', 'fr', 'es']) {
-    const view = await context.newPage();
-    await view.setExtraHTTPHeaders({ 'Accept-Language': lang });
-    await view.goto(url);
-    const tag = await view.evaluate(() => document.documentElement.lang);
-    if (tag !== lang) fail(`${what} answered <html lang="${tag}"> to Accept-Language ${lang}`);
+    const view = await openInLanguage(context, url, lang);
     await audit(view, `${what} (${lang})`);
     await view.screenshot({ path: join(out, `${prefix}-${lang}.png`), fullPage: true });
     await view.close();

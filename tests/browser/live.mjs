@@ -12,7 +12,7 @@
 import { chromium } from 'playwright-core';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { axeBothSchemes, openInLanguage } from './axe.mjs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -43,17 +43,10 @@ const fail = (message) => {
   throw new Error(message);
 };
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 async function audit(page, what) {
-  for (const scheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await page.addScriptTag({ path: AXE });
-    const result = await page.evaluate(() =>
-      globalThis.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }),
-    );
-    const found = result.violations.map((v) => `${v.id} (${v.impact}): ${v.help}; at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-    if (found.length) fail(`axe-core found ${found.length} violation(s) on ${what} (${scheme}):\n${found.join('\n')}`);
-    console.log(`  axe-core: ${what} (${scheme}): ${result.passes.length} rules passed`);
+  for (const { scheme, violations, passes } of await axeBothSchemes(page)) {
+    if (violations.length) fail(`axe-core found ${violations.length} violation(s) on ${what} (${scheme}):\n${violations.join('\n')}`);
+    console.log(`  axe-core: ${what} (${scheme}): ${passes} rules passed`);
   }
 }
 
@@ -124,11 +117,7 @@ try {
   await view.getByText('You are signed out').waitFor();
   await audit(view, "a sign-out's status page");
   for (const lang of ['de', 'fr', 'es']) {
-    const other = await auditing.newPage();
-    await other.setExtraHTTPHeaders({ 'Accept-Language': lang });
-    await other.goto(`${provider}${link}`);
-    const tag = await other.evaluate(() => document.documentElement.lang);
-    if (tag !== lang) fail(`the status page answered <html lang="${tag}"> to Accept-Language ${lang}`);
+    const other = await openInLanguage(auditing, `${provider}${link}`, lang);
     await audit(other, `a sign-out's status page (${lang})`);
     await other.screenshot({ path: join(out, `22-status-${lang}.png`), fullPage: true });
     await other.close();

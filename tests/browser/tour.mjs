@@ -11,7 +11,7 @@
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { axeBothSchemes, openInLanguage } from './axe.mjs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -84,22 +84,12 @@ async function seeText(page, text, what) {
 
 // axe-core (WCAG 2.0, 2.1 and 2.2, levels A and AA) on the provider's page as it is now, in the light
 // and the dark colour scheme. Every violation is a failure naming the rule, the elements and the page.
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const audited = [];
 async function auditHere(page, what, lang) {
-  for (const scheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await page.addScriptTag({ path: AXE });
-    const result = await page.evaluate(() =>
-      globalThis.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }),
-    );
-    const found = result.violations.map(
-      (v) => `${v.id} (${v.impact}): ${v.help}; at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
-    );
-    expect(found.length === 0, `axe-core found ${found.length} violation(s) on ${what} (${lang}, ${scheme}, ${page.url()}):\n${found.join('\n')}`);
-    audited.push(`${what} (${lang}, ${scheme}): ${result.passes.length} rules passed`);
+  for (const { scheme, violations, passes } of await axeBothSchemes(page)) {
+    expect(violations.length === 0, `axe-core found ${violations.length} violation(s) on ${what} (${lang}, ${scheme}, ${page.url()}):\n${violations.join('\n')}`);
+    audited.push(`${what} (${lang}, ${scheme}): ${passes} rules passed`);
   }
-  await page.emulateMedia({ colorScheme: 'light' });
 }
 
 // The page as it is now (English), then the same address in German, French and Spanish
@@ -109,12 +99,13 @@ const LANGUAGES = ['de', 'fr', 'es'];
 async function audit(page, what) {
   await auditHere(page, what, 'en');
   for (const lang of LANGUAGES) {
-    const view = await page.context().newPage();
+    let view;
     try {
-      await view.setExtraHTTPHeaders({ 'Accept-Language': `${lang};q=1, en;q=0.5` });
-      await view.goto(page.url());
-      const tag = await view.evaluate(() => document.documentElement.lang);
-      expect(tag === lang, `${what} answered <html lang="${tag}"> to Accept-Language ${lang}`);
+      view = await openInLanguage(page.context(), page.url(), lang);
+    } catch (e) {
+      fail(`${what}: ${e.message}`);
+    }
+    try {
       await auditHere(view, what, lang);
       const slug = what.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
       await shot(view, `lang-${lang}-${slug}.png`);

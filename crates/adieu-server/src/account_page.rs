@@ -147,14 +147,9 @@ fn not_signed_in(state: &AppState) -> Response {
 /// The first checks of every form, in order: CSRF, then an active session of an existing user.
 async fn check_form(state: &AppState, jar: &CookieJar, headers: &HeaderMap, csrf: &str) -> Result<SignedIn, Refusal> {
     if check_csrf(state, jar, headers, csrf).is_err() {
-        return Err(PageError {
-            status: StatusCode::FORBIDDEN,
-            title: msg("Please try again").into(),
-            message: msg(
-                "The form expired or was sent from another site. Nothing was changed. Reload the page and try again.",
-            )
-            .into(),
-        }
+        return Err(PageError::form_refused(msg(
+            "The form expired or was sent from another site. Nothing was changed. Reload the page and try again.",
+        ))
         .into());
     }
     signed_in(state, jar).await?.ok_or_else(|| Refusal(not_signed_in(state)))

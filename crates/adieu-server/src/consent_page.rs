@@ -24,7 +24,7 @@ use adieu_core::session::Session;
 use adieu_core::store::StoreResult;
 use adieu_proto::ErrorCode;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -160,12 +160,9 @@ async fn decide(
     Form(form): Form<DecideForm>,
 ) -> Result<Response, PageError> {
     if check_csrf(&state, &jar, &headers, &form.csrf).is_err() {
-        return Err(PageError {
-            status: StatusCode::FORBIDDEN,
-            title: msg("Please try again").into(),
-            message: msg("The form expired or was sent from another site. Go back to the application and start again.")
-                .into(),
-        });
+        return Err(PageError::form_refused(msg(
+            "The form expired or was sent from another site. Go back to the application and start again.",
+        )));
     }
     let allow = match form.decision.as_str() {
         "allow" => true,
@@ -228,14 +225,9 @@ async fn withdraw(
     Form(form): Form<WithdrawForm>,
 ) -> Result<Response, PageError> {
     if check_csrf(&state, &jar, &headers, &form.csrf).is_err() {
-        return Err(PageError {
-            status: StatusCode::FORBIDDEN,
-            title: msg("Please try again").into(),
-            message: msg(
-                "The form expired or was sent from another site. Nothing was changed. Reload the page and try again.",
-            )
-            .into(),
-        });
+        return Err(PageError::form_refused(msg(
+            "The form expired or was sent from another site. Nothing was changed. Reload the page and try again.",
+        )));
     }
     let session = current_session(&state, &jar).await?.ok_or_else(signed_out)?;
     let client = ClientId::new(form.client.trim());

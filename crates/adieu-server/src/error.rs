@@ -107,6 +107,12 @@ impl PageError {
         PageError { status: StatusCode::BAD_REQUEST, title: title.into(), message: message.into() }
     }
 
+    /// 403: a form whose CSRF check failed (expired, or sent from another site); `message`
+    /// says what to do next.
+    pub fn form_refused(message: &'static str) -> Self {
+        PageError { status: StatusCode::FORBIDDEN, title: msg("Please try again").into(), message: message.into() }
+    }
+
     /// 429: an address started more sign-ins than `login.max_pending_per_address` allows.
     pub fn too_many_pending_sign_ins() -> Self {
         PageError {

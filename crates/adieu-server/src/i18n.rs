@@ -91,7 +91,7 @@ pub const fn msg(id: &'static str) -> &'static str {
 /// `id` in `locale` (the id itself when it has no translation).
 pub fn translate(locale: Locale, id: &str) -> Cow<'_, str> {
     match locale.catalogue().and_then(|c| c.get(id)) {
-        Some(t) => Cow::Owned(t.clone()),
+        Some(t) => Cow::Borrowed(t.as_str()),
         None => Cow::Borrowed(id),
     }
 }

@@ -124,12 +124,9 @@ async fn submit(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     if check_csrf(&state, &jar, &headers, &form.csrf).is_err() {
-        return Err(PageError {
-            status: StatusCode::FORBIDDEN,
-            title: msg("Please try again").into(),
-            message: msg("The sign-in form expired or was sent from another site. Reload the page and sign in again.")
-                .into(),
-        });
+        return Err(PageError::form_refused(msg(
+            "The sign-in form expired or was sent from another site. Reload the page and sign in again.",
+        )));
     }
     let pend = pending(&state, form.request.as_deref()).await?;
     let (jar, csrf) = csrf_token(&state, jar);

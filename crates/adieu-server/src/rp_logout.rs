@@ -22,7 +22,7 @@ use adieu_core::session::{EndedSession, Session};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
@@ -166,12 +166,9 @@ async fn confirm_inner(state: AppState, jar: CookieJar, headers: HeaderMap, raw:
     let mut p = parse_params(raw).map_err(|e| invalid(&e))?;
     let csrf = p.remove("csrf").unwrap_or_default();
     if check_csrf(&state, &jar, &headers, &csrf).is_err() {
-        return Err(PageError {
-            status: StatusCode::FORBIDDEN,
-            title: msg("Please try again").into(),
-            message: msg("The sign-out form expired or was sent from another site. Reload the page and try again.")
-                .into(),
-        });
+        return Err(PageError::form_refused(msg(
+            "The sign-out form expired or was sent from another site. Reload the page and try again.",
+        )));
     }
     let yes = p.remove("confirm").is_some_and(|c| c == "yes");
     let req = validate(&state, &p).await?;
